@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine (network: package registries only):
+#   make run    the main job: a paper session on the shipped offline sample + HTML report
+#   make test   lint, unit, acceptance and notebook (nbval) tests, offline
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.research_lib-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup run test lint unit notebooks slow bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/research-lib report data_sanity -p symbols SPY,QQQ,BTC-USD,ETH-USD
+
+lint: $(STAMP)
+	$(BIN)/ruff check research_lib tests tools
+	$(BIN)/ruff format --check research_lib tests tools
+
+test: $(STAMP)
+	$(BIN)/ruff check research_lib tests tools
+	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS) tests \
+	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
+
+slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -p no:cacheprovider tests
+
+clean:
+	rm -rf $(VENV) reports/*.html .pytest_cache

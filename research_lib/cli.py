@@ -1,0 +1,132 @@
+"""``research-lib``: one console entry point with subcommands.
+
+Imports are lazy per subcommand so ``research-lib paper`` never pays for scikit-learn,
+skl2onnx, matplotlib or papermill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import ResearchLibError
+
+# subcommand -> "module:function"; the function takes the parsed args and returns an exit code
+HANDLERS: dict[str, str] = {
+    "data check": "research_lib.data.sanity:cli_check",
+    "features": "research_lib.features_cli:cli_features",
+    "report": "research_lib.notebooks:cli_report",
+    "train": "research_lib.models.train:cli_train",
+    "parity": "research_lib.models.onnx:cli_parity",
+    "routing": "research_lib.models.router:cli_routing",
+    "convert-legacy": "research_lib.models.onnx:cli_convert_legacy",
+    "paper": "research_lib.session:cli_paper",
+    "reset-halt": "research_lib.session:cli_reset_halt",
+}
+
+
+def _common_data(p: argparse.ArgumentParser, symbols_required: bool = True) -> None:
+    p.add_argument("--symbols", required=symbols_required,
+                   help="comma-separated tickers, e.g. SPY,QQQ,BTC-USD")
+    p.add_argument("--source", default="sample",
+                   help="sample (default, offline) | yfinance | cache | csv:PATH")
+    p.add_argument("--start", default=None, help="first date (inclusive), e.g. 2016-01-01")
+    p.add_argument("--end", default=None, help="last date (inclusive)")
+    p.add_argument("--interval", default="1d", help="bar interval (the sample is daily)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="research-lib", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="WARNING", help="JSON log level on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="data commands")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    check = dsub.add_parser("check", help="run the data-sanity suite; exit 1 on any error")
+    _common_data(check)
+    check.add_argument("--jump-threshold", type=float, default=None,
+                       help="flag |1-bar return| above this (default per asset class)")
+    check.add_argument("--stale-after", default=None,
+                       help="flag a last bar older than this (e.g. 5D); default: not checked "
+                            "for historical ranges")
+    check.add_argument("--json", action="store_true", help="print findings as JSON lines")
+
+    feat = sub.add_parser("features", help="write the feature matrix (parquet or csv)")
+    _common_data(feat)
+    feat.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
+
+    rep = sub.add_parser("report", help="run a notebook with papermill and write HTML")
+    rep.add_argument("name", help="notebook name in notebooks/, e.g. data_sanity")
+    rep.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"), help="notebook parameter (repeatable)")
+    rep.add_argument("--out", default=None, help="HTML path (default reports/NAME.html)")
+    rep.add_argument("--keep-notebook", action="store_true",
+                     help="also keep the executed .ipynb beside the HTML")
+
+    tr = sub.add_parser("train", help="train a model, export ONNX, write its card")
+    tr.add_argument("--asset-class", required=True, choices=["universal", "equities", "crypto"])
+    _common_data(tr)
+    tr.add_argument("--out", required=True, help="models/NAME.onnx")
+    tr.add_argument("--pipeline", default=None, help="pipeline name from config (default per class)")
+    tr.add_argument("--seed", type=int, default=None)
+
+    par = sub.add_parser("parity", help="sklearn vs onnxruntime on held-out rows")
+    par.add_argument("model", help="models/NAME.onnx")
+    par.add_argument("--json", action="store_true")
+
+    rt = sub.add_parser("routing", help="print symbol -> class -> model routing")
+    rt.add_argument("--symbols", default=None)
+    rt.add_argument("--json", action="store_true")
+
+    cl = sub.add_parser("convert-legacy", help="convert a scikit-learn pickle to ONNX, once")
+    cl.add_argument("pickle", help="PATH.pkl")
+    cl.add_argument("--out", required=True, help="models/NAME.onnx")
+    cl.add_argument("--trust", action="store_true",
+                    help="confirm you trust this file: loading a pickle runs its code")
+
+    pp = sub.add_parser("paper", help="run a paper-trading session (live or replay)")
+    _common_data(pp)
+    pp.add_argument("--duration", default=None, help="wall-time cap, e.g. 5min, 60min, 30s")
+    pp.add_argument("--dry-run", action="store_true", help="decide and record, fill nothing")
+    pp.add_argument("--model", default=None,
+                    help="force a model: a registry name or baseline:sma_cross / baseline:buy_and_hold")
+    pp.add_argument("--run-dir", default=None, help="folder for runs (default from session.yaml)")
+    pp.add_argument("--resume", default=None, metavar="RUN", help="resume run RUN from its ledger")
+    pp.add_argument("--mode", choices=["replay", "live"], default=None,
+                    help="replay history (default for sample/csv/cache) or poll live (yfinance)")
+    pp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    pp.add_argument("--config-dir", default=None, help="folder with risk/session/assets yaml")
+
+    rh = sub.add_parser("reset-halt", help="clear a latched drawdown HALT after review")
+    rh.add_argument("run", help="run id (folder under the run dir) or path to its ledger")
+    rh.add_argument("--run-dir", default=None)
+    rh.add_argument("--reason", default="manual reset", help="why, recorded in the ledger")
+    return parser
+
+
+def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
+    mod, _, fn = target.partition(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .telemetry import configure
+
+    configure(level=args.log_level)
+    key = args.command if args.command != "data" else f"data {args.data_command}"
+    try:
+        return int(_resolve(HANDLERS[key])(args) or 0)
+    except ResearchLibError as exc:
+        print(f"research-lib {key}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"research-lib {key}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,476 @@
+"""Frozen, typed settings for assets, risk and the session; validated when built.
+
+Every file is read with ``yaml.safe_load`` (a ``!!python/object`` tag is refused).
+Errors name the file, the key, the value and the fix:
+``config/risk.yaml: risk.max_position_pct must be in (0, 1], got 1.5``.
+:class:`ConfigWatcher` reloads a file when it changes; an invalid edit keeps the previous
+config and logs the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+from .telemetry import get_logger, log_event
+
+log = get_logger("config")
+
+T = TypeVar("T")
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The folder holding ``config/`` and ``models/``: ``$RESEARCH_LIB_HOME``, else the
+    nearest parent of the working directory that has ``config/assets.yaml``, else the
+    checkout this package was installed from (editable installs)."""
+    env = os.environ.get("RESEARCH_LIB_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for p in (here, *here.parents):
+        if (p / "config" / "assets.yaml").is_file():
+            return p
+    return PACKAGE_ROOT.parent
+
+
+def config_dir() -> Path:
+    return project_root() / "config"
+
+
+def models_dir() -> Path:
+    return project_root() / "models"
+
+
+# --------------------------------------------------------------------------- YAML
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``safe_load`` only; errors name the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{p}: file not found; create it or pass the right path") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{p}: not valid YAML ({exc.__class__.__name__}: {exc}); only plain YAML is "
+            "accepted (tags such as !!python/object are refused)"
+        ) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+# ------------------------------------------------------------------ field checking
+def _rng(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False):
+    def check(v: float) -> str | None:
+        bad = (
+            (lo is not None and (v <= lo if lo_open else v < lo))
+            or (hi is not None and (v >= hi if hi_open else v > hi))
+        )
+        if bad:
+            left = "(" if lo_open else "["
+            right = ")" if hi_open else "]"
+            return f"must be in {left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{right}"
+        return None
+
+    return check
+
+
+def _f(default: Any, check: Callable[[Any], str | None] | None = None, doc: str = "") -> Any:
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+def _coerce(section: str, name: str, ftype: Any, value: Any) -> Any:
+    where = f"{section}.{name}"
+    if ftype in ("float", float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if ftype in ("int", int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return int(value)
+    if ftype in ("bool", bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if ftype in ("str", str):
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"{where} must be a string, got {value!r} ({type(value).__name__}); "
+                "quote it in YAML"
+            )
+        return value
+    return value
+
+
+def build_section(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:
+    """Build a frozen dataclass from a mapping: unknown keys, wrong types and out-of-range
+    values are errors naming ``section.key``, the value and what is allowed."""
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {section}.{unknown[0]}; allowed keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        value = _coerce(section, name, f.type, data[name])
+        check = f.metadata.get("check")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(f"{section}.{name} {problem}, got {data[name]!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+# -------------------------------------------------------------------------- risk
+@dataclass(frozen=True)
+class RiskLimits:
+    """Hard pre-trade and portfolio limits (``config/risk.yaml``, section ``risk``)."""
+
+    max_position_pct: float = _f(0.15, _rng(0, 1, lo_open=True), "largest |position| / equity")
+    max_gross_leverage: float = _f(2.0, _rng(0, 10, lo_open=True), "sum |positions| / equity")
+    daily_loss_stop_pct: float = _f(0.03, _rng(0, 1, lo_open=True, hi_open=True),
+                                    "loss on the day that moves the account to REDUCING")
+    max_drawdown_pct: float = _f(0.20, _rng(0, 1, lo_open=True, hi_open=True),
+                                 "drawdown from peak equity that flattens and HALTS")
+    price_band_pct: float = _f(0.25, _rng(0, 10, lo_open=True),
+                               "circuit breaker: |price/reference - 1| above this halts the symbol")
+    cash_buffer_pct: float = _f(0.02, _rng(0, 0.5), "share of equity sizing keeps in cash")
+    allow_short: bool = _f(False, None, "whether targets may be negative")
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """How a probability becomes a target weight (``config/session.yaml``, ``signal``)."""
+
+    long_threshold: float = _f(0.52, _rng(0, 1), "p(up) above this goes long")
+    short_threshold: float = _f(0.48, _rng(0, 1), "p(up) below this goes flat (or short)")
+    target_weight: float = _f(0.15, _rng(0, 1, lo_open=True), "weight of a full position")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Broker and loop settings (``config/session.yaml``, section ``session``)."""
+
+    initial_cash: float = _f(100_000.0, _rng(0, None, lo_open=True), "starting cash")
+    slippage_bps: float = _f(2.0, _rng(0, 1000), "adverse slippage on every fill, in bps")
+    commission_bps: float = _f(1.0, _rng(0, 1000), "commission in bps of notional")
+    commission_per_share: float = _f(0.0, _rng(0, 10), "commission per share (equities)")
+    crypto_lot_size: float = _f(0.0001, _rng(0, 1, lo_open=True), "crypto quantity step")
+    interval: str = _f("1d", None, "bar interval")
+    source: str = _f("sample", None, "default data source")
+    kill_file: str = _f("kill.flag", None, "kill switch file (relative to the run dir's parent)")
+    run_dir: str = _f("runs", None, "where run folders with ledgers are written")
+    warmup_bars: int = _f(60, _rng(1, 10_000), "history fetched before the first decision")
+    seed: int = _f(7, _rng(0, None), "seed for anything random")
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    limits: RiskLimits = field(default_factory=RiskLimits)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    session: SessionConfig = field(default_factory=SessionConfig)
+    signal: SignalConfig = field(default_factory=SignalConfig)
+
+
+def load_risk(path: str | Path | None = None) -> RiskLimits:
+    p = Path(path) if path else config_dir() / "risk.yaml"
+    data = load_yaml(p)
+    _only_keys(p, data, {"risk"})
+    try:
+        return build_section(RiskLimits, data.get("risk"), "risk")
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def load_session(path: str | Path | None = None) -> SessionSettings:
+    p = Path(path) if path else config_dir() / "session.yaml"
+    data = load_yaml(p)
+    _only_keys(p, data, {"session", "signal"})
+    try:
+        s = SessionSettings(
+            session=build_section(SessionConfig, data.get("session"), "session"),
+            signal=build_section(SignalConfig, data.get("signal"), "signal"),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    if s.signal.short_threshold > s.signal.long_threshold:
+        raise ConfigError(
+            f"{p}: signal.short_threshold ({s.signal.short_threshold}) must not exceed "
+            f"signal.long_threshold ({s.signal.long_threshold})"
+        )
+    return s
+
+
+def _only_keys(path: Path, data: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+# ------------------------------------------------------------------------ assets
+OCC_PATTERN = r"re:^[A-Z]{1,6}\s*\d{6}[CP]\d{8}$"
+CALENDARS = ("XNYS", "24/7")
+
+
+@dataclass(frozen=True)
+class AssetClass:
+    name: str
+    patterns: tuple[str, ...]
+    calendar: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class AssetsConfig:
+    """Symbol -> asset class -> model (``config/assets.yaml``).
+
+    ``classes`` are tried in file order; a pattern is a shell glob (``*-USD``) or a regular
+    expression prefixed with ``re:``. ``overrides`` pin a symbol to a class.
+    """
+
+    universal_model: str
+    classes: tuple[AssetClass, ...]
+    overrides: Mapping[str, str]
+    models: Mapping[str, ModelEntry]
+    source_path: str = ""
+
+    def classify(self, symbol: str) -> str:
+        if not isinstance(symbol, str) or not symbol:
+            raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
+        if symbol in self.overrides:
+            return self.overrides[symbol]
+        for cls in self.classes:
+            for pat in cls.patterns:
+                if pat.startswith("re:"):
+                    if re.match(pat[3:], symbol):
+                        return cls.name
+                elif fnmatch.fnmatchcase(symbol, pat):
+                    return cls.name
+        raise ConfigError(
+            f"symbol {symbol!r} matches no asset class in {self.source_path or 'assets.yaml'}; "
+            "add a catch-all pattern '*' to a class or an entry under overrides"
+        )
+
+    def asset_class(self, name: str) -> AssetClass:
+        for cls in self.classes:
+            if cls.name == name:
+                return cls
+        raise ConfigError(f"unknown asset class {name!r}; known: {[c.name for c in self.classes]}")
+
+    def calendar_for(self, symbol: str) -> str:
+        return self.asset_class(self.classify(symbol)).calendar
+
+
+_ASSET_TOP = {"universal_model", "classes", "overrides", "models"}
+_CLASS_KEYS = {"patterns", "calendar", "model"}
+_MODEL_KEYS = {"path", "sha256"}
+
+
+def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> AssetsConfig:
+    """Validate the assets mapping; every error names the key and the fix."""
+
+    def err(msg: str) -> ConfigError:
+        return ConfigError(f"{source}: {msg}")
+
+    unknown = sorted(set(data) - _ASSET_TOP)
+    if unknown:
+        raise err(f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_ASSET_TOP))}")
+    models_raw = data.get("models") or {}
+    if not isinstance(models_raw, dict):
+        raise err("models must be a mapping of model name -> {path, sha256}")
+    models: dict[str, ModelEntry] = {}
+    for name, entry in models_raw.items():
+        if not isinstance(name, str):
+            raise err(f"models key {name!r} parsed as {type(name).__name__}; quote it")
+        if not isinstance(entry, dict):
+            raise err(f"models.{name} must be a mapping with path and sha256")
+        bad = sorted(set(entry) - _MODEL_KEYS)
+        if bad:
+            raise err(f"unknown key models.{name}.{bad[0]}; allowed: path, sha256")
+        path = entry.get("path")
+        if not isinstance(path, str) or not path:
+            raise err(f"models.{name}.path must be a file name inside models/, got {path!r}")
+        sha = entry.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise err(f"models.{name}.sha256 must be 64 lowercase hex digits, got {sha!r}")
+        models[name] = ModelEntry(name=name, path=path, sha256=sha)
+    universal = data.get("universal_model")
+    if not isinstance(universal, str) or universal not in models:
+        raise err(
+            f"universal_model must name an entry under models, got {universal!r}; "
+            f"models: {sorted(models)}"
+        )
+    classes_raw = data.get("classes")
+    if not isinstance(classes_raw, dict) or not classes_raw:
+        raise err("classes must be a non-empty mapping of class name -> {patterns, calendar, model}")
+    classes = []
+    for cname, spec in classes_raw.items():
+        if not isinstance(spec, dict):
+            raise err(f"classes.{cname} must be a mapping")
+        bad = sorted(set(spec) - _CLASS_KEYS)
+        if bad:
+            raise err(f"unknown key classes.{cname}.{bad[0]}; allowed: {', '.join(sorted(_CLASS_KEYS))}")
+        model = spec.get("model")
+        if not model:
+            raise err(f"classes.{cname} has no model; add `model: NAME` naming an entry under models")
+        if model not in models:
+            raise err(f"classes.{cname}.model {model!r} is not under models; known: {sorted(models)}")
+        pats = spec.get("patterns") or []
+        if not isinstance(pats, list) or not pats:
+            raise err(f"classes.{cname}.patterns must be a non-empty list of globs or re: patterns")
+        for i, pat in enumerate(pats):
+            if not isinstance(pat, str):
+                raise err(
+                    f"classes.{cname}.patterns[{i}] parsed as {type(pat).__name__} {pat!r}; "
+                    "quote it in YAML"
+                )
+            if pat.startswith("re:"):
+                try:
+                    re.compile(pat[3:])
+                except re.error as exc:
+                    raise err(f"classes.{cname}.patterns[{i}] is not a valid regex: {exc}") from None
+        cal = spec.get("calendar", "XNYS")
+        if cal not in CALENDARS:
+            raise err(f"classes.{cname}.calendar must be one of {CALENDARS}, got {cal!r}")
+        classes.append(AssetClass(name=str(cname), patterns=tuple(pats), calendar=cal, model=model))
+    names = {c.name for c in classes}
+    overrides_raw = data.get("overrides") or {}
+    if not isinstance(overrides_raw, dict):
+        raise err("overrides must be a mapping of symbol -> class")
+    overrides: dict[str, str] = {}
+    for sym, cname in overrides_raw.items():
+        if not isinstance(sym, str):
+            raise err(
+                f"overrides key {sym!r} parsed as {type(sym).__name__}; a ticker such as ON, "
+                "NO or YES must be quoted in YAML ('ON')"
+            )
+        if cname not in names:
+            raise err(f"overrides.{sym} names unknown class {cname!r}; known: {sorted(names)}")
+        overrides[sym] = cname
+    return AssetsConfig(
+        universal_model=universal,
+        classes=tuple(classes),
+        overrides=overrides,
+        models=models,
+        source_path=source,
+    )
+
+
+def load_assets(path: str | Path | None = None) -> AssetsConfig:
+    p = Path(path) if path else config_dir() / "assets.yaml"
+    return parse_assets(load_yaml(p), source=str(p))
+
+
+DEFAULT_ASSETS = parse_assets(
+    {
+        "universal_model": "universal_v1",
+        "classes": {
+            "crypto": {"patterns": ["*-USD", "*USDT", "*-USDT"], "calendar": "24/7",
+                       "model": "crypto_v1"},
+            "options": {"patterns": [OCC_PATTERN], "calendar": "XNYS", "model": "options_v1"},
+            "equities": {"patterns": ["*"], "calendar": "XNYS", "model": "equities_v1"},
+        },
+        "models": {
+            n: {"path": f"{n}.onnx"}
+            for n in ("universal_v1", "crypto_v1", "equities_v1", "options_v1")
+        },
+    },
+    source="<built-in defaults>",
+)
+
+
+def parse_symbols(value: str | list[Any]) -> list[str]:
+    """``"SPY,QQQ"`` or a list -> ``["SPY", "QQQ"]``; a YAML boolean is refused with the fix."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for i, item in enumerate(items):
+        if isinstance(item, bool):
+            raise ConfigError(
+                f"symbols[{i}] parsed as boolean {item!r}; tickers such as ON, NO, YES must be "
+                "quoted in YAML ('ON')"
+            )
+        if not isinstance(item, str):
+            raise ConfigError(f"symbols[{i}] must be a ticker string, got {item!r}")
+        s = item.strip()
+        if s:
+            out.append(s)
+    if not out:
+        raise ConfigError("symbols is empty; pass e.g. --symbols SPY,QQQ")
+    if len(set(out)) != len(out):
+        dup = sorted({s for s in out if out.count(s) > 1})
+        raise ConfigError(f"symbols lists {dup[0]!r} twice; list each symbol once")
+    return out
+
+
+# -------------------------------------------------------------------- hot reload
+class ConfigWatcher:
+    """Holds the last valid value of a config file and reloads it when the file changes.
+
+    ``current()`` checks the file's mtime/size; on change it parses the file with
+    ``loader``. An invalid edit keeps the previous value and logs ``config_reload_failed``.
+    """
+
+    def __init__(self, path: str | Path, loader: Callable[[Path], T]) -> None:
+        self.path = Path(path)
+        self.loader = loader
+        self._stamp = self._stat()
+        self.value: Any = loader(self.path)
+        self.last_error: str | None = None
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def current(self) -> Any:
+        stamp = self._stat()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                new = self.loader(self.path)
+            except Exception as exc:  # keep the previous config, say why
+                self.last_error = str(exc)
+                log_event(log, "config_reload_failed", level=40, path=str(self.path),
+                          error=str(exc), kept="previous")
+            else:
+                changed = new != self.value
+                self.value = new
+                self.last_error = None
+                if changed:
+                    log_event(log, "config_reloaded", path=str(self.path))
+        return self.value

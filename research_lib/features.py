@@ -1,0 +1,200 @@
+"""Declared, causal, scale-free features, built two ways with identical numbers.
+
+* :func:`build` turns a whole history into a feature frame (training, research).
+* :class:`FeatureState` takes one new bar per symbol (live and replay), vectorised across
+  symbols, with small numpy ring buffers: no pandas, no rebuilt rolling windows.
+
+The value at bar t uses bars <= t only. Every feature is a ratio, a return or a z-score
+(scale-free, so float32 ONNX inputs keep their precision). Both paths use only
++ - * / sqrt and reductions over C-contiguous rows of the same length in the same
+order, so they agree bit for bit; ``tests/test_features.py`` checks every value.
+Rows before ``WARMUP`` bars, or whose window holds a NaN, are NaN: no signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+FEATURES: tuple[str, ...] = (
+    "ret_1",  # close / previous close - 1
+    "ret_5",  # 5-bar simple return
+    "ret_20",  # 20-bar simple return
+    "vol_20",  # sample std of 1-bar returns over 20 bars
+    "rsi_14",  # Cutler RSI over 14 price changes, centred: in [-0.5, 0.5]
+    "dist_sma_10",  # close / SMA(10) - 1
+    "dist_sma_50",  # close / SMA(50) - 1
+    "range_1",  # (high - low) / close
+    "volume_z_20",  # (volume - mean20) / std20 (population); 0 when std is 0
+    "dow_sin",  # day of week (UTC) on the unit circle
+    "dow_cos",
+)
+N_FEATURES = len(FEATURES)
+WINDOW = 50  # closes kept per symbol (SMA 50 is the longest look-back)
+VOL_WINDOW = 20
+WARMUP = WINDOW  # a row is defined once WINDOW closes exist
+
+_DOW = np.arange(7, dtype=np.float64) * (2.0 * np.pi / 7.0)
+DOW_SIN = np.sin(_DOW)
+DOW_COS = np.cos(_DOW)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _from_windows(
+    C: np.ndarray,  # (k, WINDOW) closes, oldest first
+    V: np.ndarray,  # (k, VOL_WINDOW) volumes
+    high: np.ndarray,
+    low: np.ndarray,
+    dow: np.ndarray,
+) -> np.ndarray:
+    """The one formula both paths call, on windows laid out the same way."""
+    k = C.shape[0]
+    out = np.empty((k, N_FEATURES), dtype=np.float64)
+    c = C[:, -1]
+    out[:, 0] = c / C[:, -2] - 1.0
+    out[:, 1] = c / C[:, -6] - 1.0
+    out[:, 2] = c / C[:, -21] - 1.0
+    r = _rows(C[:, -VOL_WINDOW:] / C[:, -VOL_WINDOW - 1 : -1] - 1.0)
+    out[:, 3] = np.std(r, axis=1, ddof=1)
+    d = _rows(C[:, -14:] - C[:, -15:-1])
+    gain = np.sum(_rows(np.where(d > 0.0, d, 0.0)), axis=1)
+    loss = np.sum(_rows(np.where(d < 0.0, -d, 0.0)), axis=1)
+    tot = gain + loss
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[:, 4] = np.where(tot > 0.0, gain / np.where(tot > 0.0, tot, 1.0) - 0.5, 0.0)
+        out[:, 5] = c / np.mean(_rows(C[:, -10:]), axis=1) - 1.0
+        out[:, 6] = c / np.mean(C, axis=1) - 1.0
+        out[:, 7] = (high - low) / c
+        vm = np.mean(V, axis=1)
+        vs = np.std(V, axis=1)
+        z = (V[:, -1] - vm) / np.where(vs > 0.0, vs, 1.0)
+        out[:, 8] = np.where(vs > 0.0, z, 0.0)
+    out[:, 9] = DOW_SIN[dow]
+    out[:, 10] = DOW_COS[dow]
+    bad = (
+        np.isnan(C).any(axis=1) | np.isnan(V).any(axis=1) | np.isnan(high) | np.isnan(low)
+        | ~np.isfinite(out).all(axis=1)
+    )
+    out[bad] = np.nan
+    return out
+
+
+def _windows(x: np.ndarray, w: int) -> np.ndarray:
+    """(T - w + 1, w) C-contiguous trailing windows of ``x``."""
+    return _rows(np.lib.stride_tricks.sliding_window_view(x, w))
+
+
+def build(history: pd.DataFrame) -> pd.DataFrame:
+    """Features for every bar of one symbol's history (``open, high, low, close, volume``
+    on a UTC index). Returns a float64 frame on the same index; rows before ``WARMUP``
+    are NaN. The input is not changed."""
+    missing = [c for c in ("high", "low", "close", "volume") if c not in history.columns]
+    if missing:
+        raise ValueError(f"features.build: history lacks columns {missing}; "
+                         "expected open, high, low, close, volume")
+    n = len(history)
+    out = np.full((n, N_FEATURES), np.nan)
+    if n >= WINDOW:
+        close = history["close"].to_numpy(dtype=np.float64)
+        vol = history["volume"].to_numpy(dtype=np.float64)
+        C = _windows(close, WINDOW)  # row j ends at bar j + WINDOW - 1
+        V = _windows(vol, VOL_WINDOW)[WINDOW - VOL_WINDOW :]
+        sl = slice(WINDOW - 1, n)
+        dow = _dayofweek(history.index)[sl]
+        out[sl] = _from_windows(
+            C, V, history["high"].to_numpy(np.float64)[sl],
+            history["low"].to_numpy(np.float64)[sl], dow,
+        )
+    return pd.DataFrame(out, index=history.index.copy(), columns=list(FEATURES))
+
+
+def _dayofweek(index: pd.Index) -> np.ndarray:
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC")
+    return np.asarray(idx.dayofweek, dtype=np.int64)
+
+
+def build_many(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Long feature matrix (``timestamp, symbol, <features>``) for several symbols."""
+    parts = []
+    for sym in frames:
+        f = build(frames[sym])
+        f.insert(0, "symbol", sym)
+        parts.append(f)
+    out = pd.concat(parts)
+    out.index.name = "timestamp"
+    return out.reset_index()
+
+
+@dataclass
+class FeatureState:
+    """Incremental features for ``n_symbols`` symbols, one new bar at a time.
+
+    ``update(rows, dow, high, low, close, volume)`` appends one bar for each symbol index
+    in ``rows`` and returns their feature rows, shape ``(len(rows), N_FEATURES)``.
+    Memory is fixed (``WINDOW`` closes and ``VOL_WINDOW`` volumes per symbol), whatever
+    the history length.
+    """
+
+    n_symbols: int = 1
+
+    def __post_init__(self) -> None:
+        self.closes = np.full((self.n_symbols, WINDOW), np.nan)
+        self.volumes = np.full((self.n_symbols, VOL_WINDOW), np.nan)
+        self.count = np.zeros(self.n_symbols, dtype=np.int64)
+
+    def update(
+        self,
+        rows: np.ndarray | list[int],
+        dow: np.ndarray | list[int],
+        high: np.ndarray,
+        low: np.ndarray,
+        close: np.ndarray,
+        volume: np.ndarray,
+    ) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        C = self.closes[rows]
+        C[:, :-1] = C[:, 1:]
+        C[:, -1] = close
+        V = self.volumes[rows]
+        V[:, :-1] = V[:, 1:]
+        V[:, -1] = volume
+        self.closes[rows] = C
+        self.volumes[rows] = V
+        self.count[rows] += 1
+        out = _from_windows(
+            C, V, np.asarray(high, np.float64), np.asarray(low, np.float64),
+            np.asarray(dow, np.int64),
+        )
+        out[self.count[rows] < WARMUP] = np.nan
+        return out
+
+    def update_one(self, row: int, ts: pd.Timestamp, bar: Mapping[str, float]) -> np.ndarray:
+        """Convenience for one symbol and one bar; returns a 1-D feature row."""
+        t = pd.Timestamp(ts)
+        t = t.tz_convert("UTC") if t.tzinfo is not None else t
+        return self.update(
+            [row], [t.dayofweek], np.array([bar["high"]]), np.array([bar["low"]]),
+            np.array([bar["close"]]), np.array([bar["volume"]]),
+        )[0]
+
+
+def replay_incremental(history: pd.DataFrame) -> pd.DataFrame:
+    """Run :class:`FeatureState` bar by bar over one history (for tests and checks)."""
+    st = FeatureState(1)
+    dow = _dayofweek(history.index)
+    h = history["high"].to_numpy(np.float64)
+    lo = history["low"].to_numpy(np.float64)
+    c = history["close"].to_numpy(np.float64)
+    v = history["volume"].to_numpy(np.float64)
+    out = np.empty((len(history), N_FEATURES))
+    for i in range(len(history)):
+        out[i] = st.update([0], dow[i : i + 1], h[i : i + 1], lo[i : i + 1], c[i : i + 1], v[i : i + 1])[0]
+    return pd.DataFrame(out, index=history.index.copy(), columns=list(FEATURES))

@@ -1,0 +1,35 @@
+"""``research-lib features``: write the feature matrix of one or more symbols."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .config import parse_symbols
+from .data import load
+from .errors import ConfigError
+from .features import build_many
+
+
+def write_features(symbols: list[str], source: str, start, end, out: str | Path,
+                   interval: str = "1d") -> Path:
+    out = Path(out)
+    if out.suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {str(out)!r} must end in .parquet or .csv")
+    frames = load(symbols, source=source, start=start, end=end, interval=interval)
+    matrix = build_many(frames)
+    matrix.insert(2, "served_as", matrix["symbol"].map({s: f.attrs["served_as"] for s, f in frames.items()}))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        matrix.to_parquet(out, index=False)
+    else:
+        matrix.to_csv(out, index=False, float_format="%.17g", date_format="%Y-%m-%dT%H:%M:%S%z")
+    return out
+
+
+def cli_features(args: argparse.Namespace) -> int:
+    syms = parse_symbols(args.symbols)
+    path = write_features(syms, args.source, args.start, args.end, args.out, args.interval)
+    frames_note = ", ".join(syms)
+    print(f"wrote features for {frames_note} to {path}")
+    return 0

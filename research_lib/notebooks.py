@@ -1,0 +1,147 @@
+"""Run a report notebook with papermill and export HTML without code cells.
+
+``run_report("data_sanity", {"symbols": "SPY,QQQ"})`` executes ``notebooks/data_sanity.ipynb``
+in a fresh kernel and writes ``reports/data_sanity.html``. Figures are kept: the kernel
+starts without ``MPLBACKEND=Agg`` (which would make papermill drop every figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .config import project_root
+from .errors import NotebookError
+from .telemetry import get_logger, get_run_id, log_event
+
+log = get_logger("notebooks")
+
+
+def notebooks_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def reports_dir() -> Path:
+    return project_root() / "reports"
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in notebooks_dir().glob("*.ipynb"))
+
+
+def _coerce(value: str) -> Any:
+    """``-p`` values arrive as strings: read Python literals (numbers, None, True), keep the
+    rest as text (``SPY,QQQ`` stays a string)."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def kernelspec_dir() -> Path:
+    """A private Jupyter data dir whose ``python3`` kernel is this interpreter, so a user's
+    or the system's ``python3`` kernelspec can never run our notebooks in another env."""
+    root = Path(tempfile.gettempdir()) / f"research_lib-jupyter-{os.getuid()}"
+    spec = root / "kernels" / "python3" / "kernel.json"
+    want = json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (research_lib)",
+        "language": "python",
+    }, indent=1)
+    if not spec.is_file() or spec.read_text() != want:
+        spec.parent.mkdir(parents=True, exist_ok=True)
+        spec.write_text(want)
+    return root
+
+
+@contextmanager
+def kernel_env():
+    """Environment for kernels: our ``python3`` kernelspec first on JUPYTER_PATH, the
+    run id and project root passed on, and no non-inline MPLBACKEND (papermill would
+    drop every figure)."""
+    saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "JUPYTER_PATH",
+                                            "RESEARCH_LIB_RUN_ID", "RESEARCH_LIB_HOME")}
+    if saved["MPLBACKEND"] is not None and "inline" not in saved["MPLBACKEND"]:
+        del os.environ["MPLBACKEND"]
+    paths = [str(kernelspec_dir())] + ([saved["JUPYTER_PATH"]] if saved["JUPYTER_PATH"] else [])
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
+    os.environ.setdefault("RESEARCH_LIB_RUN_ID", get_run_id())
+    os.environ.setdefault("RESEARCH_LIB_HOME", str(project_root()))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def execute(name: str, parameters: dict[str, Any] | None = None,
+            out_ipynb: str | Path | None = None, progress: bool = True) -> Path:
+    import papermill as pm
+
+    src = notebooks_dir() / f"{name}.ipynb"
+    if not src.is_file():
+        raise NotebookError(f"no notebook {name!r} in {notebooks_dir()}; available: {available()}")
+    params = dict(parameters or {})
+    declared = pm.inspect_notebook(str(src))
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise NotebookError(
+            f"notebook {name!r} has no parameter {unknown[0]!r}; parameters: {sorted(declared)}"
+        )
+    out = Path(out_ipynb) if out_ipynb else Path(tempfile.mkdtemp(prefix="rl-nb-")) / f"{name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_event(log, "notebook_start", notebook=name, parameters=params)
+    with kernel_env():
+        try:
+            pm.execute_notebook(str(src), str(out), parameters=params, progress_bar=progress,
+                                cwd=str(project_root()), kernel_name="python3")
+        except pm.PapermillExecutionError as exc:
+            raise NotebookError(
+                f"notebook {name!r} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
+                f"(executed copy kept at {out})"
+            ) from None
+    log_event(log, "notebook_done", notebook=name, executed=str(out))
+    return out
+
+
+def to_html(ipynb: str | Path, html: str | Path) -> Path:
+    """Export without input cells or prompts; images embedded as base64."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    html = Path(html)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def run_report(name: str, parameters: dict[str, Any] | None = None,
+               out: str | Path | None = None, keep_notebook: bool = False,
+               progress: bool = True) -> Path:
+    html = Path(out) if out else reports_dir() / f"{name}.html"
+    ipynb = html.with_suffix(".ipynb") if keep_notebook else None
+    executed = execute(name, parameters, ipynb, progress=progress)
+    path = to_html(executed, html)
+    log_event(log, "report_written", notebook=name, html=str(path))
+    return path
+
+
+def cli_report(args: argparse.Namespace) -> int:
+    params = {k: _coerce(v) for k, v in args.parameter}
+    path = run_report(args.name, params, out=args.out, keep_notebook=args.keep_notebook)
+    print(f"report written: {path}")
+    return 0
