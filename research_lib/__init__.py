@@ -1,3 +1,45 @@
-"""research_lib: data, features, models, routing, risk and a paper broker for notebooks."""
+"""research_lib: data, features, models, routing, risk and a paper broker for notebooks.
+
+The public face is small; everything is imported on first use so that a paper session
+never pays for scikit-learn or matplotlib::
+
+    import research_lib as rl
+    frames = rl.load(["SPY", "BTC-USD"])            # offline sample by default
+    feats = rl.build_features(frames["SPY"])
+    rep = rl.data_sanity_report("SPY,QQQ")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load": ("research_lib.data", "load"),
+    "get_source": ("research_lib.data", "get_source"),
+    "check_symbols": ("research_lib.data.sanity", "check_symbols"),
+    "check_frame": ("research_lib.data.sanity", "check_frame"),
+    "build_features": ("research_lib.features", "build"),
+    "FeatureState": ("research_lib.features", "FeatureState"),
+    "FEATURES": ("research_lib.features", "FEATURES"),
+    "data_sanity_report": ("research_lib.report", "data_sanity_report"),
+    "configure_logging": ("research_lib.telemetry", "configure"),
+    "run_report": ("research_lib.notebooks", "run_report"),
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        mod, attr = _EXPORTS[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'research_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

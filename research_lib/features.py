@@ -118,7 +118,7 @@ def _dayofweek(index: pd.Index) -> np.ndarray:
     idx = pd.DatetimeIndex(index)
     if idx.tz is not None:
         idx = idx.tz_convert("UTC")
-    return np.asarray(idx.dayofweek, dtype=np.int64)
+    return np.asarray(idx.day_of_week, dtype=np.int64)
 
 
 def build_many(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -181,7 +181,7 @@ class FeatureState:
         t = pd.Timestamp(ts)
         t = t.tz_convert("UTC") if t.tzinfo is not None else t
         return self.update(
-            [row], [t.dayofweek], np.array([bar["high"]]), np.array([bar["low"]]),
+            [row], [t.day_of_week], np.array([bar["high"]]), np.array([bar["low"]]),
             np.array([bar["close"]]), np.array([bar["volume"]]),
         )[0]
 

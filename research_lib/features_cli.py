@@ -12,7 +12,7 @@ from .features import build_many
 
 
 def write_features(symbols: list[str], source: str, start, end, out: str | Path,
-                   interval: str = "1d") -> Path:
+                   interval: str = "1d") -> tuple[Path, list[str]]:
     out = Path(out)
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {str(out)!r} must end in .parquet or .csv")
@@ -24,12 +24,11 @@ def write_features(symbols: list[str], source: str, start, end, out: str | Path,
         matrix.to_parquet(out, index=False)
     else:
         matrix.to_csv(out, index=False, float_format="%.17g", date_format="%Y-%m-%dT%H:%M:%S%z")
-    return out
+    return out, [f.attrs.get("label", s) for s, f in frames.items()]
 
 
 def cli_features(args: argparse.Namespace) -> int:
     syms = parse_symbols(args.symbols)
-    path = write_features(syms, args.source, args.start, args.end, args.out, args.interval)
-    frames_note = ", ".join(syms)
-    print(f"wrote features for {frames_note} to {path}")
+    path, labels = write_features(syms, args.source, args.start, args.end, args.out, args.interval)
+    print(f"wrote features for {', '.join(labels)} to {path}")
     return 0

@@ -1,0 +1,407 @@
+"""Data-sanity suite: each check returns findings with a coded reason, a severity, the
+symbol and where (timestamp and row). Nothing is fixed or filled here: a bad bar is
+reported, and the trading loop refuses to act on a symbol with an error finding.
+
+``check_frame(df, symbol)`` runs every check on one frame;
+``research-lib data check --symbols SYMS`` prints them and exits 1 on any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .calendars import CRYPTO, half_days, is_session, sessions
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+_RANK = {ERROR: 0, WARNING: 1, INFO: 2}
+PRICE_COLS = ("open", "high", "low", "close")
+REQUIRED = (*PRICE_COLS, "volume")
+
+# |close/prev close - 1| above this is flagged as a jump (bad split, 100x error).
+# The sample's largest real moves: S&P 500 11.6% (2008-10-13), NASDAQ 14.2% (2001-01-03),
+# BTC 27% and ETH/LTC ~30-40% days; thresholds sit above those.
+DEFAULT_JUMP = {"XNYS": 0.25, CRYPTO: 0.60}
+# Volatility indices move far more: ^VIX rose 115.6% on 2018-02-05 (real).
+SYMBOL_JUMP = {"^VIX": 1.5, "^VXN": 1.5, "^VVIX": 1.5}
+
+
+def jump_threshold_for(symbol: str, calendar: str, override: float | None = None) -> float:
+    if override is not None:
+        return override
+    return SYMBOL_JUMP.get(symbol, DEFAULT_JUMP.get(calendar, 0.25))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: ``code`` is stable (e.g. ``DUPLICATE_TIMESTAMP``); ``row`` is the
+    0-based position in the frame as loaded."""
+
+    code: str
+    severity: str
+    symbol: str
+    timestamp: pd.Timestamp | None
+    row: int | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["timestamp"] = None if self.timestamp is None else self.timestamp.isoformat()
+        return d
+
+
+@dataclass(frozen=True)
+class SanityConfig:
+    calendar: str = "XNYS"
+    jump_threshold: float | None = None  # None: DEFAULT_JUMP[calendar]
+    stale_after: pd.Timedelta | None = None  # None: staleness of the last bar not checked
+    stale_run: int = 5  # this many identical consecutive bars (with volume) is stale
+    now: pd.Timestamp | None = None  # None: the wall clock (UTC)
+    interval: str = "1d"
+
+
+def _f(code, sev, sym, df, i, msg) -> Finding:
+    ts = None
+    if i is not None and isinstance(df.index, pd.DatetimeIndex) and 0 <= i < len(df):
+        ts = df.index[i]
+    return Finding(code, sev, sym, ts, None if i is None else int(i), msg)
+
+
+def check_schema(df: pd.DataFrame, sym: str) -> list[Finding]:
+    out = []
+    for c in REQUIRED:
+        if c not in df.columns:
+            out.append(Finding("MISSING_COLUMN", ERROR, sym, None, None,
+                               f"column {c!r} is missing; expected {list(REQUIRED)}"))
+        elif not pd.api.types.is_float_dtype(df[c]) and not pd.api.types.is_integer_dtype(df[c]):
+            out.append(Finding("BAD_DTYPE", ERROR, sym, None, None,
+                               f"column {c!r} has dtype {df[c].dtype}; expected a number (float64)"))
+    if not isinstance(df.index, pd.DatetimeIndex):
+        out.append(Finding("INDEX_NOT_DATETIME", ERROR, sym, None, None,
+                           f"index is {type(df.index).__name__}; expected a DatetimeIndex"))
+    elif df.index.tz is None:
+        out.append(Finding("INDEX_NOT_TZ_AWARE", ERROR, sym, None, None,
+                           "index has no timezone; localise it (tz_localize('UTC'))"))
+    return out
+
+
+def check_order(df: pd.DataFrame, sym: str) -> list[Finding]:
+    out = []
+    if not isinstance(df.index, pd.DatetimeIndex) or len(df) < 2:
+        return out
+    ns = df.index.asi8
+    diff = np.diff(ns)
+    for i in np.flatnonzero(diff == 0) + 1:
+        out.append(_f("DUPLICATE_TIMESTAMP", ERROR, sym, df, i,
+                      f"timestamp repeats row {i - 1}; keep one bar per timestamp"))
+    for i in np.flatnonzero(diff < 0) + 1:
+        out.append(_f("NOT_INCREASING", ERROR, sym, df, i,
+                      f"timestamp is earlier than row {i - 1}'s ({df.index[i - 1]}); sort the index"))
+    return out
+
+
+def _numeric(df: pd.DataFrame, cols: Iterable[str]) -> dict[str, np.ndarray]:
+    return {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
+            for c in cols if c in df.columns}
+
+
+def check_values(df: pd.DataFrame, sym: str) -> list[Finding]:
+    out = []
+    v = _numeric(df, REQUIRED)
+    if not v:
+        return out
+    n = len(df)
+    for i in range(n):
+        nan_cols = [c for c in v if np.isnan(v[c][i]) and not (c == "volume")]
+        inf_cols = [c for c in v if np.isinf(v[c][i])]
+        if nan_cols:
+            out.append(_f("NAN_VALUE", ERROR, sym, df, i, f"NaN in {', '.join(nan_cols)}"))
+        if inf_cols:
+            out.append(_f("INF_VALUE", ERROR, sym, df, i, f"inf in {', '.join(inf_cols)}"))
+    if "volume" in v:
+        vol_nan = np.isnan(v["volume"])
+        if vol_nan.any() and not vol_nan.all():
+            for i in np.flatnonzero(vol_nan):
+                out.append(_f("NAN_VALUE", WARNING, sym, df, i, "NaN volume"))
+        elif vol_nan.all():
+            out.append(Finding("NO_VOLUME", WARNING, sym, None, None,
+                               "volume is missing for every bar; volume features are NaN"))
+    price = [c for c in PRICE_COLS if c in v]
+    with np.errstate(invalid="ignore"):
+        for i in range(n):
+            bad = [c for c in price if v[c][i] <= 0]
+            if bad:
+                vals = ", ".join(f"{c}={v[c][i]:g}" for c in bad)
+                out.append(_f("NON_POSITIVE_PRICE", ERROR, sym, df, i, f"non-positive price: {vals}"))
+        if all(c in v for c in PRICE_COLS):
+            o, h, lo, c = v["open"], v["high"], v["low"], v["close"]
+            valid = _valid_rows(df)  # rows already reported (NaN, <= 0) are not re-reported
+            bad_rows = valid & ((lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (h < lo))
+            for i in np.flatnonzero(bad_rows):
+                out.append(_f("OHLC_INCONSISTENT", ERROR, sym, df, i,
+                              f"need low <= open, close <= high; got open={o[i]:g} high={h[i]:g} "
+                              f"low={lo[i]:g} close={c[i]:g}"))
+        if "volume" in v:
+            for i in np.flatnonzero(v["volume"] < 0):
+                out.append(_f("NEGATIVE_VOLUME", ERROR, sym, df, i, f"volume={v['volume'][i]:g}"))
+    return out
+
+
+def _valid_rows(df: pd.DataFrame) -> np.ndarray:
+    """Rows whose prices are all finite and positive."""
+    v = _numeric(df, [c for c in PRICE_COLS if c in df.columns])
+    ok = np.ones(len(df), dtype=bool)
+    for a in v.values():
+        with np.errstate(invalid="ignore"):
+            ok &= np.isfinite(a) & (a > 0)
+    return ok
+
+
+def check_jumps(df: pd.DataFrame, sym: str, threshold: float) -> list[Finding]:
+    """Close-to-close moves between consecutive valid rows (a NaN or negative row is its
+    own finding and does not also count as a jump)."""
+    out = []
+    if "close" not in df.columns or len(df) < 2:
+        return out
+    rows = np.flatnonzero(_valid_rows(df))
+    c = _numeric(df, ["close"])["close"][rows]
+    if len(c) < 2:
+        return out
+    r = c[1:] / c[:-1] - 1.0
+    for k in np.flatnonzero(np.abs(r) > threshold) + 1:
+        i = int(rows[k])
+        ratio = c[k] / c[k - 1]
+        hint = ""
+        for m in (2, 3, 4, 5, 10, 20, 100):
+            if abs(ratio * m - 1) < 0.05 or abs(ratio / m - 1) < 0.05:
+                hint = f" (ratio {ratio:.4g} ~ 1:{m} or {m}:1: an unadjusted split or a unit error?)"
+                break
+        out.append(_f("PRICE_JUMP", ERROR, sym, df, i,
+                      f"close moved {r[k - 1]:+.1%} since row {rows[k - 1]} "
+                      f"(threshold {threshold:.0%}){hint}"))
+    return out
+
+
+def check_stale_run(df: pd.DataFrame, sym: str, run: int) -> list[Finding]:
+    """Identical OHLC for ``run`` consecutive bars: a frozen feed, not a market."""
+    out = []
+    if len(df) < run or not all(c in df.columns for c in PRICE_COLS):
+        return out
+    a = df[list(PRICE_COLS)].to_numpy(np.float64)
+    same = np.all(a[1:] == a[:-1], axis=1)
+    count = 0
+    for i, s in enumerate(same, start=1):
+        count = count + 1 if s else 0
+        if count == run - 1:
+            out.append(_f("STALE_BARS", WARNING, sym, df, i,
+                          f"{run} consecutive bars with identical OHLC ending here; the feed may be frozen"))
+    return out
+
+
+def check_time(df: pd.DataFrame, sym: str, cfg: SanityConfig) -> list[Finding]:
+    out = []
+    if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None or len(df) == 0:
+        return out
+    now = cfg.now if cfg.now is not None else pd.Timestamp.now(tz="UTC")
+    for i in np.flatnonzero(df.index > now):
+        out.append(_f("FUTURE_TIMESTAMP", ERROR, sym, df, i,
+                      f"bar is stamped after now ({now.isoformat()}): lookahead or a clock error"))
+    if cfg.stale_after is not None:
+        age = now - df.index.max()
+        if age > cfg.stale_after:
+            out.append(_f("STALE_LAST_BAR", WARNING, sym, df, len(df) - 1,
+                          f"last bar is {age} old (limit {cfg.stale_after}); the feed may have stopped"))
+    return out
+
+
+def _is_daily(interval: str) -> bool:
+    return interval.lower() in ("1d", "d", "1day")
+
+
+def check_calendar(df: pd.DataFrame, sym: str, cfg: SanityConfig) -> list[Finding]:
+    """Missing sessions (flagged, never filled) and bars on non-session days (daily bars)."""
+    out: list[Finding] = []
+    if not _is_daily(cfg.interval) or not isinstance(df.index, pd.DatetimeIndex):
+        return out
+    if df.index.tz is None or len(df) < 2:
+        return out
+    now = cfg.now if cfg.now is not None else pd.Timestamp.now(tz="UTC")
+    days = df.index.tz_convert("UTC").normalize()
+    days = days[days <= now]  # future bars are FUTURE_TIMESTAMP findings, not gaps
+    if len(days) < 2:
+        return out
+    first, last = days.min(), days.max()
+    expected = sessions(cfg.calendar, first, last)
+    have = pd.DatetimeIndex(days.unique())
+    missing = expected.difference(have)
+    if len(missing):
+        # one finding per run of consecutive missing sessions
+        pos = expected.get_indexer(missing)
+        start = 0
+        for k in range(1, len(pos) + 1):
+            if k == len(pos) or pos[k] != pos[k - 1] + 1:
+                run = missing[start:k]
+                after = int(days.searchsorted(run[0]))
+                what = run[0].date().isoformat() if len(run) == 1 else (
+                    f"{len(run)} sessions {run[0].date()} .. {run[-1].date()}")
+                out.append(Finding("MISSING_SESSION", WARNING, sym, run[0], after,
+                                   f"no bar for {what} ({cfg.calendar} session); gaps are flagged, "
+                                   "not filled"))
+                start = k
+    if cfg.calendar != CRYPTO:
+        extra = have.difference(expected)
+        for d in extra:
+            if d < first or d > last:
+                continue
+            if not is_session(cfg.calendar, d):
+                i = int(days.searchsorted(d))
+                out.append(_f("NON_SESSION_BAR", WARNING, sym, df, i,
+                              f"bar on {d.date()}, which is not a {cfg.calendar} session"))
+    return out
+
+
+def check_frame(df: pd.DataFrame, symbol: str | None = None,
+                config: SanityConfig | None = None) -> list[Finding]:
+    """Run every check on one symbol's frame; findings sorted by severity then row."""
+    cfg = config or SanityConfig()
+    sym = symbol or str(df.attrs.get("symbol", "?"))
+    out = check_schema(df, sym)
+    if any(f.code == "MISSING_COLUMN" for f in out) and "close" not in df.columns:
+        return out
+    out += check_order(df, sym)
+    out += check_values(df, sym)
+    served = str(df.attrs.get("served_as", sym))
+    thr = jump_threshold_for(served, cfg.calendar, cfg.jump_threshold)
+    out += check_jumps(df, sym, thr)
+    out += check_stale_run(df, sym, cfg.stale_run)
+    out += check_time(df, sym, cfg)
+    out += check_calendar(df, sym, cfg)
+    attrs = df.attrs
+    if attrs.get("proxy"):
+        out.append(Finding("PROXY_SERIES", INFO, sym, None, None,
+                           f"{sym} is served as {attrs.get('served_as')}: {attrs.get('proxy_note')}"))
+    if attrs.get("close_only"):
+        out.append(Finding("CLOSE_ONLY_SERIES", INFO, sym, None, None,
+                           "source has the close only: open/high/low equal close, volume 0"))
+    adj = attrs.get("adjustment")
+    if adj is None or adj == "unknown":
+        out.append(Finding("ADJUSTMENT_UNKNOWN", WARNING, sym, None, None,
+                           "adjustment state is unknown (split/dividend adjusted or raw?); "
+                           "a split will show as a PRICE_JUMP. Prefer adjusted data"))
+    return sorted(out, key=lambda f: (_RANK[f.severity], -1 if f.row is None else f.row, f.code))
+
+
+def findings_frame(findings: Iterable[Finding]) -> pd.DataFrame:
+    rows = [f.as_dict() for f in findings]
+    cols = ["severity", "code", "symbol", "timestamp", "row", "message"]
+    return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    return any(f.severity == ERROR for f in findings)
+
+
+def check_symbols(
+    symbols: Iterable[str],
+    source: str = "sample",
+    start: Any = None,
+    end: Any = None,
+    interval: str = "1d",
+    jump_threshold: float | None = None,
+    stale_after: Any = None,
+    assets: Any = None,
+    now: pd.Timestamp | None = None,
+) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
+    """Load each symbol and check it. A load failure becomes an error finding (the other
+    symbols are still checked)."""
+    from ..config import DEFAULT_ASSETS, config_dir, load_assets
+    from ..errors import DataError
+    from .sources import get_source
+
+    if assets is None:
+        assets = load_assets() if (config_dir() / "assets.yaml").is_file() else DEFAULT_ASSETS
+    src = get_source(source)
+    frames: dict[str, pd.DataFrame] = {}
+    findings: list[Finding] = []
+    for sym in symbols:
+        try:
+            df = src.fetch(sym, start=start, end=end, interval=interval)
+        except DataError as exc:
+            findings.append(Finding("LOAD_FAILED", ERROR, sym, None, None, str(exc)))
+            continue
+        frames[sym] = df
+        cal = df.attrs.get("calendar") or assets.calendar_for(sym)
+        cfg = SanityConfig(
+            calendar=cal, jump_threshold=jump_threshold,
+            stale_after=pd.Timedelta(stale_after) if stale_after else None,
+            now=now, interval=interval,
+        )
+        findings += check_frame(df, sym, cfg)
+    return frames, findings
+
+
+def summary_table(frames: Mapping[str, pd.DataFrame], findings: list[Finding]) -> pd.DataFrame:
+    """One row per symbol: what was served, span, bars, half days, and counts by severity."""
+    rows = []
+    for sym, df in frames.items():
+        fs = [f for f in findings if f.symbol == sym]
+        cal = df.attrs.get("calendar", "")
+        rows.append({
+            "symbol": sym,
+            "served as": df.attrs.get("label", sym),
+            "source": df.attrs.get("source", ""),
+            "first": df.index.min().date().isoformat() if len(df) else "",
+            "last": df.index.max().date().isoformat() if len(df) else "",
+            "bars": len(df),
+            "half days": len(half_days(cal, df.index.min(), df.index.max())) if cal and len(df) else 0,
+            "errors": sum(f.severity == ERROR for f in fs),
+            "warnings": sum(f.severity == WARNING for f in fs),
+        })
+    return pd.DataFrame(rows)
+
+
+def format_table(findings: list[Finding], max_message: int = 110) -> str:
+    if not findings:
+        return "no findings"
+    head = ("SEVERITY", "CODE", "SYMBOL", "TIMESTAMP", "ROW", "MESSAGE")
+    rows = [
+        (f.severity.upper(), f.code, f.symbol,
+         "" if f.timestamp is None else f.timestamp.isoformat(),
+         "" if f.row is None else str(f.row),
+         f.message if len(f.message) <= max_message else f.message[: max_message - 1] + "…")
+        for f in findings
+    ]
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(5)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head[:5], widths, strict=True)) + "  " + head[5]]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+    return "\n".join(lines)
+
+
+def cli_check(args: argparse.Namespace) -> int:
+    from ..config import parse_symbols
+
+    syms = parse_symbols(args.symbols)
+    stale = args.stale_after
+    frames, findings = check_symbols(
+        syms, source=args.source, start=args.start, end=args.end, interval=args.interval,
+        jump_threshold=args.jump_threshold, stale_after=stale,
+    )
+    if args.json:
+        for f in findings:
+            print(json.dumps(f.as_dict()))
+    else:
+        for sym, df in frames.items():
+            print(f"{df.attrs.get('label', sym)}: {len(df)} bars "
+                  f"{df.index.min().date()} .. {df.index.max().date()} from {df.attrs.get('source')}")
+        print(format_table(findings))
+        n_err = sum(f.severity == ERROR for f in findings)
+        n_warn = sum(f.severity == WARNING for f in findings)
+        print(f"{n_err} error(s), {n_warn} warning(s)")
+    return 1 if has_errors(findings) else 0
