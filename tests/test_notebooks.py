@@ -1,0 +1,61 @@
+"""Notebooks: declared parameters (names and defaults) and HTML reports with figures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from research_lib.errors import NotebookError
+from research_lib.notebooks import run_report
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT / "notebooks"
+
+# The one place where notebook parameters are pinned (name -> default as written).
+EXPECTED_PARAMETERS = {
+    "data_sanity": {"symbols": '"SPY,QQQ,BTC-USD,ETH-USD"', "source": '"sample"',
+                    "start": "None", "end": "None"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_notebook_parameters_when_inspected_then_names_and_defaults_pinned(name):
+    params = pm.inspect_notebook(str(NB / f"{name}.ipynb"))
+    assert {k: v["default"] for k, v in params.items()} == EXPECTED_PARAMETERS[name]
+
+
+def test_every_notebook_when_listed_then_has_a_parameters_cell_and_no_path_hacks():
+    import nbformat
+
+    for path in sorted(NB.glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: needs exactly one 'parameters' cell"
+        src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        for bad in ("sys.path.insert", "pip install", "filterwarnings", "MPLBACKEND", "pickle"):
+            assert bad not in src, f"{path.name} contains {bad!r}"
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+            f"{path.name}: commit notebooks without outputs"
+        )
+
+
+def test_data_sanity_report_when_run_then_html_has_figures_and_no_code(tmp_path):
+    html = run_report("data_sanity", {"symbols": "SPY,QQQ"}, out=tmp_path / "ds.html",
+                      progress=False)
+    text = html.read_text()
+    assert len(re.findall(r"data:image/png;base64,", text)) >= 3
+    assert "rl.data_sanity_report" not in text  # input cells excluded
+    assert "proxy" in text and "^GSPC" in text
+
+
+def test_report_when_unknown_parameter_then_error_lists_parameters(tmp_path):
+    with pytest.raises(NotebookError, match="no parameter 'symbol'.*symbols"):
+        run_report("data_sanity", {"symbol": "SPY"}, out=tmp_path / "x.html", progress=False)
+
+
+def test_report_when_unknown_notebook_then_error_lists_available(tmp_path):
+    with pytest.raises(NotebookError, match="available"):
+        run_report("nope", {}, out=tmp_path / "x.html", progress=False)
