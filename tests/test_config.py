@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from research_lib.config import (
     ConfigWatcher,
@@ -69,9 +70,6 @@ def test_yaml_when_python_object_tag_then_refused(tmp_path):
 
 @pytest.mark.parametrize("ticker", ["ON", "NO", "YES", "off"])
 def test_assets_override_when_ticker_reads_as_boolean_then_error_says_quote_it(ticker):
-    from research_lib.config import DEFAULT_ASSETS  # noqa: F401  (imports cleanly)
-    import yaml
-
     data = yaml.safe_load((ROOT / "config/assets.yaml").read_text())
     data["overrides"] = yaml.safe_load(f"{ticker}: equities")
     with pytest.raises(ConfigError, match="quote"):
@@ -91,8 +89,6 @@ def test_symbols_when_duplicate_or_empty_then_error():
 
 
 def test_assets_when_class_without_model_then_error_names_class():
-    import yaml
-
     data = yaml.safe_load((ROOT / "config/assets.yaml").read_text())
     del data["classes"]["crypto"]["model"]
     with pytest.raises(ConfigError, match="classes.crypto has no model"):
@@ -100,8 +96,6 @@ def test_assets_when_class_without_model_then_error_names_class():
 
 
 def test_assets_when_unknown_key_then_error():
-    import yaml
-
     data = yaml.safe_load((ROOT / "config/assets.yaml").read_text())
     data["classes"]["crypto"]["modle"] = "x"
     with pytest.raises(ConfigError, match=r"unknown key classes\.crypto\.modle"):
