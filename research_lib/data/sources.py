@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
@@ -170,13 +170,19 @@ def default_cache_dir() -> Path:
     return Path(base) / "research_lib"
 
 
-_SAFE = re.compile(r"[^A-Za-z0-9._=-]")
+def _fname(text: str) -> str:
+    """A reversible, filesystem-safe name: ``^GSPC`` -> ``%5EGSPC`` (percent-encoding)."""
+    return quote(text, safe="-_.=")
 
 
 class CacheSource:
     """Read-through parquet cache written by :class:`YFinanceSource`; needs no network.
 
-    One file per (symbol, interval, adjustment): ``<dir>/<interval>/<symbol>.<adj>.parquet``.
+    One file per (symbol, interval, adjustment): ``<dir>/<interval>/<symbol>.<adj>.parquet``
+    with the symbol percent-encoded (``^GSPC`` -> ``%5EGSPC``). A file holds the most
+    recent download as it came (duplicates and NaN rows included). A later download of the
+    same key replaces it rather than splicing: auto-adjusted prices are re-based by every
+    new dividend, so old and new adjusted rows do not belong in one series.
     """
 
     name = "cache"
@@ -185,33 +191,43 @@ class CacheSource:
         self.directory = Path(directory) if directory else default_cache_dir()
         self.auto_adjust = auto_adjust
 
+    @property
+    def _adj(self) -> str:
+        return "adj" if self.auto_adjust else "raw"
+
     def path(self, symbol: str, interval: str) -> Path:
-        adj = "adj" if self.auto_adjust else "raw"
-        return self.directory / _SAFE.sub("_", interval) / f"{_SAFE.sub('_', symbol)}.{adj}.parquet"
+        return self.directory / _fname(interval) / f"{_fname(symbol)}.{self._adj}.parquet"
 
     def symbols(self) -> list[str]:
         if not self.directory.exists():
             return []
-        adj = "adj" if self.auto_adjust else "raw"
-        return sorted({p.name.rsplit(".", 2)[0] for p in self.directory.glob(f"*/*.{adj}.parquet")})
+        return sorted({unquote(p.name.rsplit(".", 2)[0])
+                       for p in self.directory.glob(f"*/*.{self._adj}.parquet")})
 
     def write(self, symbol: str, interval: str, df: pd.DataFrame) -> Path:
         p = self.path(symbol, interval)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        df[COLUMNS].to_parquet(tmp)
-        os.replace(tmp, p)  # atomic: a reader never sees half a file
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        try:
+            df[COLUMNS].to_parquet(tmp)
+            os.replace(tmp, p)  # atomic: a reader never sees half a file
+        finally:
+            tmp.unlink(missing_ok=True)
         return p
 
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
         p = self.path(symbol, interval)
         if not p.exists():
             raise UnknownSymbolError(
-                symbol, f"cache ({self.directory})",
+                symbol, f"cache ({self.directory}, interval {interval}, {self._adj})",
                 self.symbols() or ["<empty: run once with --source yfinance to fill it>"],
             )
-        df = pd.read_parquet(p)
-        df.index = pd.DatetimeIndex(df.index).tz_convert("UTC")
+        try:
+            df = pd.read_parquet(p)
+        except Exception as exc:  # a truncated or foreign file: say which
+            raise DataError(f"cache: cannot read {p}: {exc}; delete it and re-download") from exc
+        idx = pd.DatetimeIndex(df.index)
+        df.index = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
         df = _trim(df, start, end)
         if df.empty:
             raise EmptyDataError(symbol, self.name, f"cached file {p} has no bars in range")
@@ -232,27 +248,84 @@ class RetryPolicy:
 
 
 def _is_rate_limit(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return name == "YFRateLimitError" or "rate limit" in str(exc).lower() or "429" in str(exc)
+    """``yfinance.exceptions.YFRateLimitError`` (yfinance >= 0.2.52), or an HTTP 429 from
+    whichever HTTP client is underneath (curl_cffi or requests)."""
+    try:
+        from yfinance.exceptions import YFRateLimitError
+
+        if isinstance(exc, YFRateLimitError):
+            return True
+    except ImportError:  # pragma: no cover - yfinance is a dependency
+        pass
+    if type(exc).__name__ == "YFRateLimitError":
+        return True
+    if getattr(getattr(exc, "response", None), "status_code", None) == 429:
+        return True
+    msg = str(exc).lower()
+    return "too many requests" in msg or "rate limited" in msg
 
 
 def flatten_yf_columns(df: pd.DataFrame, symbol: str) -> pd.DataFrame:
-    """yfinance >= 0.2.48 returns MultiIndex columns (Price, Ticker); keep one ticker's."""
+    """One ticker's columns as ``open, high, low, close, [adj_close,] volume``.
+
+    ``yf.download`` returns MultiIndex columns even for one ticker (since 0.2.48, default
+    ``multi_level_index=True``): levels ``(Price, Ticker)``, or ``(Ticker, Price)`` with
+    ``group_by="ticker"``. yfinance upper-cases tickers, so the match ignores case. A
+    frame with several tickers and none of them ``symbol`` is an error, never a silent
+    pick. ``Ticker.history`` frames (one level) only get their names lower-cased.
+    """
     if isinstance(df.columns, pd.MultiIndex):
-        levels = [list(map(str, df.columns.get_level_values(i))) for i in range(df.columns.nlevels)]
-        tick_level = next((i for i, lv in enumerate(levels) if symbol in lv), None)
+        names = list(df.columns.names)
+        levels = [[str(v) for v in df.columns.get_level_values(i)]
+                  for i in range(df.columns.nlevels)]
+        want = symbol.upper()
+        tick_level = names.index("Ticker") if "Ticker" in names else next(
+            (i for i, lv in enumerate(levels) if want in (v.upper() for v in lv)), None)
         if tick_level is not None:
-            df = df.xs(symbol, axis=1, level=tick_level)
+            tickers = sorted(set(levels[tick_level]))
+            match = [t for t in tickers if t.upper() == want]
+            if match:
+                df = df.xs(match[0], axis=1, level=tick_level)
+            elif len(tickers) == 1:
+                df = df.droplevel(tick_level, axis=1)
+            else:
+                raise DataError(f"yfinance: frame has tickers {tickers}, not {symbol!r}")
         else:
             df = df.droplevel(list(range(1, df.columns.nlevels)), axis=1)
+        if isinstance(df.columns, pd.MultiIndex):  # e.g. three levels: keep the first
+            df = df.droplevel(list(range(1, df.columns.nlevels)), axis=1)
     df = df.rename(columns=lambda c: str(c).strip().lower().replace(" ", "_"))
+    df.columns.name = None
     return df
 
 
+_DAILY_OR_LONGER = ("d", "wk", "mo")
+
+
 class YFinanceSource:
-    """Yahoo Finance through ``yfinance.download`` with ``auto_adjust`` passed explicitly,
-    MultiIndex columns flattened, a UTC index, bounded retry with back-off on rate limits,
-    and writes to the parquet cache."""
+    """Yahoo Finance through ``yfinance.Ticker(symbol).history`` with ``auto_adjust``
+    passed explicitly, MultiIndex columns flattened, a UTC index (daily bars at the
+    exchange-local session date, 00:00 UTC), bounded retry with back-off on rate limits,
+    and a write to the parquet cache.
+
+    Why ``Ticker.history`` and not ``yf.download``: ``download`` catches every exception
+    per ticker (``multi._download_one``: ``except Exception``), logs "1 Failed download"
+    and returns an empty frame, so a rate limit looks exactly like an unknown ticker and
+    cannot be retried. In yfinance 0.2.x the swallowed error sat in ``yf.shared._ERRORS``;
+    from 1.x it lives in a per-call context that ``download`` does not return (and
+    ``yfinance.shared`` is no longer imported). ``history`` re-raises ``YFRateLimitError``
+    whatever ``raise_errors`` / ``yf.config.debug.hide_exceptions`` say, from 0.2.52 on,
+    and network failures (DNS, timeouts) propagate too. Soft failures (no such ticker,
+    possibly delisted) come back as an empty frame, which is :class:`EmptyDataError` here.
+    ``raise_errors=True`` is not passed: it is deprecated in 1.x.
+
+    What we ask for explicitly: ``auto_adjust`` (``download``'s default flipped to True
+    in 0.2.51, yfinance PR #2147; stating it keeps adjusted and raw series apart),
+    ``actions=False`` (no Dividends/Stock Splits columns), ``repair=False`` and
+    ``keepna=False`` (yfinance's defaults, stated: the loader does not repair 100x or
+    split errors, the sanity checks report them; all-NaN rows carry no price and yfinance
+    drops them, partly-NaN rows come through).
+    """
 
     name = "yfinance"
 
@@ -273,28 +346,46 @@ class YFinanceSource:
     def symbols(self) -> list[str]:
         return []  # anything Yahoo knows; unknown tickers come back empty
 
+    def _request_kwargs(self, start: Any, end: Any, interval: str) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "interval": interval,
+            "auto_adjust": self.auto_adjust,
+            "actions": False,
+            "repair": False,
+            "keepna": False,
+            "prepost": False,
+            "timeout": self.timeout,
+        }
+        # yfinance parses only "YYYY-MM-DD" strings (or datetimes) as the exchange's local
+        # date, and its end is exclusive. Ask one day wider on each side and trim in UTC
+        # afterwards, so start/end mean what they mean for every other source (inclusive).
+        s, e = _ts(start), _ts(end)
+        if s is None:
+            kw["period"] = "max"  # without start, history() would give one month only
+        else:
+            kw["start"] = (s - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+        if e is not None:
+            kw["end"] = (e + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+        return kw
+
     def _download(self, symbol: str, start: Any, end: Any, interval: str) -> pd.DataFrame:
         import yfinance as yf  # imported here: the network source is optional at run time
 
+        kwargs = self._request_kwargs(start, end, interval)
         delays = iter(self.retry.delays())
         attempt = 0
         while True:
             attempt += 1
+            ticker = None
             try:
-                return yf.download(
-                    symbol,
-                    start=start,
-                    end=end,
-                    interval=interval,
-                    auto_adjust=self.auto_adjust,
-                    actions=False,
-                    progress=False,
-                    threads=False,
-                    timeout=self.timeout,
-                )
+                ticker = yf.Ticker(symbol)
+                raw = ticker.history(**kwargs)
             except Exception as exc:
                 if not _is_rate_limit(exc):
-                    raise DataError(f"yfinance: download of {symbol!r} failed: {exc}") from exc
+                    raise DataError(
+                        f"yfinance: download of {symbol!r} failed: {type(exc).__name__}: {exc} "
+                        "(no network? use --source cache or --source sample)"
+                    ) from exc
                 delay = next(delays, None)
                 if delay is None:
                     raise RateLimitError(
@@ -304,12 +395,18 @@ class YFinanceSource:
                 log_event(log, "yfinance_rate_limited", level=30, symbol=symbol,
                           attempt=attempt, retry_in_s=delay)
                 self.sleep(delay)
+                continue
+            if raw is None or len(raw) == 0:
+                # history() logs soft failures and keeps the reason on _price_history
+                ph = getattr(ticker, "_price_history", None)
+                reason = getattr(ph, "_last_error", None)
+                detail = str(reason) if isinstance(reason, str) and reason else (
+                    "Yahoo returned no rows: delisted, wrong ticker or nothing in range")
+                raise EmptyDataError(symbol, self.name, detail)
+            return raw
 
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
         raw = self._download(symbol, start, end, interval)
-        if raw is None or len(raw) == 0:
-            raise EmptyDataError(symbol, self.name,
-                                 "Yahoo returned no rows: delisted, wrong ticker or no network")
         df = flatten_yf_columns(raw, symbol)
         missing = [c for c in ("open", "high", "low", "close") if c not in df.columns]
         if missing:
@@ -317,15 +414,27 @@ class YFinanceSource:
                             f"got {list(df.columns)}")
         if "volume" not in df.columns:
             df["volume"] = np.nan
-        idx = pd.DatetimeIndex(df.index)
-        if interval.endswith("d") or interval.endswith("wk") or interval.endswith("mo"):
-            # daily bars: the exchange-local session date at 00:00 UTC
-            local = idx.tz_convert("America/New_York") if idx.tz is not None else idx
-            idx = pd.DatetimeIndex(local.tz_localize(None).normalize()).tz_localize("UTC")
+        try:
+            idx = pd.DatetimeIndex(df.index)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"yfinance: index of {symbol!r} is not timestamps: {exc}") from exc
+        if interval.lower().endswith(_DAILY_OR_LONGER):
+            # Daily+ bars: history() stamps them at midnight in the *exchange's* timezone
+            # (America/New_York for SPY, UTC for BTC-USD, Asia/Tokyo for ^N225); download()
+            # gives the same wall time tz-naive. The session date is that wall date, so
+            # drop the tz without converting (converting Tokyo midnight to UTC would land
+            # on the previous day) and put the date at 00:00 UTC, like the sample.
+            wall = idx.tz_localize(None) if idx.tz is not None else idx
+            idx = pd.DatetimeIndex(wall.normalize()).tz_localize("UTC")
         else:
+            # Intraday: history() and download() (>= 1.4) give exchange-tz-aware stamps;
+            # older download() gave UTC. A naive stamp here can only be UTC.
             idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
         df.index = idx
-        df = df.sort_index()
+        # order, duplicates and NaN rows are kept as Yahoo sent them: sanity checks report
+        df = _trim(df, start, end)
+        if df.empty:
+            raise EmptyDataError(symbol, self.name, f"no bars between {start} and {end}")
         out = finish_frame(df, symbol=symbol, source=self.name,
                            adjustment="auto_adjust=True" if self.auto_adjust else "raw")
         if self.cache is not None:
@@ -338,12 +447,19 @@ class YFinanceSource:
 
 # --------------------------------------------------------------------------- csv
 _TIME_NAMES = ("timestamp", "datetime", "date", "time", "")
+_SYMBOL_NAMES = ("symbol", "ticker")
+
+
+def _stem(p: Path) -> str:
+    return p.name.split(".")[0] if not p.name.startswith(".") else p.name
 
 
 class CsvSource:
     """A user's CSV: a one-symbol file named after the symbol (``SPY.csv``), a folder of
-    such files, or one long file with a ``symbol`` column. Column names are
-    case-insensitive; timestamps daily or intraday; naive timestamps are taken as UTC."""
+    such files, or one long file with a ``symbol`` (or ``ticker``) column. Column names
+    are case-insensitive; timestamps daily or intraday, with or without a UTC offset;
+    naive timestamps are taken as UTC. Rows are kept as they are (order, duplicates, NaN):
+    the sanity checks report them."""
 
     name = "csv"
 
@@ -354,19 +470,33 @@ class CsvSource:
 
     def _files(self) -> dict[str, Path]:
         if self.path.is_dir():
-            return {p.stem: p for p in sorted(self.path.glob("*.csv*"))}
-        return {self.path.name.split(".")[0]: self.path}
+            files = {_stem(p): p for p in sorted(self.path.glob("*.csv*"))}
+            if not files:
+                raise DataError(f"csv: folder {self.path} has no *.csv files")
+            return files
+        return {_stem(self.path): self.path}
 
     @staticmethod
     def _read(p: Path) -> pd.DataFrame:
-        df = pd.read_csv(p)
+        try:
+            df = pd.read_csv(p)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"csv: cannot parse {p}: {exc}") from exc
         df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
         tcol = next((c for c in df.columns if c in _TIME_NAMES or c.startswith("unnamed")), None)
         if tcol is None:
-            raise DataError(f"csv: {p} has no timestamp column; name one of timestamp/datetime/date")
-        ts = pd.to_datetime(df[tcol], utc=True, format="mixed")
+            raise DataError(f"csv: {p} has no timestamp column; name one of timestamp/datetime/date "
+                            f"(has {list(df.columns)})")
+        try:
+            ts = pd.to_datetime(df[tcol], utc=True, format="mixed")
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"csv: {p} column {tcol!r} has values that are not timestamps: {exc}") from exc
         df = df.drop(columns=[tcol])
         df.index = pd.DatetimeIndex(ts, name="timestamp")
+        for c in _SYMBOL_NAMES:
+            if c in df.columns:
+                df = df.rename(columns={c: "symbol"})
+                break
         if "adj_close" in df.columns and "close" not in df.columns:
             df["close"] = df["adj_close"]
         return df
@@ -382,7 +512,7 @@ class CsvSource:
     def symbols(self) -> list[str]:
         long = self._long()
         if long is not None:
-            return sorted(map(str, long["symbol"].unique()))
+            return sorted(map(str, long["symbol"].dropna().unique()))
         return sorted(self._files())
 
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
@@ -391,19 +521,30 @@ class CsvSource:
             df = long[long["symbol"].astype(str) == symbol].drop(columns=["symbol"])
             if df.empty:
                 raise UnknownSymbolError(symbol, f"csv:{self.path}", self.symbols())
+            where = f"{self.path} (rows of {symbol!r})"
         else:
             files = self._files()
-            if symbol not in files:
+            key = symbol if symbol in files else next(
+                (k for k in files if k.upper() == symbol.upper()), None)
+            if key is None:
                 raise UnknownSymbolError(symbol, f"csv:{self.path}", sorted(files))
-            df = self._read(files[symbol])
+            df = self._read(files[key])
+            where = str(files[key])
         missing = [c for c in ("open", "high", "low", "close") if c not in df.columns]
         if missing:
-            raise DataError(f"csv: {self.path} lacks columns {missing} for {symbol!r}; "
-                            f"has {list(df.columns)} (names are case-insensitive)")
+            raise DataError(f"csv: {where} lacks columns {missing}; has {list(df.columns)} "
+                            "(names are case-insensitive; volume is optional)")
+        for c in [c for c in COLUMNS if c in df.columns]:
+            num = pd.to_numeric(df[c], errors="coerce")
+            bad = num.isna() & df[c].notna()
+            if bad.any():
+                first = df.index[bad.to_numpy().argmax()]
+                raise DataError(f"csv: {where} column {c!r} has non-numeric values, "
+                                f"first at {first}: {df[c][bad].iloc[0]!r}")
+            df[c] = num
         df = _trim(df, start, end)
         if df.empty:
             raise EmptyDataError(symbol, f"csv:{self.path}", f"no rows between {start} and {end}")
-        # keep the file's order and duplicates as they are: sanity checks report them
         return finish_frame(df, symbol=symbol, source=f"csv:{self.path}", adjustment="unknown")
 
 
