@@ -34,3 +34,12 @@ slow: $(STAMP)
 
 clean:
 	rm -rf $(VENV) reports/*.html .pytest_cache
+
+# Rebuild the committed models and their cards from the shipped sample (seconds each).
+# Then pin each printed sha256 in config/assets.yaml; tests/test_models_reproducible.py
+# retrains each model and checks it predicts the same as the committed file.
+.PHONY: models
+models: $(STAMP)
+	$(BIN)/research-lib train --asset-class universal --symbols '^GSPC,^IXIC,GOOG,BTC-USD,ETH-USD,LTC-USD' --start 1999-01-01 --end 2020-01-17 --out models/universal_v1.onnx
+	$(BIN)/research-lib train --asset-class equities --symbols '^GSPC,^IXIC,GOOG' --start 1999-01-01 --end 2018-12-31 --out models/equities_v1.onnx
+	$(BIN)/research-lib train --asset-class crypto --symbols BTC-USD,ETH-USD,LTC-USD --start 2014-01-01 --end 2020-01-17 --out models/crypto_v1.onnx

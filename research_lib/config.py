@@ -15,12 +15,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, RegistryError
 from .telemetry import get_logger, log_event
 
 log = get_logger("config")
@@ -299,6 +299,12 @@ _CLASS_KEYS = {"patterns", "calendar", "model"}
 _MODEL_KEYS = {"path", "sha256"}
 
 
+def _escapes_folder(path: str) -> bool:
+    """True for an absolute path or one with a ``..`` part (POSIX or Windows spelling)."""
+    posix = PurePosixPath(path.replace("\\", "/"))
+    return posix.is_absolute() or PureWindowsPath(path).is_absolute() or ".." in posix.parts
+
+
 def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> AssetsConfig:
     """Validate the assets mapping; every error names the key and the fix."""
 
@@ -323,6 +329,11 @@ def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> Assets
         path = entry.get("path")
         if not isinstance(path, str) or not path:
             raise err(f"models.{name}.path must be a file name inside models/, got {path!r}")
+        if _escapes_folder(path):
+            raise RegistryError(
+                f"{source}: models.{name}.path {path!r} must name a file inside models/ "
+                "(no absolute path, no '..'); refused"
+            )
         sha = entry.get("sha256")
         if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
             raise err(f"models.{name}.sha256 must be 64 lowercase hex digits, got {sha!r}")

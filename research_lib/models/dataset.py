@@ -1,0 +1,233 @@
+"""Training rows: features, the label a trader would use, and what was left out and why.
+
+The label for bar t is the sign of ``close[t + h] / close[t] - 1``; moves no larger than the
+dead zone are no label (the row is dropped from training, not called "down"). The last
+``h`` bars have no label. A row is trainable when every feature is finite and it has a label.
+Nothing here changes the caller's frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import features
+from ..data import load
+from ..errors import DataError
+
+FEATURES = list(features.FEATURES)
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    """One training symbol as the source served it."""
+
+    symbol: str
+    served_as: str
+    proxy: bool
+    note: str
+    source: str
+    adjustment: str
+    first: str
+    last: str
+    bars: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "served_as": self.served_as,
+            "proxy": self.proxy,
+            "note": self.note,
+            "source": self.source,
+            "adjustment": self.adjustment,
+            "first": self.first,
+            "last": self.last,
+            "bars": self.bars,
+        }
+
+
+@dataclass
+class Dataset:
+    """Long frame of rows (one per symbol and bar) with features, returns and labels.
+
+    Columns: ``timestamp, symbol, bar, <FEATURES>, ret_next, fwd_return, label,
+    complete, trainable``. ``label`` is 1.0 (up), 0.0 (down) or NaN (dead zone or tail).
+    """
+
+    rows: pd.DataFrame
+    symbols: tuple[SymbolInfo, ...]
+    notes: tuple[str, ...]
+    horizon: int
+    dead_zone: float
+    closes: Mapping[str, pd.Series]
+    periods_per_year: int
+
+    @property
+    def trainable(self) -> np.ndarray:
+        return self.rows["trainable"].to_numpy()
+
+    def X(self, mask: np.ndarray | None = None) -> np.ndarray:
+        r = self.rows if mask is None else self.rows[mask]
+        return r[FEATURES].to_numpy(dtype=np.float64)
+
+    def y(self, mask: np.ndarray | None = None) -> np.ndarray:
+        r = self.rows if mask is None else self.rows[mask]
+        return r["label"].to_numpy().astype(np.int64)
+
+    def label_counts(self) -> dict[str, int]:
+        r = self.rows
+        complete = r["complete"].to_numpy()
+        has_fwd = r["fwd_return"].notna().to_numpy()
+        lab = r["label"].to_numpy()
+        return {
+            "up": int(np.sum(complete & (lab == 1.0))),
+            "down": int(np.sum(complete & (lab == 0.0))),
+            "dead_zone": int(np.sum(complete & has_fwd & np.isnan(lab))),
+            "no_forward_bar": int(np.sum(complete & ~has_fwd)),
+            "incomplete_features": int(np.sum(~complete)),
+        }
+
+    @property
+    def span(self) -> tuple[str, str]:
+        ts = self.rows["timestamp"]
+        return _day(ts.min()), _day(ts.max())
+
+
+def _day(ts: Any) -> str:
+    return pd.Timestamp(ts).strftime("%Y-%m-%d")
+
+
+def labels(close: pd.Series, horizon: int, dead_zone: float) -> tuple[pd.Series, pd.Series]:
+    """``(fwd_return, label)``: label 1.0 above the dead zone, 0.0 below, NaN inside or
+    where there is no bar ``horizon`` ahead."""
+    c = close.astype("float64")
+    fwd = c.shift(-horizon) / c - 1.0
+    lab = pd.Series(np.nan, index=c.index)
+    lab[fwd > dead_zone] = 1.0
+    lab[fwd < -dead_zone] = 0.0
+    return fwd, lab
+
+
+def periods_per_year(index: pd.DatetimeIndex) -> int:
+    """365 for a market that trades at weekends (crypto), else 252."""
+    if len(index) == 0:
+        return 252
+    weekend = np.asarray(pd.DatetimeIndex(index).dayofweek >= 5)
+    return 365 if weekend.mean() > 0.05 else 252
+
+
+def _trim_notes(symbol: str, frame: pd.DataFrame, start: Any, end: Any) -> list[str]:
+    notes = []
+    first, last = frame.index.min(), frame.index.max()
+    grace = pd.Timedelta(days=7)  # weekends and holidays are not "outside the data"
+    if start is not None:
+        s = pd.Timestamp(start)
+        s = s.tz_localize("UTC") if s.tzinfo is None else s.tz_convert("UTC")
+        if first - s > grace:
+            notes.append(
+                f"{symbol}: asked from {_day(s)}, data starts {_day(first)}; trimmed to the data"
+            )
+    if end is not None:
+        e = pd.Timestamp(end)
+        e = e.tz_localize("UTC") if e.tzinfo is None else e.tz_convert("UTC")
+        if e - last > grace:
+            notes.append(
+                f"{symbol}: asked to {_day(e)}, data ends {_day(last)}; trimmed to the data"
+            )
+    return notes
+
+
+def load_frames(
+    symbols: Sequence[str],
+    source: str = "sample",
+    start: Any = None,
+    end: Any = None,
+    interval: str = "1d",
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Load each symbol; unknown symbols raise with the source's list; ranges partly
+    outside the data are trimmed and a note says so."""
+    frames = load(symbols, source=source, start=start, end=end, interval=interval)
+    notes: list[str] = []
+    served: dict[str, str] = {}
+    for sym, f in frames.items():
+        s = f.attrs.get("served_as", sym)
+        if s in served:
+            raise DataError(
+                f"{sym} and {served[s]} are both served as {s} by {source}; the same prices "
+                "would be counted twice; list only one"
+            )
+        served[s] = sym
+        notes.extend(_trim_notes(sym, f, start, end))
+        if f.attrs.get("proxy"):
+            notes.append(f"{sym} served as {s} proxy ({f.attrs.get('proxy_note', '')})")
+        if f.attrs.get("close_only"):
+            notes.append(
+                f"{sym}: the source has the close only (open/high/low = close, volume 0); "
+                "range_1 and volume_z_20 are constant for it"
+            )
+    return frames, notes
+
+
+def build_dataset(
+    frames: Mapping[str, pd.DataFrame],
+    horizon: int,
+    dead_zone: float,
+    notes: Sequence[str] = (),
+) -> Dataset:
+    """Features (``features.build``) and labels for every symbol, stacked by symbol in the
+    given order (the order is part of what makes training reproducible)."""
+    parts = []
+    infos = []
+    closes: dict[str, pd.Series] = {}
+    all_idx = []
+    for sym, frame in frames.items():
+        if len(frame) <= features.WARMUP + horizon:
+            raise DataError(
+                f"{sym}: {len(frame)} bars is too few to train on; features need "
+                f"{features.WARMUP} bars of warm-up and the label {horizon} more"
+            )
+        F = features.build(frame)
+        close = frame["close"].astype("float64")
+        fwd, lab = labels(close, horizon, dead_zone)
+        part = F.copy()
+        part.insert(0, "bar", np.arange(len(frame), dtype=np.int64))
+        part.insert(0, "symbol", sym)
+        part["ret_next"] = (close.shift(-1) / close - 1.0).to_numpy()
+        part["fwd_return"] = fwd.to_numpy()
+        part["label"] = lab.to_numpy()
+        complete = np.isfinite(F.to_numpy()).all(axis=1)
+        part["complete"] = complete
+        part["trainable"] = complete & lab.notna().to_numpy()
+        part.index.name = "timestamp"
+        parts.append(part.reset_index())
+        closes[sym] = close.copy()
+        all_idx.append(frame.index)
+        attrs = frame.attrs
+        infos.append(
+            SymbolInfo(
+                symbol=sym,
+                served_as=str(attrs.get("served_as", sym)),
+                proxy=bool(attrs.get("proxy", False)),
+                note=str(attrs.get("proxy_note", "")),
+                source=str(attrs.get("source", "")),
+                adjustment=str(attrs.get("adjustment", "")),
+                first=_day(frame.index.min()),
+                last=_day(frame.index.max()),
+                bars=len(frame),
+            )
+        )
+    rows = pd.concat(parts, ignore_index=True)
+    ppy = max(periods_per_year(pd.DatetimeIndex(i)) for i in all_idx)
+    return Dataset(
+        rows=rows,
+        symbols=tuple(infos),
+        notes=tuple(notes),
+        horizon=horizon,
+        dead_zone=dead_zone,
+        closes=closes,
+        periods_per_year=ppy,
+    )

@@ -1,0 +1,407 @@
+"""Symbol -> asset class -> model, switched live by ``FLAG_ASSET_SPECIFIC_MODELS``.
+
+* ``0`` (default): every symbol uses the universal model.
+* ``1``: each symbol uses its class's model; when that model is missing or fails a check
+  (path, checksum, ONNX validity) the universal model serves instead and
+  ``fallback_reason`` says why.
+* ``shadow``: the universal model decides; the class model predicts beside it; both logged.
+
+The flag is read at every :meth:`Router.routes` and :meth:`Router.predict` call, so a flip
+takes effect on the next decision without a restart. Models are loaded lazily, one
+single-threaded onnxruntime session each, after their path and sha256 are checked; a file
+that changes on disk is checked again before it is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import AssetsConfig, load_assets, models_dir
+from ..errors import ConfigError, ModelError, RegistryError
+from ..features import N_FEATURES
+from ..flags import asset_specific_mode
+from ..telemetry import get_logger, log_event
+from .onnx import OnnxModel, sha256_bytes
+from .registry import ModelStatus, display_path, model_path, status_for_sha
+
+log = get_logger("models.router")
+
+MODE_WORDS = {"0": "DISABLED", "1": "ENABLED", "shadow": "SHADOW"}
+UNCLASSIFIED = "unclassified"
+
+
+@dataclass(frozen=True)
+class Route:
+    symbol: str
+    asset_class: str
+    model: str  # the model whose probability decides
+    mode: str  # "0" | "1" | "shadow"
+    fallback_reason: str | None
+    shadow_model: str | None
+    checksum_ok: bool  # the deciding model passed its path, checksum and load checks
+
+
+@dataclass(frozen=True)
+class Prediction:
+    symbol: str
+    asset_class: str
+    model: str
+    probability: float | None  # None: no signal (non-finite input/output, model failure)
+    shadow_model: str | None
+    shadow_probability: float | None
+    fallback_reason: str | None
+
+
+@dataclass
+class _Slot:
+    key: tuple
+    status: ModelStatus
+    model: OnnxModel | None
+
+
+class Router:
+    """Routes symbols to models and predicts p(up) in one onnxruntime call per model."""
+
+    def __init__(self, assets: AssetsConfig | None = None, models_dir: Path | None = None) -> None:
+        self._assets = assets
+        self._models_dir = Path(models_dir) if models_dir is not None else None
+        self._slots: dict[str, _Slot] = {}
+        self._classes: dict[str, tuple[str, str | None]] = {}
+        self._lock = threading.RLock()
+
+    # -- configuration ------------------------------------------------------------
+    @property
+    def assets(self) -> AssetsConfig:
+        if self._assets is None:
+            self._assets = load_assets()
+        return self._assets
+
+    @property
+    def models_dir(self) -> Path:
+        if self._models_dir is None:
+            self._models_dir = models_dir()
+        return self._models_dir
+
+    def set_assets(self, assets: AssetsConfig) -> None:
+        """Hot reload: new classes, overrides and model entries apply at the next call.
+        Loaded sessions are kept only for entries whose path and sha256 are unchanged."""
+        with self._lock:
+            self._assets = assets
+            self._classes.clear()
+        log_event(log, "router_assets_reloaded", source=assets.source_path)
+
+    # -- models -------------------------------------------------------------------
+    def _classify(self, symbol: str) -> tuple[str, str | None]:
+        hit = self._classes.get(symbol)
+        if hit is None:
+            try:
+                hit = (self.assets.classify(symbol), None)
+            except ConfigError as exc:
+                hit = (UNCLASSIFIED, str(exc))
+            self._classes[symbol] = hit
+        return hit
+
+    def status(self, name: str) -> ModelStatus:
+        return self._load(name)[1]
+
+    def statuses(self) -> dict[str, ModelStatus]:
+        return {name: self.status(name) for name in self.assets.models}
+
+    def _load(self, name: str) -> tuple[OnnxModel | None, ModelStatus]:
+        with self._lock:
+            assets, folder = self.assets, self.models_dir
+            shown = display_path(name, assets, folder)
+            if name not in assets.models:
+                st = ModelStatus(name, shown, "invalid", f"model {name!r} is not under models")
+                return None, st
+            entry = assets.models[name]
+            try:
+                path = model_path(assets, name, folder)
+            except RegistryError as exc:
+                return self._remember(
+                    name,
+                    ("refused", entry.path),
+                    ModelStatus(name, shown, "refused", str(exc)),
+                    None,
+                )
+            try:
+                stt = path.stat()
+            except FileNotFoundError:
+                return self._remember(
+                    name,
+                    ("missing", str(path)),
+                    ModelStatus(name, shown, "missing", f"model file {shown} missing", path),
+                    None,
+                )
+            key = (str(path), entry.sha256, stt.st_mtime_ns, stt.st_size, stt.st_ino)
+            slot = self._slots.get(name)
+            if slot is not None and slot.key == key:
+                return slot.model, slot.status
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                st = ModelStatus(
+                    name, shown, "invalid", f"model file {shown} unreadable: {exc}", path
+                )
+                return self._remember(name, key, st, None)
+            st = status_for_sha(assets, name, shown, path, sha256_bytes(data))
+            if not st.ok:
+                return self._remember(name, key, st, None)
+            try:
+                model = OnnxModel(path, data=data)
+            except ModelError as exc:
+                st = ModelStatus(name, shown, "invalid", str(exc), path, st.sha256)
+                return self._remember(name, key, st, None)
+            return self._remember(name, key, st, model)
+
+    def _remember(self, name: str, key: tuple, st: ModelStatus, model: OnnxModel | None):
+        old = self._slots.get(name)
+        if old is None or old.key != key:
+            self._slots[name] = _Slot(key, st, model)
+            if st.ok:
+                log_event(log, "model_loaded", model=name, path=st.display, sha256=st.sha256)
+            else:
+                log_event(
+                    log,
+                    "model_unusable",
+                    level=logging.WARNING,
+                    model=name,
+                    state=st.state,
+                    reason=st.problem,
+                )
+        return model, st
+
+    # -- routing ------------------------------------------------------------------
+    def _route(self, symbol: str, mode: str) -> Route:
+        uni = self.assets.universal_model
+        cls, class_error = self._classify(symbol)
+        class_model = uni if class_error else self.assets.asset_class(cls).model
+        model, shadow, reason = uni, None, None
+        if class_error and mode != "0":
+            reason = class_error
+        elif mode == "1" and class_model != uni:
+            st = self.status(class_model)
+            if st.ok:
+                model = class_model
+            else:
+                reason = st.problem
+        elif mode == "shadow" and class_model != uni:
+            st = self.status(class_model)
+            if st.ok:
+                shadow = class_model
+            else:
+                reason = f"shadow {class_model} unavailable: {st.problem}"
+        ust = self.status(model)
+        if not ust.ok:
+            extra = f"no usable model: {ust.problem}"
+            reason = f"{reason}; {extra}" if reason else extra
+        return Route(symbol, cls, model, mode, reason, shadow, ust.ok)
+
+    def routes(self, symbols: Sequence[str], mode: str | None = None) -> list[Route]:
+        """Where each symbol goes now (reads the flag unless ``mode`` is given)."""
+        m = mode if mode is not None else asset_specific_mode()
+        if m not in MODE_WORDS:
+            raise ConfigError(f"routing mode must be 0, 1 or shadow, got {m!r}")
+        return [self._route(s, m) for s in symbols]
+
+    # -- prediction ---------------------------------------------------------------
+    def _run(
+        self, name: str, X32: np.ndarray, rows: np.ndarray, out: np.ndarray, why: dict[int, str]
+    ) -> None:
+        if len(rows) == 0:
+            return
+        model, st = self._load(name)
+        if model is None:
+            for i in rows:
+                why[int(i)] = f"model {name} unusable: {st.problem}"
+            return
+        try:
+            out[rows] = model.predict_proba_up(X32[rows])
+        except ModelError as exc:
+            log_event(log, "inference_failed", level=logging.ERROR, model=name, error=str(exc))
+            for i in rows:
+                why[int(i)] = f"inference failed: {exc}"
+
+    def predict(self, symbols: Sequence[str], X: np.ndarray) -> list[Prediction]:
+        """p(up) per row of ``X`` (shape ``(len(symbols), N_FEATURES)``). Reads the flag now;
+        one onnxruntime call per model; rows with NaN/inf in or out are no signal (None)."""
+        X = np.asarray(X)
+        n = len(symbols)
+        if X.ndim != 2 or X.shape != (n, N_FEATURES):
+            raise ModelError(
+                f"predict expected X of shape ({n}, {N_FEATURES}) for {n} symbols, got {X.shape}"
+            )
+        if not np.issubdtype(X.dtype, np.floating):
+            raise ModelError(f"predict expected float64 features, got dtype {X.dtype}")
+        mode = asset_specific_mode()
+        by_symbol = {s: self._route(s, mode) for s in dict.fromkeys(symbols)}
+        routes = [by_symbol[s] for s in symbols]
+        with np.errstate(over="ignore", invalid="ignore"):
+            X32 = X.astype(np.float32)
+        finite_in = np.isfinite(X32).all(axis=1)
+        prob = np.full(n, np.nan)
+        sprob = np.full(n, np.nan)
+        why: dict[int, str] = {}
+        swhy: dict[int, str] = {}
+        idx = np.arange(n)
+        for name in dict.fromkeys(r.model for r in routes):
+            rows = idx[np.array([r.model == name for r in routes], dtype=bool) & finite_in]
+            self._run(name, X32, rows, prob, why)
+        for name in dict.fromkeys(r.shadow_model for r in routes if r.shadow_model):
+            rows = idx[np.array([r.shadow_model == name for r in routes], dtype=bool) & finite_in]
+            self._run(name, X32, rows, sprob, swhy)
+        out = []
+        for i, (sym, r) in enumerate(zip(symbols, routes, strict=True)):
+            p = _finite(prob[i])
+            if p is None:
+                self._log_no_signal(sym, r.model, bool(finite_in[i]), why.get(i), prob[i])
+            sp = _finite(sprob[i]) if r.shadow_model else None
+            if r.shadow_model:
+                if sp is None:
+                    self._log_no_signal(
+                        sym, r.shadow_model, bool(finite_in[i]), swhy.get(i), sprob[i], shadow=True
+                    )
+                log_event(
+                    log,
+                    "shadow_prediction",
+                    symbol=sym,
+                    asset_class=r.asset_class,
+                    model=r.model,
+                    probability=p,
+                    shadow_model=r.shadow_model,
+                    shadow_probability=sp,
+                )
+            out.append(
+                Prediction(sym, r.asset_class, r.model, p, r.shadow_model, sp, r.fallback_reason)
+            )
+        return out
+
+    def _log_no_signal(
+        self,
+        symbol: str,
+        model: str,
+        finite_input: bool,
+        why: str | None,
+        value: float,
+        shadow: bool = False,
+    ) -> None:
+        if not finite_input:  # warm-up and gaps: expected, quiet
+            log_event(
+                log,
+                "no_signal",
+                level=logging.DEBUG,
+                symbol=symbol,
+                model=model,
+                reason="non-finite input features",
+                shadow=shadow,
+            )
+        elif why is not None:
+            log_event(
+                log,
+                "no_signal",
+                level=logging.WARNING,
+                symbol=symbol,
+                model=model,
+                reason=why,
+                shadow=shadow,
+            )
+        else:
+            log_event(
+                log,
+                "no_signal",
+                level=logging.WARNING,
+                symbol=symbol,
+                model=model,
+                reason=f"non-finite model output {value!r}",
+                shadow=shadow,
+            )
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------- cli
+EXAMPLE_OPTION = "SPY251219C00600000"  # an OCC contract symbol, to show the options route
+
+
+def default_symbols() -> list[str]:
+    from ..data import SampleSource
+
+    return SampleSource().symbols() + [EXAMPLE_OPTION]
+
+
+def routing_table(router: Router, symbols: Sequence[str], mode: str | None = None) -> list[dict]:
+    """Rows for the routing table: symbol, class, model, checksum status, fallback reason
+    (and the shadow model in shadow mode)."""
+    rows = []
+    for r in router.routes(symbols, mode):
+        st = router.status(r.model)
+        row = {
+            "symbol": r.symbol,
+            "class": r.asset_class,
+            "model": r.model,
+            "checksum": st.checksum,
+            "shadow": r.shadow_model,
+            "fallback": r.fallback_reason,
+        }
+        rows.append(row)
+    return rows
+
+
+def header(mode: str) -> str:
+    return f"Asset-specific model routing {MODE_WORDS[mode]}"
+
+
+def format_table(rows: list[dict], mode: str) -> str:
+    cols = (
+        ["symbol", "class", "model", "checksum"]
+        + (["shadow"] if mode == "shadow" else [])
+        + ["fallback"]
+    )
+    text = [[str(r[c]) if r[c] is not None else "-" for c in cols] for r in rows]
+    widths = [
+        max(len(c), *(len(t[i]) for t in text)) if text else len(c) for i, c in enumerate(cols)
+    ]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip() for t in text]
+    return "\n".join(lines)
+
+
+def cli_routing(args: argparse.Namespace) -> int:
+    from ..config import parse_symbols
+
+    mode = asset_specific_mode()
+    symbols = parse_symbols(args.symbols) if args.symbols else default_symbols()
+    router = Router()
+    rows = routing_table(router, symbols, mode)
+    statuses = router.statuses()
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "mode": mode,
+                    "routing": MODE_WORDS[mode],
+                    "routes": [asdict(r) for r in router.routes(symbols, mode)],
+                    "models": {
+                        k: {"state": v.state, "problem": v.problem, "path": v.display}
+                        for k, v in statuses.items()
+                    },
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"{header(mode)} (FLAG_ASSET_SPECIFIC_MODELS={mode})")
+        print(format_table(rows, mode))
+        print("models: " + ", ".join(f"{k} {v.checksum}" for k, v in statuses.items()))
+    unusable = [r for r in rows if r["checksum"] != "ok"]
+    return 1 if unusable else 0

@@ -1,0 +1,441 @@
+"""Train a per-asset-class model: data -> features -> label -> walk-forward -> final fit ->
+ONNX -> parity -> card.
+
+``research-lib train --asset-class crypto --symbols BTC-USD,ETH-USD,LTC-USD
+--out models/crypto_v1.onnx`` does all of it from the shipped sample, in seconds.
+The same command gives the same ONNX bytes and the same card (fixed seed,
+single-threaded estimators, symbols in the given order, no wall-clock time in the card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import features
+from ..config import AssetsConfig, load_assets, parse_symbols
+from ..errors import ConfigError, ModelError
+from ..telemetry import get_logger, log_event
+from . import card as cards
+from .dataset import FEATURES, Dataset, build_dataset, load_frames
+from .evaluation import WalkForwardResult, walk_forward
+from .onnx import OnnxModel, ParityReport, compare, export, sha256_bytes
+from .settings import (
+    ASSET_CLASSES,
+    PipelineSpec,
+    TrainSettings,
+    load_settings,
+    settings_from_dict,
+)
+
+log = get_logger("models.train")
+
+
+# ------------------------------------------------------------------------- spec
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything that decides the model; stored in the card as ``spec``."""
+
+    name: str
+    asset_class: str
+    symbols: tuple[str, ...]
+    start: str | None
+    end: str | None
+    source: str
+    interval: str
+    pipeline: PipelineSpec
+    settings: TrainSettings
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "asset_class": self.asset_class,
+            "symbols": list(self.symbols),
+            "start": self.start,
+            "end": self.end,
+            "source": self.source,
+            "interval": self.interval,
+            "pipeline": self.pipeline.to_dict(),
+            "settings": self.settings.to_dict(),
+        }
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> TrainSpec:
+        try:
+            s = card["spec"]
+            p = s["pipeline"]
+            pipeline = PipelineSpec(name=p["name"], kind=p["kind"], params=dict(p["params"]))
+            settings = settings_from_dict(
+                {
+                    **s["settings"],
+                    "pipelines": {p["name"]: {"kind": p["kind"], "params": p["params"]}},
+                },
+                source=f"card {card.get('name')} spec.settings",
+            )
+            return cls(
+                name=str(card["name"]),
+                asset_class=s["asset_class"],
+                symbols=tuple(s["symbols"]),
+                start=s["start"],
+                end=s["end"],
+                source=s["source"],
+                interval=s["interval"],
+                pipeline=pipeline,
+                settings=settings,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ModelError(
+                f"card {card.get('name')!r} lacks the training spec ({exc}); it cannot be rebuilt"
+            ) from None
+
+    def command(self) -> str:
+        parts = [
+            "research-lib",
+            "train",
+            "--asset-class",
+            self.asset_class,
+            "--symbols",
+            ",".join(self.symbols),
+        ]
+        if self.source != "sample":
+            parts += ["--source", self.source]
+        if self.start:
+            parts += ["--start", self.start]
+        if self.end:
+            parts += ["--end", self.end]
+        if self.interval != "1d":
+            parts += ["--interval", self.interval]
+        parts += [
+            "--out",
+            self.out or f"models/{self.name}.onnx",
+            "--pipeline",
+            self.pipeline.name,
+            "--seed",
+            str(self.settings.seed),
+        ]
+        return shlex.join(parts)
+
+
+def make_estimator(pipeline: PipelineSpec, seed: int) -> Any:
+    """A fresh, unfitted scikit-learn estimator for ``pipeline`` (single-threaded)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    params = dict(pipeline.params)
+    try:
+        if pipeline.kind == "logistic":
+            return Pipeline(
+                [
+                    ("scale", StandardScaler()),
+                    ("clf", LogisticRegression(random_state=seed, **params)),
+                ]
+            )
+        if pipeline.kind == "random_forest":
+            return RandomForestClassifier(random_state=seed, n_jobs=1, **params)
+        if pipeline.kind == "hist_gradient_boosting":
+            return HistGradientBoostingClassifier(random_state=seed, **params)
+    except TypeError as exc:
+        raise ConfigError(f"pipelines.{pipeline.name}.params: {exc}") from None
+    raise ConfigError(f"pipelines.{pipeline.name}.kind {pipeline.kind!r} is not known")
+
+
+def _fit(pipeline: PipelineSpec, seed: int, X: np.ndarray, y: np.ndarray) -> Any:
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    est = make_estimator(pipeline, seed)
+    try:
+        return est.fit(X, y)
+    except InvalidParameterError as exc:
+        raise ConfigError(f"pipelines.{pipeline.name}.params: {exc}") from None
+
+
+# ------------------------------------------------------------------------ result
+@dataclass
+class TrainResult:
+    spec: TrainSpec
+    dataset: Dataset
+    pipeline: Any
+    train_rows: int
+    walk_forward: WalkForwardResult | None = None
+    onnx_bytes: bytes = b""
+    sha256: str = ""
+    parity: ParityReport | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+    model_path: Path | None = None
+    card_path: Path | None = None
+
+
+def _check_classes(asset_class: str, symbols: tuple[str, ...], assets: AssetsConfig | None) -> None:
+    if asset_class not in ASSET_CLASSES:
+        raise ConfigError(f"--asset-class must be one of {ASSET_CLASSES}, got {asset_class!r}")
+    if asset_class == "universal":
+        return
+    assets = assets or load_assets()
+    wrong = [(s, assets.classify(s)) for s in symbols if assets.classify(s) != asset_class]
+    if wrong:
+        s, c = wrong[0]
+        raise ConfigError(
+            f"symbol {s} is in class {c!r} in {assets.source_path or 'assets.yaml'}, not "
+            f"{asset_class!r}; train it under --asset-class {c} or universal, or add an override"
+        )
+
+
+def prepare(spec: TrainSpec) -> Dataset:
+    frames, notes = load_frames(spec.symbols, spec.source, spec.start, spec.end, spec.interval)
+    lab = spec.settings.label
+    return build_dataset(frames, lab.horizon, lab.dead_zone, notes)
+
+
+def fit_final(spec: TrainSpec, ds: Dataset) -> tuple[Any, int]:
+    mask = ds.trainable
+    y = ds.y(mask)
+    if len(np.unique(y)) < 2:
+        raise ModelError("training rows hold one class only; widen the date range")
+    return _fit(spec.pipeline, spec.settings.seed, ds.X(mask), y), int(mask.sum())
+
+
+@cache
+def _sample_rows() -> pd.DataFrame:
+    from ..data import load, sample_symbols
+
+    frames = load(sample_symbols(), source="sample")
+    parts = []
+    for sym, f in frames.items():
+        F = features.build(f)
+        F = F[np.isfinite(F.to_numpy()).all(axis=1)]
+        F.insert(0, "served_as", sym)
+        parts.append(F.reset_index())
+    return pd.concat(parts, ignore_index=True)
+
+
+def sample_feature_rows() -> tuple[np.ndarray, str]:
+    """Every complete feature row of the shipped sample (for checks of converted models)."""
+    rows = _sample_rows()
+    return rows[FEATURES].to_numpy(
+        np.float64
+    ), f"all {len(rows)} complete feature rows of the shipped sample"
+
+
+def heldout_rows(res: TrainResult) -> tuple[np.ndarray, str]:
+    """Rows the final fit never saw: the span's dead-zone and unlabelled rows, plus every
+    complete row of the shipped sample that is not a training row (other symbols, other
+    dates). Returns float64 features and a description."""
+    ds = res.dataset
+    r = ds.rows
+    own = r[r["complete"].to_numpy() & ~r["trainable"].to_numpy()]
+    served = {s.symbol: s.served_as for s in ds.symbols}
+    used = r.loc[r["trainable"].to_numpy(), ["symbol", "timestamp"]].copy()
+    used["served_as"] = used["symbol"].map(served)
+    sample = _sample_rows()
+    key = pd.MultiIndex.from_frame(sample[["served_as", "timestamp"]])
+    used_key = pd.MultiIndex.from_frame(used[["served_as", "timestamp"]])
+    other = sample[~key.isin(used_key)]
+    X = np.vstack([own[FEATURES].to_numpy(np.float64), other[FEATURES].to_numpy(np.float64)])
+    desc = (
+        f"{len(own)} rows of the training span without a label (dead zone, last bars) + "
+        f"{len(other)} complete rows of the shipped sample the fit never saw"
+    )
+    return X, desc
+
+
+def train(
+    asset_class: str,
+    symbols: str | list[str] | tuple[str, ...],
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    source: str = "sample",
+    interval: str = "1d",
+    out: str | Path | None = None,
+    pipeline: str | None = None,
+    seed: int | None = None,
+    settings: TrainSettings | None = None,
+    assets: AssetsConfig | None = None,
+    name: str | None = None,
+) -> TrainResult:
+    """Train, evaluate walk-forward, fit on all labelled rows, export ONNX, check parity,
+    build the card; with ``out`` write ``out`` and its card (``.json``) beside it."""
+    settings = settings or load_settings()
+    if seed is not None:
+        settings = replace(settings, seed=int(seed))
+    syms = tuple(parse_symbols(list(symbols) if not isinstance(symbols, str) else symbols))
+    _check_classes(asset_class, syms, assets)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None and out_path.suffix != ".onnx":
+        raise ConfigError(f"--out must end in .onnx, got {out_path}")
+    spec = TrainSpec(
+        name=name or (out_path.stem if out_path else f"{asset_class}_model"),
+        asset_class=asset_class,
+        symbols=syms,
+        start=None if start is None else str(start),
+        end=None if end is None else str(end),
+        source=source,
+        interval=interval,
+        pipeline=settings.pipeline(pipeline, asset_class),
+        settings=settings,
+        out=None if out is None else str(out),
+    )
+    ds = prepare(spec)
+    for note in ds.notes:
+        log_event(log, "train_data_note", note=note)
+    wf_cfg, ev = settings.walk_forward, settings.evaluation
+    try:
+        wf = walk_forward(
+            ds,
+            lambda: make_estimator(spec.pipeline, settings.seed),
+            folds=wf_cfg.folds,
+            initial_train_fraction=wf_cfg.initial_train_fraction,
+            embargo=wf_cfg.embargo,
+            threshold=ev.threshold,
+            cost_bps=ev.cost_bps,
+            sma_fast=ev.sma_fast,
+            sma_slow=ev.sma_slow,
+        )
+    except ValueError as exc:
+        raise ModelError(f"walk-forward evaluation failed: {exc}") from exc
+    pipe, n_rows = fit_final(spec, ds)
+    data = export(
+        pipe,
+        features.N_FEATURES,
+        opset=settings.onnx.opset,
+        ml_opset=settings.onnx.ml_opset,
+        name=spec.name,
+    )
+    res = TrainResult(
+        spec=spec,
+        dataset=ds,
+        pipeline=pipe,
+        train_rows=n_rows,
+        walk_forward=wf,
+        onnx_bytes=data,
+        sha256=sha256_bytes(data),
+    )
+    model = OnnxModel(out_path or Path(f"{spec.name}.onnx"), data=data)
+    X, rows_from = heldout_rows(res)
+    res.parity = compare(pipe, model, X, threshold=ev.threshold, rows_from=rows_from)
+    res.card = cards.build_card(res)
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_suffix(".onnx.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(out_path)
+        res.model_path = out_path
+        res.card_path = cards.write_card(res.card, cards.card_path_for(out_path))
+    log_event(
+        log,
+        "model_trained",
+        name=spec.name,
+        sha256=res.sha256,
+        rows=n_rows,
+        auc=wf.metrics.get("auc"),
+        parity=res.parity.passed,
+    )
+    return res
+
+
+def rebuild(card: dict[str, Any]) -> TrainResult:
+    """Refit the scikit-learn pipeline a card describes, from the data it records
+    (no walk-forward, no export). Refuses when that data no longer matches the card."""
+    spec = TrainSpec.from_card(card)
+    ds = prepare(spec)
+    first, last = ds.span
+    want = card.get("data", {}).get("span", {})
+    counts = card.get("label", {}).get("rows")
+    if want and (want.get("first"), want.get("last")) != (first, last):
+        raise ModelError(
+            f"card {spec.name}: data span is now {first}..{last}, the card says "
+            f"{want.get('first')}..{want.get('last')}; the source's data changed"
+        )
+    if counts is not None and counts != ds.label_counts():
+        raise ModelError(
+            f"card {spec.name}: label counts are now {ds.label_counts()}, the card says "
+            f"{counts}; the source's data changed"
+        )
+    pipe, n_rows = fit_final(spec, ds)
+    return TrainResult(spec=spec, dataset=ds, pipeline=pipe, train_rows=n_rows)
+
+
+def retrain_from_card(card: dict[str, Any], out: str | Path | None = None) -> TrainResult:
+    """Run the whole training again from a card's spec (same settings, seed and data)."""
+    spec = TrainSpec.from_card(card)
+    return train(
+        spec.asset_class,
+        list(spec.symbols),
+        start=spec.start,
+        end=spec.end,
+        source=spec.source,
+        interval=spec.interval,
+        out=out,
+        pipeline=spec.pipeline.name,
+        settings=spec.settings,
+        name=spec.name,
+    )
+
+
+# --------------------------------------------------------------------------- cli
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.1%}" if pct else f"{v:.3f}"
+
+
+def summary_lines(res: TrainResult) -> list[str]:
+    wf = res.walk_forward
+    lines = []
+    for n in res.dataset.notes:
+        lines.append(f"note: {n}")
+    if wf is not None:
+        m, b = wf.metrics, wf.baselines
+        lines.append(
+            f"out of sample ({m['rows']} labelled rows, {len(wf.folds)} folds): accuracy "
+            f"{_fmt(m['accuracy'])} (always-up {_fmt(b['always_up_accuracy'])}), log loss "
+            f"{_fmt(m['log_loss'])} (base rate {_fmt(b['base_rate_log_loss'])}), AUC {_fmt(m['auc'])}"
+        )
+        lines.append(f"{'strategy':<15}{'return':>9}{'sharpe':>8}{'max dd':>8}{'turnover':>10}")
+        for k, t in wf.trading.metrics.items():
+            lines.append(
+                f"{k:<15}{_fmt(t['total_return'], True):>9}{_fmt(t['sharpe']):>8}"
+                f"{_fmt(t['max_drawdown'], True).lstrip('+'):>8}{_fmt(t['turnover']):>10}"
+            )
+        lines.append(f"verdict: {wf.verdict}")
+    if res.parity is not None:
+        lines.append(res.parity.summary())
+    return lines
+
+
+def cli_train(args: argparse.Namespace) -> int:
+    res = train(
+        args.asset_class,
+        args.symbols,
+        start=args.start,
+        end=args.end,
+        source=args.source,
+        interval=getattr(args, "interval", "1d"),
+        out=args.out,
+        pipeline=getattr(args, "pipeline", None),
+        seed=getattr(args, "seed", None),
+    )
+    for line in summary_lines(res):
+        print(line)
+    print(f"wrote {res.model_path} and {res.card_path}")
+    print(
+        f"pin it in config/assets.yaml:  {res.spec.name}: {{path: {res.spec.name}.onnx, "
+        f"sha256: {res.sha256}}}"
+    )
+    if res.parity is not None and not res.parity.passed:
+        print(
+            f"research-lib train: parity FAILED for pipeline {res.spec.pipeline.name!r}: the ONNX "
+            "model does not reproduce scikit-learn; do not serve it (use a parity-passing "
+            "pipeline such as logistic or random_forest)"
+        )
+        return 1
+    return 0
