@@ -179,10 +179,17 @@ class SessionConfig:
     crypto_lot_size: float = _f(0.0001, _rng(0, 1, lo_open=True), "crypto quantity step")
     interval: str = _f("1d", None, "bar interval")
     source: str = _f("sample", None, "default data source")
-    kill_file: str = _f("kill.flag", None, "kill switch file (relative to the run dir's parent)")
+    kill_file: str = _f("kill.flag", None, "kill switch file (relative to the working directory)")
     run_dir: str = _f("runs", None, "where run folders with ledgers are written")
     warmup_bars: int = _f(60, _rng(1, 10_000), "history fetched before the first decision")
     seed: int = _f(7, _rng(0, None), "seed for anything random")
+    rebalance_band: float = _f(0.05, _rng(0, 1),
+                               "resize a held position only when the target differs from it by "
+                               "more than this share of equity (entries and exits always trade; "
+                               "a position that drifts above max_position_pct by more than this "
+                               "is trimmed back to the limit)")
+    replay_years: float = _f(2.0, _rng(0, 100, lo_open=True),
+                             "replay window when --start is not given: the last N years of data")
 
 
 @dataclass(frozen=True)

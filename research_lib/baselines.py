@@ -1,0 +1,114 @@
+"""Rule baselines that trade like any model: ``baseline:buy_and_hold``, ``baseline:sma_cross``.
+
+They consume bars (closes), not features, but answer ``predict(symbols, X)`` with the same
+:class:`Prediction` fields as :class:`research_lib.models.router.Router`, with a
+probability-like signal: 1.0 (long) or 0.0 (flat), ``None`` while there is too little
+history (no trade: fail closed).
+
+* ``baseline:buy_and_hold``: 1.0 once a symbol has a close.
+* ``baseline:sma_cross``: 1.0 when SMA(10) > SMA(20) of closes, else 0.0; ``None`` until 20
+  closes exist. Long-only. :func:`sma_cross_signal` is the same rule over a whole series,
+  for tests and notebooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+BASELINES = ("baseline:buy_and_hold", "baseline:sma_cross")
+SMA_FAST = 10
+SMA_SLOW = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Same fields as ``research_lib.models.router.Prediction``."""
+
+    symbol: str
+    asset_class: str
+    model: str
+    probability: float | None
+    shadow_model: str | None = None
+    shadow_probability: float | None = None
+    fallback_reason: str | None = None
+
+
+class _Baseline:
+    name = ""
+    needs_features = False
+    window = 1
+
+    def __init__(self, symbols: Sequence[str], asset_classes: dict[str, str] | None = None):
+        self.symbols = list(symbols)
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+        self.asset_classes = dict(asset_classes or {})
+        self.closes = np.full((len(self.symbols), self.window), np.nan)
+        self.count = np.zeros(len(self.symbols), dtype=np.int64)
+
+    def observe(self, rows: np.ndarray, close: np.ndarray) -> None:
+        """Append one close for each symbol index in ``rows``."""
+        C = self.closes[rows]
+        C[:, :-1] = C[:, 1:]
+        C[:, -1] = close
+        self.closes[rows] = C
+        self.count[rows] += 1
+
+    def set_asset_classes(self, asset_classes: dict[str, str]) -> None:
+        self.asset_classes = dict(asset_classes)
+
+    def _signal(self, i: int) -> float | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict(self, symbols: Sequence[str], X: np.ndarray | None = None) -> list[Prediction]:
+        out = []
+        for s in symbols:
+            p = self._signal(self.index[s])
+            out.append(Prediction(s, self.asset_classes.get(s, ""), self.name, p, None, None,
+                                  None if p is not None else "BASELINE_WARMUP"))
+        return out
+
+
+class BuyAndHold(_Baseline):
+    name = "baseline:buy_and_hold"
+
+    def _signal(self, i: int) -> float | None:
+        return 1.0 if self.count[i] > 0 and np.isfinite(self.closes[i, -1]) else None
+
+
+class SmaCross(_Baseline):
+    name = "baseline:sma_cross"
+    window = SMA_SLOW
+
+    def _signal(self, i: int) -> float | None:
+        if self.count[i] < SMA_SLOW:
+            return None
+        c = self.closes[i]
+        fast = float(np.mean(c[-SMA_FAST:]))
+        slow = float(np.mean(c))
+        if not (np.isfinite(fast) and np.isfinite(slow)):
+            return None
+        return 1.0 if fast > slow else 0.0
+
+
+def make_baseline(name: str, symbols: Sequence[str],
+                  asset_classes: dict[str, str] | None = None) -> _Baseline:
+    if name == BuyAndHold.name:
+        return BuyAndHold(symbols, asset_classes)
+    if name == SmaCross.name:
+        return SmaCross(symbols, asset_classes)
+    from .errors import ConfigError
+
+    raise ConfigError(f"--model {name!r} is not a baseline; known: {', '.join(BASELINES)}")
+
+
+def sma_cross_signal(close: np.ndarray) -> np.ndarray:
+    """The SMA(10)/SMA(20) rule over a whole close series: 1.0, 0.0, or NaN (warm-up)."""
+    c = np.asarray(close, dtype=np.float64)
+    out = np.full(len(c), np.nan)
+    for t in range(SMA_SLOW - 1, len(c)):
+        w = c[t - SMA_SLOW + 1 : t + 1]
+        out[t] = 1.0 if np.mean(w[-SMA_FAST:]) > np.mean(w) else 0.0
+    return out

@@ -1,0 +1,551 @@
+"""The durable record of a paper run: one SQLite file (WAL) per run, one transaction per step.
+
+``<run_dir>/<run_id>/ledger.sqlite`` holds:
+
+==================  ===================================================================
+``meta``            run id, symbols, labels (proxy notes), asset classes, spec, config
+``steps``           one row per committed step (bar clock ``ts``; wall clock apart)
+``orders``          every order decided, denied ones included (the intent, immutable)
+``order_events``    OrderSubmitted / OrderDenied / OrderRejected / OrderFilled, in order
+``fills``           one row per filled order; ``client_order_id`` is the primary key, so
+                    an order can never fill twice
+``equity``          per step: cash, equity, gross, net, peak, drawdown, trading state
+``positions``       per step snapshot of each symbol (the truth is ``fills``)
+``decisions``       per step and symbol: class, model, probability, target, verdict
+``risk_events``     denials, rejections, clips and limit breaches with coded reasons
+``state_changes``   account and per-symbol transitions (REDUCING, HALTED, resets), config
+                    reloads
+==================  ===================================================================
+
+Everything but the wall-clock columns (:data:`WALL_CLOCK_COLUMNS`) and the run id is a
+deterministic function of inputs, seed and config; :func:`deterministic_dump` returns
+exactly that part, so two runs can be compared byte for byte.
+
+:meth:`Ledger.open` refuses a ledger it cannot trust (not SQLite, truncated, failed
+``quick_check``, missing tables, cash or positions that do not match the fills) with a
+:class:`~research_lib.errors.LedgerError` naming the file and the reason; the file is
+never changed or deleted. :func:`read_run` gives notebooks the tables as DataFrames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .broker import Fill, Order, PaperBroker, Position
+from .errors import LedgerError
+from .risk import TradingState
+from .telemetry import get_logger, log_event
+
+if TYPE_CHECKING:  # pandas only for readers, never on the trading path
+    import pandas as pd
+
+log = get_logger("ledger")
+
+SCHEMA_VERSION = "1"
+LEDGER_NAME = "ledger.sqlite"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# table -> columns, in insert order (the primary keys and types are in _DDL)
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "steps": ("step", "ts", "n_bars", "wall_ts", "e2d_ms"),
+    "orders": ("client_order_id", "step", "ts", "symbol", "asset_class", "side", "qty",
+               "decision_price", "kind", "dry_run"),
+    "order_events": ("step", "ts", "client_order_id", "event", "reason"),
+    "fills": ("client_order_id", "step", "ts", "symbol", "qty", "price", "base_price",
+              "commission", "cash_delta"),
+    "equity": ("step", "ts", "cash", "equity", "gross", "net", "peak", "day_start_equity",
+               "drawdown", "day", "state"),
+    "positions": ("step", "symbol", "qty", "avg_price", "mark", "value", "realized",
+                  "unrealized", "fees"),
+    "decisions": ("step", "ts", "symbol", "asset_class", "model", "probability",
+                  "shadow_model", "shadow_probability", "fallback_reason", "target",
+                  "verdict", "reason", "client_order_id", "qty", "latency_ms"),
+    "risk_events": ("step", "ts", "symbol", "kind", "code", "reason", "client_order_id"),
+    "state_changes": ("step", "ts", "scope", "from_state", "to_state", "reason", "equity",
+                      "peak", "day", "wall_ts"),
+}
+
+# Columns that hold wall-clock times or measured latencies: everything else is deterministic.
+WALL_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
+    "steps": ("wall_ts", "e2d_ms"),
+    "decisions": ("latency_ms",),
+    "state_changes": ("wall_ts",),
+}
+WALL_CLOCK_META = ("created_at", "run_id", "ledger_path")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    step INTEGER PRIMARY KEY, ts TEXT NOT NULL, n_bars INTEGER NOT NULL,
+    wall_ts TEXT, e2d_ms REAL);
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
+    symbol TEXT NOT NULL, asset_class TEXT, side TEXT NOT NULL, qty REAL NOT NULL,
+    decision_price REAL, kind TEXT NOT NULL, dry_run INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS order_events (
+    seq INTEGER PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
+    client_order_id TEXT NOT NULL, event TEXT NOT NULL, reason TEXT);
+CREATE TABLE IF NOT EXISTS fills (
+    client_order_id TEXT PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
+    symbol TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL, base_price REAL NOT NULL,
+    commission REAL NOT NULL, cash_delta REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS equity (
+    step INTEGER PRIMARY KEY, ts TEXT NOT NULL, cash REAL NOT NULL, equity REAL NOT NULL,
+    gross REAL NOT NULL, net REAL NOT NULL, peak REAL NOT NULL, day_start_equity REAL,
+    drawdown REAL NOT NULL, day TEXT NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    step INTEGER NOT NULL, symbol TEXT NOT NULL, qty REAL NOT NULL, avg_price REAL,
+    mark REAL, value REAL, realized REAL, unrealized REAL, fees REAL,
+    PRIMARY KEY (step, symbol));
+CREATE TABLE IF NOT EXISTS decisions (
+    step INTEGER NOT NULL, ts TEXT NOT NULL, symbol TEXT NOT NULL, asset_class TEXT,
+    model TEXT, probability REAL, shadow_model TEXT, shadow_probability REAL,
+    fallback_reason TEXT, target REAL, verdict TEXT NOT NULL, reason TEXT,
+    client_order_id TEXT, qty REAL, latency_ms REAL, PRIMARY KEY (step, symbol));
+CREATE TABLE IF NOT EXISTS risk_events (
+    seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, symbol TEXT, kind TEXT NOT NULL,
+    code TEXT NOT NULL, reason TEXT NOT NULL, client_order_id TEXT);
+CREATE TABLE IF NOT EXISTS state_changes (
+    seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, scope TEXT NOT NULL,
+    from_state TEXT NOT NULL, to_state TEXT NOT NULL, reason TEXT NOT NULL,
+    equity REAL, peak REAL, day TEXT, wall_ts TEXT);
+"""
+
+_INSERT = {
+    t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    for t, cols in COLUMNS.items()
+}
+_ORDER_COLS = ", ".join(COLUMNS["orders"])
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def ledger_path(run_dir: str | Path, run_id: str) -> Path:
+    return Path(run_dir) / run_id / LEDGER_NAME
+
+
+def resolve_ledger(run: str | Path, run_dir: str | Path | None = None) -> Path:
+    """A run id (folder under ``run_dir``), a run folder or a ledger file -> the ledger file."""
+    p = Path(run)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        return p / LEDGER_NAME
+    if run_dir is not None:
+        return ledger_path(run_dir, str(run))
+    return p / LEDGER_NAME
+
+
+@dataclass
+class StepRecord:
+    """Everything one step writes, committed in one transaction (rows per table, in
+    :data:`COLUMNS` order)."""
+
+    step: int
+    ts: str
+    n_bars: int
+    e2d_ms: float | None = None
+    wall_ts: str | None = None
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+
+@dataclass
+class LedgerState:
+    """What a session needs to continue a run, rebuilt from the ledger."""
+
+    meta: dict[str, Any]
+    last_step: int
+    last_ts: str | None
+    fills: list[Fill]
+    open_orders: list[Order]
+    known_ids: set[str]
+    cash: float | None
+    equity: float | None
+    state: TradingState
+    peak: float
+    day_start_equity: float
+    day: str | None
+    halted_symbols: dict[str, str]
+    positions: dict[str, float]
+
+    def positions_from_fills(self) -> dict[str, Position]:
+        out: dict[str, Position] = {}
+        for f in self.fills:
+            out[f.symbol] = out.get(f.symbol, Position(f.symbol)).apply(f)
+        return out
+
+
+def _check_header(path: Path) -> None:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise LedgerError(f"{path}: cannot read the ledger ({exc}); refusing to trade") from exc
+    if head != _SQLITE_MAGIC:
+        what = "empty" if not head else "not an SQLite database (truncated or overwritten?)"
+        raise LedgerError(
+            f"{path}: ledger is {what}; refusing to trade. The file is kept as is for "
+            "inspection; move it away to start a new run, or restore it from a backup."
+        )
+
+
+class Ledger:
+    """One run's SQLite ledger. Create with :meth:`create`, reopen with :meth:`open`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    # -- lifecycle -------------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path, readonly: bool, synchronous: str) -> sqlite3.Connection:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            conn = sqlite3.connect(str(path), isolation_level=None)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise LedgerError(f"{path}: could not switch the ledger to WAL (got {mode})")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    @classmethod
+    def create(cls, path: str | Path, meta: Mapping[str, Any],
+               synchronous: str = "NORMAL") -> Ledger:
+        """A new ledger at ``path``; refuses to touch an existing file."""
+        p = Path(path)
+        if p.exists():
+            raise LedgerError(
+                f"{p}: a ledger already exists for this run; resume it with --resume "
+                f"{p.parent.name}, or choose another run id"
+            )
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            conn = cls._connect(p, readonly=False, synchronous=synchronous)
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in _DDL.strip().split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            rows = {"schema_version": SCHEMA_VERSION, "created_at": now_iso(), **meta}
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                             [(k, json.dumps(v, sort_keys=True)) for k, v in rows.items()])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{p}: cannot create the ledger ({exc})") from exc
+        except OSError as exc:
+            raise LedgerError(f"{p}: cannot create the run folder ({exc})") from exc
+        return cls(p, conn)
+
+    @classmethod
+    def open(cls, path: str | Path, readonly: bool = False,
+             synchronous: str = "NORMAL") -> Ledger:
+        """Reopen and verify a ledger; :class:`LedgerError` says which file and why."""
+        p = Path(path)
+        if not p.is_file():
+            raise LedgerError(f"{p}: no ledger here; check the run id and --run-dir")
+        _check_header(p)
+        try:
+            conn = cls._connect(p, readonly=readonly, synchronous=synchronous)
+            check = conn.execute("PRAGMA quick_check").fetchall()
+            if [r[0] for r in check] != ["ok"]:
+                raise LedgerError(
+                    f"{p}: ledger failed SQLite quick_check ({'; '.join(str(r[0]) for r in check[:3])}); "
+                    "refusing to trade; the file is kept as is"
+                )
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = sorted((set(COLUMNS) | {"meta"}) - tables)
+            if missing:
+                raise LedgerError(f"{p}: ledger lacks tables {missing}; refusing to trade; "
+                                  "the file is kept as is")
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None or json.loads(row[0]) != SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{p}: ledger schema version {row[0] if row else None} is not "
+                    f"{SCHEMA_VERSION!r}; refusing to trade"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"{p}: ledger is unreadable ({exc}); refusing to trade. The file is kept as "
+                "is for inspection."
+            ) from exc
+        return cls(p, conn)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------
+    def commit_step(self, rec: StepRecord) -> bool:
+        """Write one step atomically. Returns ``False`` (and writes nothing) if this step was
+        already committed; raises :class:`LedgerError` after rolling back on any failure
+        (a full disk, a read-only folder, a duplicate fill), leaving the previous step."""
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(_INSERT["steps"],
+                          (rec.step, rec.ts, rec.n_bars, rec.wall_ts or now_iso(), rec.e2d_ms))
+            except sqlite3.IntegrityError:
+                c.execute("ROLLBACK")
+                log_event(log, "step_already_committed", level=30, step=rec.step,
+                          ledger=str(self.path))
+                return False
+            for table, rows in rec.rows.items():
+                if rows:
+                    c.executemany(_INSERT[table], rows)
+            c.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                c.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise LedgerError(
+                f"{self.path}: step {rec.step} could not be committed ({exc}); it was rolled "
+                "back and the ledger still holds the previous step"
+            ) from exc
+        return True
+
+    def append_state_change(self, scope: str, from_state: str, to_state: str, reason: str,
+                            equity: float | None, peak: float | None) -> None:
+        """A transition made outside the loop (reset-halt), after the last step."""
+        last = self.conn.execute(
+            "SELECT step, ts, day FROM equity ORDER BY step DESC LIMIT 1").fetchone()
+        step, ts, day = last if last else (None, None, None)
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(_INSERT["state_changes"], (step, ts, scope, from_state, to_state,
+                                                         reason, equity, peak, day, now_iso()))
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise LedgerError(f"{self.path}: could not record {to_state} ({exc})") from exc
+
+    # -- reading ---------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    def fills(self) -> list[Fill]:
+        rows = self.conn.execute(
+            f"SELECT {', '.join(COLUMNS['fills'])} FROM fills ORDER BY step, rowid")
+        return [Fill(*r) for r in rows]
+
+    def orders(self) -> list[Order]:
+        rows = self.conn.execute(
+            "SELECT client_order_id, step, ts, symbol, qty, decision_price, kind, asset_class "
+            "FROM orders ORDER BY step, rowid")
+        crypto = set(self.meta().get("crypto_symbols", []))
+        return [Order(cid, step, ts, sym, qty, dp, kind, ac, sym in crypto)
+                for cid, step, ts, sym, qty, dp, kind, ac in rows]
+
+    def load_state(self) -> LedgerState:
+        """Rebuild the account from the ledger and check it against the last snapshot."""
+        try:
+            return self._load_state()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path}: ledger is unreadable ({exc}); refusing to trade; "
+                              "the file is kept as is") from exc
+
+    def _load_state(self) -> LedgerState:
+        c = self.conn
+        meta = self.meta()
+        last = c.execute("SELECT step, ts FROM steps ORDER BY step DESC LIMIT 1").fetchone()
+        last_step, last_ts = (last[0], last[1]) if last else (-1, None)
+        fills = self.fills()
+        filled = {f.client_order_id for f in fills}
+        terminal = {r[0] for r in c.execute(
+            "SELECT client_order_id FROM order_events WHERE event IN "
+            "('OrderFilled', 'OrderRejected', 'OrderDenied')")}
+        orders = self.orders()
+        dry = {r[0] for r in c.execute("SELECT client_order_id FROM orders WHERE dry_run=1")}
+        open_orders = [o for o in orders if o.client_order_id not in filled | terminal | dry]
+        known = {o.client_order_id for o in orders}
+        eq = c.execute("SELECT cash, equity, peak, day_start_equity, day, state FROM equity "
+                       "ORDER BY step DESC LIMIT 1").fetchone()
+        initial = float(meta.get("initial_cash", float("nan")))
+        if eq:
+            cash, equity, peak, day_start, day, state = eq
+        else:
+            cash, equity, peak, day_start, day, state = (None, None, initial, initial, None,
+                                                         TradingState.ACTIVE.value)
+        # account transitions after the last step (reset-halt) override the snapshot
+        # (reset-halt writes them with the last step's number; the loop never writes one)
+        after = c.execute(
+            "SELECT to_state, peak FROM state_changes WHERE scope='account' AND "
+            "reason LIKE 'RESET_HALT%' AND step IS ? ORDER BY seq",
+            (last_step if last else None,)).fetchall()
+        for to_state, pk in after:
+            state = to_state
+            if pk is not None:
+                peak = pk
+        halted: dict[str, str] = {}
+        for scope, to_state, reason in c.execute(
+                "SELECT scope, to_state, reason FROM state_changes WHERE scope NOT IN "
+                "('account', 'config') ORDER BY seq"):
+            if to_state == TradingState.HALTED.value:
+                halted[scope] = reason
+            else:
+                halted.pop(scope, None)
+        snap = {sym: qty for sym, qty in c.execute(
+            "SELECT symbol, qty FROM positions WHERE step = ?", (last_step,))}
+        st = LedgerState(
+            meta=meta, last_step=last_step, last_ts=last_ts, fills=fills,
+            open_orders=open_orders, known_ids=known, cash=cash, equity=equity,
+            state=TradingState(state), peak=float(peak),
+            day_start_equity=float(day_start) if day_start is not None else float("nan"),
+            day=day, halted_symbols=halted, positions=snap,
+        )
+        self._verify(st, initial)
+        return st
+
+    def _verify(self, st: LedgerState, initial: float) -> None:
+        """Cash and positions folded from fills must equal the last committed snapshot."""
+        if st.cash is None:
+            if st.fills:
+                raise LedgerError(f"{self.path}: fills without an equity row; refusing to trade")
+            return
+        cash = initial
+        for f in st.fills:
+            cash += f.cash_delta
+        if not math.isclose(cash, st.cash, rel_tol=1e-12, abs_tol=1e-6):
+            raise LedgerError(
+                f"{self.path}: cash rebuilt from fills ({cash:.6f}) does not match the last "
+                f"equity row ({st.cash:.6f}); refusing to trade; the file is kept as is"
+            )
+        pos = st.positions_from_fills()
+        for sym in set(pos) | set(st.positions):
+            a = pos[sym].qty if sym in pos else 0.0
+            b = st.positions.get(sym, 0.0)
+            if not math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9):
+                raise LedgerError(
+                    f"{self.path}: position {sym} rebuilt from fills ({a}) does not match the "
+                    f"last snapshot ({b}); refusing to trade; the file is kept as is"
+                )
+
+
+# ---------------------------------------------------------------------- replay
+def replay(path: str | Path) -> PaperBroker:
+    """A broker rebuilt from the ledger's fills and open orders alone (no snapshots)."""
+    with Ledger.open(path, readonly=True) as led:
+        st = led.load_state()
+    broker = PaperBroker(initial_cash=float(st.meta["initial_cash"]))
+    return broker.restore(st.fills, st.open_orders, st.known_ids)
+
+
+def deterministic_dump(path: str | Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table without wall-clock columns, with the run id replaced by ``<RUN>``:
+    two runs of the same inputs, seed and config give equal dumps."""
+    with Ledger.open(path, readonly=True) as led:
+        meta = led.meta()
+        run_id = str(meta.get("run_id", ""))
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for table, cols in COLUMNS.items():
+            keep = [c for c in cols if c not in WALL_CLOCK_COLUMNS.get(table, ())]
+            rows = led.conn.execute(f"SELECT {', '.join(keep)} FROM {table} ORDER BY rowid")
+            out[table] = [tuple(v.replace(run_id, "<RUN>") if isinstance(v, str) and run_id
+                                else v for v in r) for r in rows]
+        out["meta"] = sorted((k, json.dumps(v, sort_keys=True)) for k, v in meta.items()
+                             if k not in WALL_CLOCK_META)
+    return out
+
+
+# ----------------------------------------------------------------------- pandas
+def read_run(path: str | Path) -> dict[str, Any]:
+    """The run's tables as DataFrames for reports, plus ``meta`` (a dict).
+
+    Keys: ``orders`` (one row per order with its final ``status``, fill price, commission
+    and denial/rejection reason), ``fills``, ``equity`` (per step: ts, cash, equity, gross,
+    net, drawdown, state, and ``pos_<SYMBOL>`` market values), ``positions`` (long),
+    ``risk_events``, ``decisions``, ``state_changes``, ``steps`` and ``meta`` (run_id,
+    symbols, labels with proxy notes, asset classes, spec, config snapshot).
+    ``path`` may be the ledger file or its run folder.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / LEDGER_NAME
+    with Ledger.open(p, readonly=True) as led:
+        meta = led.meta()
+        meta["ledger_path"] = str(p)
+
+        def q(sql: str) -> pd.DataFrame:
+            cur = led.conn.execute(sql)
+            cols = [d[0] for d in cur.description]
+            return pd.DataFrame(cur.fetchall(), columns=cols)
+
+        frames = {t: q(f"SELECT * FROM {t} ORDER BY rowid") for t in COLUMNS}
+    for name, df in frames.items():
+        if "ts" in df.columns:
+            df["ts"] = pd.to_datetime(df["ts"], utc=True)
+        if "wall_ts" in df.columns:
+            df["wall_ts"] = pd.to_datetime(df["wall_ts"], utc=True, format="ISO8601")
+        frames[name] = df
+
+    ev = frames["order_events"]
+    orders = frames["orders"].copy()
+    if len(orders):
+        last = ev.drop_duplicates("client_order_id", keep="last").set_index("client_order_id")
+        status_map = {"OrderSubmitted": "open", "OrderFilled": "filled",
+                      "OrderDenied": "denied", "OrderRejected": "rejected"}
+        orders["status"] = orders["client_order_id"].map(last["event"]).map(status_map)
+        orders.loc[orders["dry_run"] == 1, "status"] = "dry_run"
+        reasons = ev[ev["event"].isin(["OrderDenied", "OrderRejected"])].set_index(
+            "client_order_id")["reason"]
+        orders["reason"] = orders["client_order_id"].map(reasons)
+        f = frames["fills"].set_index("client_order_id")
+        orders["fill_price"] = orders["client_order_id"].map(f["price"])
+        orders["fill_ts"] = orders["client_order_id"].map(f["ts"])
+        orders["commission"] = orders["client_order_id"].map(f["commission"])
+    else:
+        for c in ("status", "reason", "fill_price", "fill_ts", "commission"):
+            orders[c] = pd.Series(dtype="object")
+    orders["dry_run"] = orders["dry_run"].astype(bool)
+
+    equity = frames["equity"].copy()
+    pos = frames["positions"]
+    if len(pos) and len(equity):
+        wide = pos.pivot(index="step", columns="symbol", values="value")
+        wide.columns = [f"pos_{c}" for c in wide.columns]
+        equity = equity.join(wide, on="step")
+    equity = equity.set_index("ts", drop=False).rename_axis("timestamp")
+    return {
+        "orders": orders,
+        "fills": frames["fills"],
+        "equity": equity,
+        "positions": pos,
+        "risk_events": frames["risk_events"],
+        "decisions": frames["decisions"],
+        "state_changes": frames["state_changes"],
+        "steps": frames["steps"],
+        "order_events": ev,
+        "meta": meta,
+    }
+
+
+def rows_equal(a: Iterable[tuple[Any, ...]], b: Iterable[tuple[Any, ...]]) -> bool:
+    return list(a) == list(b)

@@ -1,0 +1,1204 @@
+"""The one loop: a replay of history and a live paper session are the same code.
+
+Each step: *bars in* -> fill open orders at this step's prices -> mark equity -> latch
+REDUCING / HALTED -> features (incremental, vectorised across symbols) -> route and
+predict -> signal to target weight -> size (clipped to the limits first, logged) -> risk
+engine -> kill switch (asked right before **each** order) -> submit -> **commit the step in
+one ledger transaction**. The end-to-decision latency (E2D) runs from the bars being handed
+to the step until the last order of the step is decided (``time.perf_counter``).
+
+* **Replay** (``sample``, ``csv:PATH``, ``cache``, or any source with ``--start``): the clock
+  is the union of the symbols' bar timestamps (equities follow their exchange sessions,
+  crypto trades 24/7; a symbol without a bar at a step simply has no new bar). Orders
+  decided at a bar fill at the symbol's next bar open. Runs as fast as it can;
+  ``--duration`` caps the wall time.
+* **Live** (``yfinance`` without ``--start``): polls the source every interval for the
+  duration; orders fill at the next observed price.
+* ``--dry-run``: everything runs and the intended orders are recorded; nothing fills.
+* ``--resume RUN``: the account is rebuilt from the ledger (fills, open orders, latched
+  states), indicators are re-fed the same bars, and the clock continues after the last
+  committed step. A ledger that cannot be trusted stops the session (fail closed).
+* SIGINT / SIGTERM: the current step finishes and commits, the session ends with exit 0
+  and its summary; a second signal ends it right after the current transaction.
+
+Per step and symbol, a ``decision`` JSON record (run_id, symbol, class, model, probability,
+target, verdict, order, fill, latency) goes to ``<run>/events.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .baselines import BASELINES, Prediction, make_baseline
+from .broker import (
+    QTY_DIGITS,
+    Order,
+    OrderFilled,
+    PaperBroker,
+    client_order_id,
+    round_qty,
+)
+from .config import (
+    AssetsConfig,
+    ConfigWatcher,
+    RiskLimits,
+    SessionSettings,
+    config_dir,
+    load_assets,
+    load_risk,
+    load_session,
+    parse_symbols,
+    project_root,
+)
+from .errors import ConfigError, DataError, LedgerError
+from .features import FeatureState
+from .flags import KillSwitch
+from .ledger import Ledger, LedgerState, StepRecord, ledger_path, now_iso, resolve_ledger
+from .risk import (
+    EPS,
+    OrderCheck,
+    RiskEngine,
+    StateChange,
+    TradingState,
+    clip_target,
+    reason_code,
+)
+from .telemetry import (
+    JsonFormatter,
+    LatencyRecorder,
+    get_logger,
+    log_event,
+    new_run_id,
+    set_run_id,
+)
+
+log = get_logger("session")
+
+CRYPTO_CALENDAR = "24/7"
+
+# ------------------------------------------------------------------------ parsing
+_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|m|min|mins|h|hr|hrs|hour|hours|d|day|days)?\s*$")
+_DUR_UNIT = {"ms": 1e-3, "s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60, "h": 3600,
+             "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400,
+             "days": 86400, None: 1}
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """``"5min"`` -> 300.0, ``"30s"``, ``"2h"``, ``"1d"``; ``None`` -> no cap."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int | float):
+        return float(text)
+    m = _DUR.match(str(text).lower())
+    if not m:
+        raise ConfigError(f"--duration {text!r} is not a duration; use e.g. 30s, 5min, 2h")
+    return float(m.group(1)) * _DUR_UNIT[m.group(2)]
+
+
+_INTERVAL = re.compile(r"^(\d+)(m|h|d|wk|mo)$")
+
+
+def interval_seconds(interval: str) -> float:
+    """``1d`` -> 86400, ``1h`` -> 3600, ``5m`` -> 300."""
+    m = _INTERVAL.match(interval.strip().lower())
+    if not m:
+        raise ConfigError(f"--interval {interval!r} is not a bar interval; use e.g. 1m, 5m, 1h, 1d")
+    n, unit = int(m.group(1)), m.group(2)
+    return n * {"m": 60, "h": 3600, "d": 86400, "wk": 7 * 86400, "mo": 30 * 86400}[unit]
+
+
+# ------------------------------------------------------------------------- models
+class SignalModel(Protocol):
+    """What the loop asks of a model: the router or a rule baseline."""
+
+    needs_features: bool
+
+    def observe(self, rows: np.ndarray, close: np.ndarray) -> None: ...
+
+    def predict(self, symbols: Sequence[str], X: np.ndarray) -> list[Any]: ...
+
+
+class RouterModel:
+    """Adapts :class:`research_lib.models.router.Router` (or a stand-in with the same
+    ``predict``/``set_assets``) to the loop."""
+
+    needs_features = True
+
+    def __init__(self, router: Any) -> None:
+        self.router = router
+
+    def observe(self, rows: np.ndarray, close: np.ndarray) -> None:
+        pass
+
+    def predict(self, symbols: Sequence[str], X: np.ndarray) -> list[Any]:
+        return self.router.predict(list(symbols), X)
+
+    def set_assets(self, assets: AssetsConfig) -> None:
+        if hasattr(self.router, "set_assets"):
+            self.router.set_assets(assets)
+
+
+def force_model(assets: AssetsConfig, name: str) -> AssetsConfig:
+    """The assets config with every class (and the universal slot) mapped to ``name``."""
+    if name not in assets.models:
+        raise ConfigError(
+            f"--model {name!r} is neither a registry model ({', '.join(sorted(assets.models))}) "
+            f"nor a baseline ({', '.join(BASELINES)})"
+        )
+    return dataclasses.replace(
+        assets, universal_model=name,
+        classes=tuple(dataclasses.replace(c, model=name) for c in assets.classes),
+    )
+
+
+def make_model(model: str | None, symbols: Sequence[str], assets: AssetsConfig,
+               classes: dict[str, str], router: Any = None) -> SignalModel:
+    if model is not None and model.startswith("baseline:"):
+        return make_baseline(model, symbols, classes)  # type: ignore[return-value]
+    if router is not None and hasattr(router, "observe") and hasattr(router, "needs_features"):
+        return router  # already speaks the loop's protocol (a stand-in model in tests)
+    if router is None:
+        from .config import models_dir
+        from .models.router import Router  # serving path: onnxruntime, never sklearn
+
+        a = force_model(assets, model) if model else assets
+        router = Router(assets=a, models_dir=models_dir())
+    return RouterModel(router)
+
+
+# ---------------------------------------------------------------------------- feeds
+@dataclass
+class StepBars:
+    """The bars one step sees: ``rows`` index the session's symbols that have a new bar;
+    ``fill_prices`` (one per symbol, NaN where none) are what open orders fill at."""
+
+    ts: str
+    day: str
+    rows: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    dow: np.ndarray
+    fill_prices: np.ndarray
+    warmup: bool = False
+
+
+def _utc(value: Any) -> Any:
+    import pandas as pd
+
+    t = pd.Timestamp(value)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _check_frame(sym: str, df: Any) -> Any:
+    idx = df.index
+    if idx.has_duplicates:
+        dup = idx[idx.duplicated()][0]
+        raise DataError(f"{sym}: duplicate bar timestamps (first {dup}); refusing to trade on "
+                        "them; run `research-lib data check` and fix the source")
+    if not idx.is_monotonic_increasing:
+        raise DataError(f"{sym}: bar timestamps are not in order; refusing to trade on them; "
+                        "run `research-lib data check` and fix the source")
+    bad = ~np.isfinite(df["close"].to_numpy(np.float64))
+    if bad.any():
+        log_event(log, "bars_without_close_skipped", level=30, symbol=sym, count=int(bad.sum()),
+                  first=str(idx[bad][0]))
+        df = df[~bad]
+    return df
+
+
+class ReplayFeed:
+    """Steps through history on the union of the symbols' timestamps."""
+
+    def __init__(self, frames: dict[str, Any], symbols: Sequence[str], start: Any) -> None:
+        import pandas as pd
+
+        from .features import _dayofweek
+
+        self.symbols = list(symbols)
+        clock = frames[symbols[0]].index
+        for s in symbols[1:]:
+            clock = clock.union(frames[s].index)
+        clock = pd.DatetimeIndex(clock)
+        self.clock = clock
+        n, t = len(symbols), len(clock)
+        arrays = {c: np.full((t, n), np.nan) for c in ("open", "high", "low", "close", "volume")}
+        for j, s in enumerate(symbols):
+            f = frames[s].reindex(clock)
+            for c in arrays:
+                arrays[c][:, j] = f[c].to_numpy(np.float64)
+        self.O, self.H, self.L = arrays["open"], arrays["high"], arrays["low"]
+        self.C, self.V = arrays["close"], arrays["volume"]
+        self.has = np.isfinite(self.C)
+        fill = np.where(np.isfinite(self.O) & (self.O > 0), self.O, self.C)
+        self.fill = np.where(self.has, fill, np.nan)
+        self.dow = _dayofweek(clock)
+        self.ts = [t.isoformat() for t in clock]
+        self.days = [t.strftime("%Y-%m-%d") for t in clock]
+        self.n_warmup = int(clock.searchsorted(_utc(start), side="left"))
+
+    def __len__(self) -> int:
+        return len(self.clock)
+
+    def __iter__(self) -> Iterator[StepBars]:
+        for t in range(len(self.clock)):
+            rows = np.flatnonzero(self.has[t])
+            yield StepBars(
+                ts=self.ts[t], day=self.days[t], rows=rows,
+                open=self.O[t, rows], high=self.H[t, rows], low=self.L[t, rows],
+                close=self.C[t, rows], volume=self.V[t, rows],
+                dow=np.full(len(rows), self.dow[t], dtype=np.int64),
+                fill_prices=self.fill[t], warmup=t < self.n_warmup,
+            )
+
+
+class LiveFeed:
+    """Polls ``source`` every ``poll_seconds``: the first poll's history warms the
+    indicators (its newest bar is the first decision), later polls bring new bars.
+    Open orders fill at the next observed price (the newest close seen at a later poll)."""
+
+    def __init__(self, source: Any, symbols: Sequence[str], interval: str, poll_seconds: float,
+                 lookback_bars: int, should_stop: Callable[[], bool],
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.source = source
+        self.symbols = list(symbols)
+        self.interval = interval
+        self.poll_seconds = poll_seconds
+        self.lookback_s = lookback_bars * interval_seconds(interval) * 2 + 10 * 86400
+        self.should_stop = should_stop
+        self.clock = clock
+        self.sleep = sleep
+        self.last_seen: dict[str, Any] = {}
+        self.n_warmup = 0
+
+    def _poll(self) -> dict[str, Any]:
+        import pandas as pd
+
+        now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
+        out = {}
+        for s in self.symbols:
+            try:
+                df = self.source.fetch(s, start=now - pd.Timedelta(seconds=self.lookback_s),
+                                       interval=self.interval)
+            except DataError as exc:
+                log_event(log, "live_fetch_failed", level=30, symbol=s, error=str(exc))
+                continue
+            out[s] = _check_frame(s, df)
+        return out
+
+    def _wait(self) -> bool:
+        end = self.clock() + self.poll_seconds
+        while not self.should_stop():
+            left = end - self.clock()
+            if left <= 0:
+                return True
+            self.sleep(min(left, 0.2))
+        return False
+
+    def __iter__(self) -> Iterator[StepBars]:
+        import pandas as pd
+
+        from .features import _dayofweek
+
+        n = len(self.symbols)
+        first = True
+        while not self.should_stop():
+            frames = self._poll()
+            now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
+            fill = np.full(n, np.nan)
+            news: dict[int, Any] = {}
+            for j, s in enumerate(self.symbols):
+                df = frames.get(s)
+                if df is None or df.empty:
+                    continue
+                fill[j] = float(df["close"].iloc[-1])
+                seen = self.last_seen.get(s)
+                new = df if seen is None else df[df.index > seen]
+                if len(new):
+                    news[j] = new
+                    self.last_seen[s] = new.index[-1]
+            # older new bars only warm the indicators; the newest per symbol is decided on
+            for j, new in news.items():
+                for k in range(len(new) - 1):
+                    ts = new.index[k]
+                    yield self._bars(ts.isoformat(), ts.strftime("%Y-%m-%d"), [j],
+                                     new.iloc[k : k + 1], _dayofweek(new.index[k : k + 1]),
+                                     np.full(n, np.nan), warmup=True)
+            rows = sorted(news)
+            if rows or not first:
+                last = pd.concat([news[j].iloc[-1:] for j in rows]) if rows else None
+                dow = (_dayofweek(pd.DatetimeIndex([news[j].index[-1] for j in rows]))
+                       if rows else np.zeros(0, np.int64))
+                yield self._bars(now.isoformat(), now.strftime("%Y-%m-%d"), rows, last, dow,
+                                 np.full(n, np.nan) if first else fill, warmup=False)
+            first = False
+            if not self._wait():
+                return
+
+    @staticmethod
+    def _bars(ts: str, day: str, rows: list[int], df: Any, dow: np.ndarray,
+              fill: np.ndarray, warmup: bool) -> StepBars:
+        def col(c: str) -> np.ndarray:
+            return (df[c].to_numpy(np.float64) if df is not None and len(rows)
+                    else np.zeros(0))
+
+        return StepBars(ts=ts, day=day, rows=np.asarray(rows, dtype=np.int64),
+                        open=col("open"), high=col("high"), low=col("low"),
+                        close=col("close"), volume=col("volume"),
+                        dow=np.asarray(dow, np.int64), fill_prices=fill, warmup=warmup)
+
+
+# ------------------------------------------------------------------- the session
+@dataclass
+class SessionSpec:
+    """What to run. ``None`` means: from config, or a sensible default."""
+
+    symbols: Sequence[str] = ()
+    source: Any = None  # "sample" | "yfinance" | "cache" | "csv:PATH" | a Source
+    start: str | None = None
+    end: str | None = None
+    interval: str | None = None
+    mode: str | None = None  # "replay" | "live"
+    duration: float | str | None = None
+    dry_run: bool = False
+    model: str | None = None  # registry name | baseline:... | None (router)
+    run_dir: str | Path | None = None
+    run_id: str | None = None
+    resume: str | None = None
+    config_dir: str | Path | None = None
+    max_steps: int | None = None  # stop after this many committed steps (tests, drills)
+    kill_switch: KillSwitch | None = None
+    router: Any = None  # a Router stand-in (tests)
+    install_signal_handlers: bool = False
+    poll_seconds: float | None = None  # live: default the interval
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    log_file: bool = True
+
+
+@dataclass
+class SessionResult:
+    run_id: str
+    ledger_path: Path
+    summary: dict[str, Any]
+    exit_code: int = 0
+
+
+def signal_target(p: float, long_threshold: float, short_threshold: float,
+                  target_weight: float, allow_short: bool) -> float | None:
+    """p > long -> +target_weight; p < short -> 0 (or -target_weight); else ``None`` (hold)."""
+    if p > long_threshold:
+        return target_weight
+    if p < short_threshold:
+        return -target_weight if allow_short else 0.0
+    return None
+
+
+@dataclass
+class _Plan:
+    i: int
+    symbol: str
+    pred: Any
+    target: float | None
+    target_qty: float
+    kind: str
+    decision: list[Any] = field(default_factory=list)
+
+
+class Session:
+    """One paper session (use :func:`run_session`)."""
+
+    def __init__(self, spec: SessionSpec) -> None:
+        self.spec = spec
+
+    # ---------------------------------------------------------------- setup
+    def _configs(self) -> None:
+        cdir = Path(self.spec.config_dir) if self.spec.config_dir else config_dir()
+        self.config_dir = cdir
+        self.w_risk = ConfigWatcher(cdir / "risk.yaml", load_risk)
+        self.w_session = ConfigWatcher(cdir / "session.yaml", load_session)
+        self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets)
+        self.limits: RiskLimits = self.w_risk.value
+        self.settings: SessionSettings = self.w_session.value
+        self.assets: AssetsConfig = self.w_assets.value
+        self._reload_errors: dict[str, str | None] = {}
+
+    def _classify(self) -> None:
+        self.classes = {s: self.assets.classify(s) for s in self.symbols}
+        self.crypto = np.array([
+            self.classes[s] == "crypto" or self.assets.asset_class(self.classes[s]).calendar
+            == CRYPTO_CALENDAR for s in self.symbols])
+
+    def _resolve_run_dir(self) -> Path:
+        rd = Path(self.spec.run_dir or self.settings.session.run_dir)
+        return rd if rd.is_absolute() else project_root() / rd
+
+    def _load_frames(self, source: Any) -> tuple[dict[str, Any], Any, Any]:
+        import pandas as pd
+
+        from .data import get_source
+
+        src = get_source(source)
+        interval = self.interval
+        start = _utc(self.start_arg) if self.start_arg else None
+        end = _utc(self.end_arg) if self.end_arg else None
+        warm = self.settings.session.warmup_bars
+        fetch_start = (start - pd.Timedelta(seconds=warm * interval_seconds(interval) * 2)
+                       - pd.Timedelta(days=10)) if start is not None else None
+        raw = {s: src.fetch(s, start=fetch_start, end=end, interval=interval)
+               for s in self.symbols}
+        self.labels = {s: raw[s].attrs.get("label", s) for s in self.symbols}
+        self.proxies = {s: raw[s].attrs.get("proxy_note", "") for s in self.symbols}
+        frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
+        if end is None:
+            end = min(f.index[-1] for f in frames.values())
+        if start is None:
+            start = end - pd.Timedelta(days=round(365.25 * self.settings.session.replay_years))
+        if start > end:
+            raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
+        out = {}
+        for s, f in frames.items():
+            trade = f[(f.index >= start) & (f.index <= end)]
+            if trade.empty:
+                raise DataError(
+                    f"{s}: no bars between {start.date()} and {end.date()}; its data spans "
+                    f"{f.index[0].date()} .. {f.index[-1].date()}; pass --start/--end inside it"
+                )
+            out[s] = pd.concat([f[f.index < start].iloc[-warm:], trade])
+        return out, start, end
+
+    def _setup(self) -> None:
+        spec = self.spec
+        self._configs()
+        self.run_dir = self._resolve_run_dir()
+        self.state: LedgerState | None = None
+        if spec.resume:
+            path = resolve_ledger(spec.resume, self.run_dir)
+            self.ledger = Ledger.open(path, synchronous="NORMAL")
+            self.state = self.ledger.load_state()
+            m = self.state.meta
+            self.run_id = m["run_id"]
+            if spec.symbols and list(spec.symbols) != m["symbols"]:
+                raise ConfigError(f"--resume {self.run_id}: the run trades {m['symbols']}, not "
+                                  f"{list(spec.symbols)}; drop --symbols when resuming")
+            self.symbols = list(m["symbols"])
+            run = m["spec"]
+            # a Source object cannot be stored: the caller passes it again on resume
+            self.source_arg = (spec.source if spec.source is not None
+                               and not isinstance(spec.source, str) else run["source"])
+            self.mode = run["mode"]
+            self.start_arg, self.end_arg = run["start"], run["end"]
+            self.interval, self.dry_run, self.model_name = (run["interval"], run["dry_run"],
+                                                            run["model"])
+            self.initial_cash = float(m["initial_cash"])
+        else:
+            self.symbols = parse_symbols(list(spec.symbols))
+            self.run_id = spec.run_id or new_run_id("paper")
+            self.source_arg = spec.source or self.settings.session.source
+            self.interval = spec.interval or self.settings.session.interval
+            self.mode = spec.mode or (
+                "live" if self.source_arg == "yfinance" and not spec.start and not spec.end
+                else "replay")
+            self.start_arg, self.end_arg = spec.start, spec.end
+            self.dry_run, self.model_name = spec.dry_run, spec.model
+            self.initial_cash = self.settings.session.initial_cash
+        if self.mode not in ("replay", "live"):
+            raise ConfigError(f"--mode must be replay or live, got {self.mode!r}")
+        set_run_id(self.run_id)
+        self._classify()
+        self.n = len(self.symbols)
+
+        # data
+        if self.mode == "replay":
+            frames, start, end = self._load_frames(self.source_arg)
+            self.feed: Any = ReplayFeed(frames, self.symbols, start)
+            self.start_arg, self.end_arg = start.isoformat(), end.isoformat()
+        else:
+            self.labels = {s: s for s in self.symbols}
+            self.proxies = {s: "" for s in self.symbols}
+            self.feed = None  # built in run(): it needs the stop predicate
+
+        # model
+        model_assets = (force_model(self.assets, self.model_name)
+                        if self.model_name and not self.model_name.startswith("baseline:")
+                        else self.assets)
+        self.model_assets = model_assets
+        self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
+                                router=spec.router)
+        self.model_label = self.model_name or "router"
+        self.features = FeatureState(self.n)
+
+        # ledger
+        if self.state is None:
+            path = ledger_path(self.run_dir, self.run_id)
+            meta = {
+                "run_id": self.run_id,
+                "symbols": self.symbols,
+                "labels": self.labels,
+                "proxies": self.proxies,
+                "asset_classes": self.classes,
+                "crypto_symbols": [s for s, c in zip(self.symbols, self.crypto, strict=True) if c],
+                "initial_cash": self.initial_cash,
+                "spec": {"source": str(self.source_arg), "mode": self.mode,
+                         "start": self.start_arg, "end": self.end_arg,
+                         "interval": self.interval, "dry_run": self.dry_run,
+                         "model": self.model_name},
+                "config": self._snapshot(),
+            }
+            self.ledger = Ledger.create(path, meta, synchronous="FULL" if self.mode == "live"
+                                        else "NORMAL")
+            self.state = self.ledger.load_state()
+        st = self.state
+
+        # account
+        self.broker = PaperBroker(self.initial_cash, self.settings.session, self.dry_run,
+                                  self.limits.price_band_pct)
+        self.broker = self.broker.restore(st.fills, st.open_orders, st.known_ids)
+        self.engine = RiskEngine(self.limits, st.state, st.day, st.day_start_equity, st.peak,
+                                 dict(st.halted_symbols))
+        self.last_equity = st.equity if st.equity is not None else self.initial_cash
+        self.next_step = st.last_step + 1
+        self.last_close = np.full(self.n, np.nan)
+        self.prev_close = np.full(self.n, np.nan)
+        self.ks = spec.kill_switch or KillSwitch(self.settings.session.kill_file)
+        self.latency = LatencyRecorder()
+        if self.ks.check().halted:
+            log_event(log, "kill_switch_engaged_at_start", level=30, reason=self.ks.check().reason,
+                      note="no order will pass while it is set")
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "risk": dataclasses.asdict(self.limits),
+            "session": dataclasses.asdict(self.settings.session),
+            "signal": dataclasses.asdict(self.settings.signal),
+            "assets": {"universal_model": self.assets.universal_model,
+                       "classes": {c.name: {"model": c.model, "calendar": c.calendar}
+                                   for c in self.assets.classes},
+                       "source": self.assets.source_path},
+            "model": self.model_name or "router",
+            "config_dir": str(self.config_dir),
+        }
+
+    # ---------------------------------------------------------------- hot reload
+    def _reload(self, rec: StepRecord) -> None:
+        for name, w in (("risk.yaml", self.w_risk), ("session.yaml", self.w_session),
+                        ("assets.yaml", self.w_assets)):
+            old = w.value
+            new = w.current()
+            if w.last_error != self._reload_errors.get(name):
+                self._reload_errors[name] = w.last_error
+                if w.last_error:
+                    self._state_row(rec, StateChange("config", "LOADED", "REJECTED",
+                                                     f"{name}: {w.last_error}; kept previous"))
+            if new is old or new == old:
+                continue
+            diff = _diff(old, new) if name != "assets.yaml" else ["assets changed"]
+            if name == "risk.yaml":
+                self.limits = new
+                self.engine.limits = new
+                self.broker.price_band_pct = new.price_band_pct
+            elif name == "session.yaml":
+                fixed = [d for d in diff if d.split(":")[0].split(".")[-1] in _RESTART_ONLY]
+                if fixed:
+                    log_event(log, "config_change_needs_restart", level=30, changes=fixed)
+                self.settings = new
+                self.broker.costs = new.session
+            else:
+                self.assets = new
+                self._classify()
+                if hasattr(self.model, "set_assets"):
+                    self.model.set_assets(force_model(new, self.model_name)
+                                          if self.model_name and not
+                                          self.model_name.startswith("baseline:") else new)
+                elif hasattr(self.model, "set_asset_classes"):
+                    self.model.set_asset_classes(self.classes)
+            self._state_row(rec, StateChange("config", "LOADED", "RELOADED",
+                                             f"{name}: {'; '.join(diff)}"))
+
+    # ---------------------------------------------------------------- one step
+    def _state_row(self, rec: StepRecord, ch: StateChange) -> None:
+        rec.add("state_changes", (rec.step, rec.ts, ch.scope, ch.from_state, ch.to_state,
+                                  ch.reason, self.last_equity, self.engine.peak,
+                                  self.engine.day, now_iso()))
+        level = logging.WARNING if ch.to_state in ("HALTED", "REDUCING", "REJECTED") else logging.INFO
+        log_event(log, "state_changed", level=level, step=rec.step, scope=ch.scope,
+                  from_state=ch.from_state, to_state=ch.to_state, reason=ch.reason)
+
+    def _observe(self, bars: StepBars) -> np.ndarray | None:
+        """Prices known now, features and the model's own history for the new bars."""
+        rows = bars.rows
+        if not len(rows):
+            return None
+        self.prev_close[rows] = self.last_close[rows]
+        self.last_close[rows] = bars.close
+        X = self.features.update(rows, bars.dow, bars.high, bars.low, bars.close, bars.volume)
+        self.model.observe(rows, bars.close)
+        return X
+
+    def _step(self, step: int, bars: StepBars, t0: float) -> StepRecord:
+        rec = StepRecord(step, bars.ts, len(bars.rows))
+        self._reload(rec)
+        sym = self.symbols
+        eng = self.engine
+        broker = self.broker
+        for ch in eng.start_day(bars.day, self.last_equity):
+            self._state_row(rec, ch)
+
+        # fills of open orders at this step's prices
+        fills_now: dict[str, Any] = {}
+        if broker.open_orders:
+            idx = {s: i for i, s in enumerate(sym)}
+            prices = {o.symbol: float(bars.fill_prices[idx[o.symbol]])
+                      for o in broker.open_orders.values()}
+            for ev in broker.fill_open(step, bars.ts, prices):
+                cid = ev.order.client_order_id
+                if isinstance(ev, OrderFilled):
+                    f = ev.fill
+                    rec.add("fills", (cid, f.step, f.ts, f.symbol, f.qty, f.price, f.base_price,
+                                      f.commission, f.cash_delta))
+                    rec.add("order_events", (step, bars.ts, cid, "OrderFilled", None))
+                    fills_now[f.symbol] = {"client_order_id": cid, "qty": f.qty, "price": f.price}
+                else:
+                    rec.add("order_events", (step, bars.ts, cid, "OrderRejected", ev.reason))
+                    rec.add("risk_events", (step, bars.ts, ev.order.symbol, "rejection",
+                                            reason_code(ev.reason), ev.reason, cid))
+
+        # prices known now (features too), marks, latched account states, the breaker
+        rows = bars.rows
+        X = self._observe(bars)
+        marks = {s: float(self.last_close[i]) for i, s in enumerate(sym)}
+        equity, gross, net = broker.mark(marks)
+        for ch in eng.on_mark(equity):
+            self._state_row(rec, ch)
+            rec.add("risk_events", (step, bars.ts, None, "breach", reason_code(ch.reason),
+                                    ch.reason, None))
+        for i in rows:
+            ch = eng.observe_price(sym[i], float(self.last_close[i]), float(self.prev_close[i]))
+            if ch is not None:
+                self._state_row(rec, ch)
+
+        # features and predictions for the symbols with a new bar
+        preds: dict[int, Any] = {}
+        if X is not None and eng.state is not TradingState.HALTED:
+            preds = self._predict(rows, X)
+
+        # targets: HALTED flattens everything it holds; otherwise the signal decides
+        plans: list[_Plan] = []
+        held = {s for s, p in broker.positions.items() if p.qty}
+        cands = list(rows)
+        if eng.state is TradingState.HALTED:
+            extra = [i for i, s in enumerate(sym)
+                     if (s in held or broker.open_qty(s)) and i not in set(rows)]
+            cands = sorted(set(cands) | set(extra))
+        for i in cands:
+            plans.append(self._plan(rec, int(i), preds.get(int(i)), equity))
+
+        # reductions first (they free gross room), then increases; each in symbol order
+        proj_cash = broker.cash - sum(
+            o.qty * o.decision_price * (1 + self._cost_rate(o.symbol, o.decision_price))
+            for o in broker.open_orders.values() if o.qty > 0)
+        proj_gross = sum(abs((broker.position(s).qty + broker.open_qty(s)) * marks[s])
+                         for s in sym if (s in held or broker.open_qty(s)))
+        state = {"cash": proj_cash, "gross": proj_gross}
+        orders = [p for p in plans if p.target_qty is not None]
+        orders.sort(key=lambda p: (self._increases(p), p.i))
+        for p in orders:
+            self._execute(rec, p, equity, state)
+
+        e2d = time.perf_counter() - t0
+        self.latency.add(e2d)
+        rec.e2d_ms = e2d * 1e3
+        for p in plans:
+            p.decision.append(rec.e2d_ms)
+            rec.add("decisions", tuple(p.decision))
+
+        # orders fill later, so the marks above are the step's closing marks
+        dd = 1.0 - equity / eng.peak if eng.peak and math.isfinite(eng.peak) else 0.0
+        rec.add("equity", (step, bars.ts, broker.cash, equity, gross, net, eng.peak,
+                           eng.day_start_equity, dd, bars.day, eng.state.value))
+        for s in sym:
+            pos = broker.position(s)
+            m = marks[s]
+            rec.add("positions", (step, s, pos.qty, pos.avg_price, m if math.isfinite(m) else None,
+                                  pos.value(m) if pos.qty else 0.0, pos.realized,
+                                  pos.unrealized(m) if pos.qty else 0.0, pos.fees))
+        self._pending_log = (plans, fills_now)
+        return rec
+
+    def _predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
+        sym = self.symbols
+        out: dict[int, Any] = {}
+        if self.model.needs_features:
+            ok = np.isfinite(X).all(axis=1)
+            for k in np.flatnonzero(~ok):
+                i = int(rows[k])
+                out[i] = Prediction(sym[i], self.classes[sym[i]], self.model_label, None,
+                                    fallback_reason="FEATURES_NOT_READY: warm-up or NaN input")
+            sel = rows[ok]
+            Xs = X[ok]
+        else:
+            sel, Xs = rows, X
+        if len(sel):
+            names = [sym[i] for i in sel]
+            try:
+                res = self.model.predict(names, Xs)
+                if len(res) != len(names):
+                    raise ValueError(f"model returned {len(res)} predictions for {len(names)} symbols")
+            except Exception as exc:  # fail closed: no signal, loudly
+                log_event(log, "model_failed", level=40, error=f"{type(exc).__name__}: {exc}",
+                          symbols=names)
+                res = [Prediction(s, self.classes[s], self.model_label, None,
+                                  fallback_reason=f"MODEL_ERROR: {type(exc).__name__}: {exc}")
+                       for s in names]
+            for i, pr in zip(sel, res, strict=True):
+                out[int(i)] = pr
+        return out
+
+    def _cost_rate(self, symbol: str, price: float) -> float:
+        c = self.settings.session
+        rate = (c.slippage_bps + c.commission_bps) / 1e4
+        i = self.symbols.index(symbol)
+        if not self.crypto[i] and price > 0:
+            rate += c.commission_per_share / price
+        return rate
+
+    def _lot(self, i: int) -> float | None:
+        return self.settings.session.crypto_lot_size if self.crypto[i] else None
+
+    def _increases(self, p: _Plan) -> bool:
+        cur = self.broker.position(p.symbol).qty + self.broker.open_qty(p.symbol)
+        return abs(p.target_qty) > abs(cur) or (p.target_qty * cur < 0)
+
+    def _plan(self, rec: StepRecord, i: int, pred: Any, equity: float) -> _Plan:
+        s = self.symbols[i]
+        lim, sig = self.limits, self.settings.signal
+        eng = self.engine
+        price = float(self.last_close[i])
+        cur = self.broker.position(s).qty + self.broker.open_qty(s)
+        model = getattr(pred, "model", self.model_label) if pred is not None else self.model_label
+        prob = getattr(pred, "probability", None) if pred is not None else None
+        if prob is not None and not math.isfinite(prob):
+            prob = None
+        plan = _Plan(i, s, pred, None, None, "signal")  # type: ignore[arg-type]
+        plan.decision = [rec.step, rec.ts, s, self.classes[s], model, prob,
+                         getattr(pred, "shadow_model", None), getattr(pred, "shadow_probability", None),
+                         getattr(pred, "fallback_reason", None)]
+
+        def verdict(v: str, reason: str | None = None, target: float | None = None) -> _Plan:
+            plan.decision += [target, v, reason, None, None]
+            plan.target_qty = None  # type: ignore[assignment]
+            return plan
+
+        if not math.isfinite(price) or price <= 0:
+            reason = f"NO_PRICE: price={price} symbol={s}"
+            rec.add("risk_events", (rec.step, rec.ts, s, "denial", "NO_PRICE", reason, None))
+            return verdict("NO_PRICE", reason)
+        cur_w = cur * price / equity if equity > 0 else 0.0
+        if eng.state is TradingState.HALTED:
+            if cur == 0:
+                return verdict("HALTED", "HALTED: no position to close", 0.0)
+            target_w, plan.kind = 0.0, "flatten"
+        else:
+            if pred is None or prob is None:
+                why = getattr(pred, "fallback_reason", None) or "NO_SIGNAL: no probability"
+                return verdict("NO_SIGNAL", why)
+            raw = signal_target(prob, sig.long_threshold, sig.short_threshold, sig.target_weight,
+                                lim.allow_short)
+            if raw is None:  # hold; a position that drifted above the limit is trimmed to it
+                target_w = cur_w
+                band = self.settings.session.rebalance_band
+                if abs(cur_w) > lim.max_position_pct + band + EPS:
+                    target_w = math.copysign(lim.max_position_pct, cur_w)
+                    plan.kind = "trim"
+                    rec.add("risk_events", (rec.step, rec.ts, s, "clip", "POSITION_TRIMMED",
+                                            f"POSITION_TRIMMED: limit={lim.max_position_pct:g} "
+                                            f"band={band:g} weight={cur_w:.4f} symbol={s}", None))
+            else:
+                target_w, why = clip_target(raw, lim)
+                if why is not None:
+                    rec.add("risk_events", (rec.step, rec.ts, s, "clip", "TARGET_CLIPPED",
+                                            f"{why} symbol={s}", None))
+            if eng.state is TradingState.REDUCING:
+                lo, hi = (0.0, cur_w) if cur_w >= 0 else (cur_w, 0.0)
+                clipped = min(max(target_w, lo), hi)
+                if clipped != target_w:
+                    rec.add("risk_events", (rec.step, rec.ts, s, "clip", "REDUCING_ONLY_CLIPPED",
+                                            f"REDUCING_ONLY_CLIPPED: target={target_w:.4f} "
+                                            f"clipped={clipped:.4f} symbol={s}", None))
+                    target_w = clipped
+        plan.target = target_w
+        tq = round_qty(target_w * equity / price, self._lot(i)) if target_w else 0.0
+        if target_w == cur_w and plan.kind == "signal":
+            tq = cur  # an explicit hold keeps the exact quantity
+        if tq == cur:
+            return verdict("HOLD", None, target_w)
+        if (tq != 0 and cur != 0 and (tq > 0) == (cur > 0) and eng.state is TradingState.ACTIVE
+                and abs(tq - cur) * price / equity <= self.settings.session.rebalance_band + EPS):
+            return verdict("HOLD", f"WITHIN_REBALANCE_BAND: band="
+                           f"{self.settings.session.rebalance_band:g} target={target_w:.4f} "
+                           f"weight={cur_w:.4f}", target_w)
+        plan.target_qty = tq
+        return plan
+
+    def _execute(self, rec: StepRecord, p: _Plan, equity: float, book: dict[str, float]) -> None:
+        s, i = p.symbol, p.i
+        lim = self.limits
+        broker = self.broker
+        price = float(self.last_close[i])
+        cur = broker.position(s).qty + broker.open_qty(s)
+        qty = round(p.target_qty - cur, QTY_DIGITS)
+        rate = self._cost_rate(s, price)
+        lot = self._lot(i)
+        reducing = abs(cur + qty) < abs(cur) and (cur + qty) * cur >= 0
+        if qty > 0 and not reducing:  # buying power, with the cash buffer kept back
+            room = book["cash"] - lim.cash_buffer_pct * equity
+            if cur < 0:
+                room += -cur * price  # covering a short first
+            max_q = max(round_qty(room / (price * (1 + rate)), lot), 0.0)
+            if qty > max_q:
+                rec.add("risk_events", (rec.step, rec.ts, s, "clip", "CASH_CLIPPED",
+                                        f"CASH_CLIPPED: wanted={qty:.10g} allowed={max_q:.10g} "
+                                        f"cash={book['cash']:.2f} buffer={lim.cash_buffer_pct:g} "
+                                        f"symbol={s}", None))
+                qty = max_q
+        if not reducing and qty != 0:  # gross room
+            room = lim.max_gross_leverage * equity - (book["gross"] - abs(cur * price))
+            max_abs = max(round_qty(room / price, lot), 0.0)
+            if abs(cur + qty) > max_abs and abs(cur + qty) > abs(cur):
+                new_after = math.copysign(max(max_abs, abs(cur)), cur + qty)
+                new_qty = round(new_after - cur, QTY_DIGITS)
+                rec.add("risk_events", (rec.step, rec.ts, s, "clip", "GROSS_CLIPPED",
+                                        f"GROSS_CLIPPED: limit={lim.max_gross_leverage:g} "
+                                        f"wanted={qty:.10g} allowed={new_qty:.10g} symbol={s}",
+                                        None))
+                qty = new_qty
+        if qty == 0:
+            p.decision += [p.target, "HOLD", "CLIPPED_TO_ZERO", None, None]
+            return
+        cid = client_order_id(self.run_id, rec.step, s)
+        order = Order(cid, rec.step, rec.ts, s, qty, price, p.kind, self.classes[s],
+                      bool(self.crypto[i]))
+        check = OrderCheck(s, qty, price, float(self.prev_close[i]), cur, equity, book["gross"],
+                           book["cash"], self.engine.state, rate)
+        reason = self.engine.check(check)
+        if reason is None:
+            halt = self.ks.check()  # immediately before this order, every time
+            if halt.halted:
+                reason = f"KILL_SWITCH: {halt.reason} symbol={s}"
+        rec.add("orders", (cid, rec.step, rec.ts, s, self.classes[s], order.side, qty, price,
+                           p.kind, int(self.dry_run)))
+        if reason is not None:
+            ev = broker.deny(order, reason)
+            if ev is None:
+                p.decision += [p.target, "DUPLICATE", cid, cid, qty]
+                return
+            rec.add("order_events", (rec.step, rec.ts, cid, "OrderDenied", reason))
+            rec.add("risk_events", (rec.step, rec.ts, s, "denial", reason_code(reason), reason,
+                                    cid))
+            log_event(log, "order_denied", client_order_id=cid, symbol=s, qty=qty,
+                      reason=reason)
+            p.decision += [p.target, "DENIED", reason, cid, qty]
+            return
+        sub = broker.submit(order)
+        if sub is None:
+            p.decision += [p.target, "DUPLICATE", cid, cid, qty]
+            return
+        rec.add("order_events", (rec.step, rec.ts, cid, "OrderSubmitted",
+                                 "DRY_RUN" if sub.dry_run else None))
+        if qty > 0:
+            book["cash"] -= qty * price * (1 + rate)
+        book["gross"] += abs((cur + qty) * price) - abs(cur * price)
+        p.decision += [p.target, "DRY_RUN" if sub.dry_run else "SUBMITTED", None, cid, qty]
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> SessionResult:
+        spec = self.spec
+        t_start = time.monotonic()
+        self._setup()
+        duration = parse_duration(spec.duration)
+        deadline = None if duration is None else t_start + duration
+        handler = self._attach_log()
+        if spec.install_signal_handlers:
+            self.ks.install_signal_handlers()
+        stopped, exit_code, error = "end_of_data", 0, None
+        committed = 0
+
+        def should_stop() -> bool:
+            return self.ks.stop_requested or (deadline is not None and time.monotonic() >= deadline)
+
+        if self.mode == "live":
+            from .data import get_source
+
+            poll = spec.poll_seconds or interval_seconds(self.interval)
+            self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval, poll,
+                                 self.settings.session.warmup_bars, should_stop,
+                                 clock=spec.clock, sleep=spec.sleep)
+        log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
+                  symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
+                  model=self.model_label, ledger=str(self.ledger.path))
+        try:
+            step = -1
+            for bars in self.feed:
+                if bars.warmup:
+                    self._observe(bars)
+                    continue
+                if self.mode == "replay":
+                    step += 1
+                else:
+                    step = max(step + 1, self.next_step) if step >= 0 else self.next_step
+                if step < self.next_step:  # already in the ledger: re-feed indicators only
+                    self._check_resume_clock(step, bars)
+                    self._observe(bars)
+                    continue
+                if self.ks.stop_requested:
+                    stopped = "signal"
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    stopped = "duration"
+                    break
+                t0 = time.perf_counter()
+                rec = self._step(step, bars, t0)
+                self.ledger.commit_step(rec)
+                self.last_equity = rec.rows["equity"][0][3]
+                committed += 1
+                self._log_decisions()
+                if spec.max_steps is not None and committed >= spec.max_steps:
+                    stopped = "max_steps"
+                    break
+            else:
+                if self.ks.stop_requested:
+                    stopped = "signal"
+                elif deadline is not None and time.monotonic() >= deadline:
+                    stopped = "duration"
+        except LedgerError as exc:
+            stopped, exit_code, error = "ledger_error", 3, str(exc)
+            log_event(log, "session_halted_ledger_error", level=50, error=str(exc))
+        finally:
+            if spec.install_signal_handlers:
+                self.ks.restore_signal_handlers()
+        summary = self.summary(stopped, committed, error)
+        log_event(log, "session_finished", **{k: v for k, v in summary.items()
+                                              if k not in ("run_id",)})
+        self.ledger.close()
+        self._detach_log(handler)
+        return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
+
+    def _check_resume_clock(self, step: int, bars: StepBars) -> None:
+        if step == self.next_step - 1 and self.state is not None and self.state.last_ts:
+            if self.state.last_ts != bars.ts:
+                raise LedgerError(
+                    f"{self.ledger.path}: step {step} was at {self.state.last_ts} but the data "
+                    f"now puts it at {bars.ts}; the data changed since the run started; "
+                    "refusing to resume"
+                )
+
+    def _log_decisions(self) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        plans, fills_now = self._pending_log
+        for p in plans:
+            d = p.decision
+            log_event(log, "decision", step=d[0], bar_ts=d[1], symbol=d[2], asset_class=d[3],
+                      model=d[4], probability=d[5], target=d[9], verdict=d[10], reason=d[11],
+                      order=None if d[12] is None else {"client_order_id": d[12], "qty": d[13]},
+                      fill=fills_now.get(d[2]), latency_ms=d[14])
+
+    def _attach_log(self) -> logging.Handler | None:
+        if not self.spec.log_file:
+            return None
+        root = logging.getLogger("research_lib")
+        path = self.ledger.path.parent / "events.jsonl"
+        h = logging.FileHandler(path, encoding="utf-8")
+        h.setFormatter(JsonFormatter())
+        h.setLevel(logging.INFO)
+        self._saved_levels = (root.level, [(x, x.level) for x in root.handlers])
+        floor = root.getEffectiveLevel()
+        for x in root.handlers:  # stderr keeps the level the user asked for
+            if x.level < floor:
+                x.setLevel(floor)
+        root.addHandler(h)
+        root.setLevel(min(floor, logging.INFO))
+        return h
+
+    def _detach_log(self, h: logging.Handler | None) -> None:
+        if h is None:
+            return
+        root = logging.getLogger("research_lib")
+        root.removeHandler(h)
+        h.close()
+        level, handlers = self._saved_levels
+        root.setLevel(level)
+        for x, lv in handlers:
+            x.setLevel(lv)
+
+    # ---------------------------------------------------------------- summary
+    def summary(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
+        c = self.ledger.conn
+        n_steps = c.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
+        events = Counter(dict(c.execute(
+            "SELECT event, COUNT(*) FROM order_events GROUP BY event").fetchall()))
+        denials = dict(c.execute(
+            "SELECT code, COUNT(*) FROM risk_events WHERE kind='denial' GROUP BY code "
+            "ORDER BY code").fetchall())
+        rejections = dict(c.execute(
+            "SELECT code, COUNT(*) FROM risk_events WHERE kind='rejection' GROUP BY code "
+            "ORDER BY code").fetchall())
+        eq = [r[0] for r in c.execute("SELECT equity FROM equity ORDER BY step")]
+        final = eq[-1] if eq else self.initial_cash
+        peak, mdd = self.initial_cash, 0.0
+        for e in eq:
+            peak = max(peak, e)
+            mdd = max(mdd, 1.0 - e / peak)
+        first_last = c.execute("SELECT MIN(ts), MAX(ts) FROM steps").fetchone()
+        lat = self.latency.summary_ms()
+        return {
+            "run_id": self.run_id,
+            "ledger": str(self.ledger.path),
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "model": self.model_label,
+            "symbols": self.symbols,
+            "first_step_ts": first_last[0],
+            "last_step_ts": first_last[1],
+            "steps": n_steps,
+            "steps_this_session": committed,
+            "stopped": stopped,
+            "error": error,
+            "orders": events.get("OrderSubmitted", 0),
+            "fills": events.get("OrderFilled", 0),
+            "rejected": events.get("OrderRejected", 0),
+            "denied": events.get("OrderDenied", 0),
+            "denials_by_reason": denials,
+            "rejections_by_reason": rejections,
+            "initial_equity": self.initial_cash,
+            "final_equity": final,
+            "return_pct": (final / self.initial_cash - 1.0) * 100.0,
+            "max_drawdown_pct": mdd * 100.0,
+            "state": self.engine.state.value,
+            "e2d_p50_ms": lat["p50_ms"],
+            "e2d_p99_ms": lat["p99_ms"],
+            "e2d_max_ms": lat["max_ms"],
+        }
+
+
+_RESTART_ONLY = {"initial_cash", "interval", "source", "run_dir", "warmup_bars", "seed",
+                 "kill_file", "replay_years"}
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if dataclasses.is_dataclass(old) and dataclasses.is_dataclass(new):
+        out = []
+        for f in dataclasses.fields(old):
+            out += _diff(getattr(old, f.name), getattr(new, f.name),
+                         f"{prefix}.{f.name}" if prefix else f.name)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult:
+    """Run one paper session: ``run_session(symbols=["SPY", "QQQ"], model="baseline:sma_cross")``."""
+    if spec is None:
+        spec = SessionSpec(**kwargs)
+    elif kwargs:
+        spec = dataclasses.replace(spec, **kwargs)
+    return Session(spec).run()
+
+
+# ---------------------------------------------------------------------- CLI
+def format_summary(s: dict[str, Any]) -> str:
+    den = ", ".join(f"{k}={v}" for k, v in s["denials_by_reason"].items()) or "none"
+    rej = ", ".join(f"{k}={v}" for k, v in s["rejections_by_reason"].items()) or "none"
+    lines = [
+        f"run        {s['run_id']}",
+        f"ledger     {s['ledger']}",
+        f"session    {s['mode']}{' (dry run)' if s['dry_run'] else ''}, model {s['model']}, "
+        f"{', '.join(s['symbols'])}",
+        f"steps      {s['steps']} ({s['first_step_ts']} .. {s['last_step_ts']}), "
+        f"{s['steps_this_session']} this session, stopped: {s['stopped']}",
+        f"orders     {s['orders']} submitted, {s['fills']} filled, {s['rejected']} rejected, "
+        f"{s['denied']} denied",
+        f"denials    {den}",
+        f"rejections {rej}",
+        f"equity     {s['initial_equity']:.2f} -> {s['final_equity']:.2f} "
+        f"({s['return_pct']:+.2f}%), max drawdown {s['max_drawdown_pct']:.2f}%",
+        f"state      {s['state']}",
+        f"e2d        p50 {s['e2d_p50_ms']:.3f} ms, p99 {s['e2d_p99_ms']:.3f} ms",
+    ]
+    if s.get("error"):
+        lines.append(f"error      {s['error']}")
+    return "\n".join(lines)
+
+
+def cli_paper(args: Any) -> int:
+    spec = SessionSpec(
+        symbols=parse_symbols(args.symbols) if args.symbols else (),
+        source=args.source,
+        start=args.start,
+        end=args.end,
+        interval=args.interval,
+        mode=args.mode,
+        duration=parse_duration(args.duration),
+        dry_run=args.dry_run,
+        model=args.model,
+        run_dir=args.run_dir,
+        run_id=getattr(args, "run_id", None),
+        resume=args.resume,
+        config_dir=args.config_dir,
+        max_steps=getattr(args, "max_steps", None),
+        install_signal_handlers=True,
+    )
+    if not spec.symbols and not spec.resume:
+        raise ConfigError("--symbols is required (or --resume RUN)")
+    res = run_session(spec)
+    if args.json:
+        print(json.dumps(res.summary, sort_keys=False, default=str))
+    else:
+        print(format_summary(res.summary))
+    return res.exit_code
+
+
+def cli_reset_halt(args: Any) -> int:
+    run_dir = args.run_dir
+    if run_dir is None:
+        try:
+            run_dir = load_session().session.run_dir
+        except ConfigError:
+            run_dir = "runs"
+    rd = Path(run_dir)
+    rd = rd if rd.is_absolute() else project_root() / rd
+    path = resolve_ledger(args.run, rd)
+    with Ledger.open(path) as led:
+        st = led.load_state()
+        if st.state is not TradingState.HALTED:
+            print(f"{st.meta.get('run_id')}: state is {st.state.value}; nothing to reset")
+            return 0
+        equity = st.equity if st.equity is not None else float(st.meta["initial_cash"])
+        led.append_state_change("account", TradingState.HALTED.value, TradingState.ACTIVE.value,
+                                f"RESET_HALT: {args.reason}; peak reset to equity={equity:.2f}",
+                                equity, equity)
+    log_event(log, "halt_reset", run=str(args.run), reason=args.reason, equity=equity)
+    print(f"{st.meta.get('run_id')}: HALTED -> ACTIVE ({args.reason}); peak reset to "
+          f"{equity:.2f}. Resume with: research-lib paper --resume {st.meta.get('run_id')}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from .cli import main
+
+    sys.exit(main(["paper", *sys.argv[1:]]))
