@@ -319,7 +319,16 @@ class ParityReport:
         )
 
 
-def compare(
+@dataclass(frozen=True)
+class ParityCheck:
+    """A parity report with the two probability vectors behind it (for figures)."""
+
+    report: ParityReport
+    p_sklearn: np.ndarray
+    p_onnx: np.ndarray
+
+
+def compare_detail(
     pipeline: Any,
     model: OnnxModel,
     X: np.ndarray,
@@ -327,7 +336,7 @@ def compare(
     threshold: float = 0.5,
     tolerance: float = PARITY_TOLERANCE,
     rows_from: str = "",
-) -> ParityReport:
+) -> ParityCheck:
     """scikit-learn and onnxruntime on the same float32 rows (sklearn sees the float32
     values cast back, exactly what ONNX sees)."""
     X32 = np.asarray(X, dtype=np.float32)
@@ -339,7 +348,7 @@ def compare(
     diff = np.abs(p_sk - p_ox)
     max_diff = float(np.max(diff)) if np.isfinite(diff).all() else float("inf")
     same = float(np.mean((p_sk > threshold) == (p_ox > threshold)))
-    return ParityReport(
+    report = ParityReport(
         model=str(model.path),
         rows=int(len(X32)),
         max_abs_diff=max_diff,
@@ -350,9 +359,15 @@ def compare(
         rows_from=rows_from,
         sha256=model.sha256,
     )
+    return ParityCheck(report, p_sk, p_ox)
 
 
-def parity(model_path: str | Path, *, card_path: str | Path | None = None) -> ParityReport:
+def compare(pipeline: Any, model: OnnxModel, X: np.ndarray, **kwargs: Any) -> ParityReport:
+    """:func:`compare_detail` without the vectors."""
+    return compare_detail(pipeline, model, X, **kwargs).report
+
+
+def parity_check(model_path: str | Path, *, card_path: str | Path | None = None) -> ParityCheck:
     """Rebuild the pipeline from the card beside ``model_path`` (retraining on the recorded
     data) and compare it with the ONNX file on held-out rows."""
     from . import card as cards
@@ -369,7 +384,7 @@ def parity(model_path: str | Path, *, card_path: str | Path | None = None) -> Pa
     model = OnnxModel(path)
     rebuilt = train.rebuild(card)
     X, rows_from = train.heldout_rows(rebuilt)
-    report = compare(
+    check = compare_detail(
         rebuilt.pipeline,
         model,
         X,
@@ -377,9 +392,15 @@ def parity(model_path: str | Path, *, card_path: str | Path | None = None) -> Pa
         rows_from=rows_from,
     )
     matches = card.get("sha256") == model.sha256
-    report = ParityReport(**{**report.to_dict(), "card_sha256_matches": matches})
+    report = ParityReport(**{**check.report.to_dict(), "card_sha256_matches": matches})
     log_event(log, "parity", **report.to_dict())
-    return report
+    return ParityCheck(report, check.p_sklearn, check.p_onnx)
+
+
+def parity(model_path: str | Path, *, card_path: str | Path | None = None) -> ParityReport:
+    """``research-lib parity MODEL.onnx``: passes iff max |diff| <= 1e-5 and decisions agree
+    100% on rows the fit never saw."""
+    return parity_check(model_path, card_path=card_path).report
 
 
 def cli_parity(args: argparse.Namespace) -> int:

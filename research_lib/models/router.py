@@ -110,7 +110,12 @@ class Router:
         return hit
 
     def status(self, name: str) -> ModelStatus:
+        """Path, checksum and load status of model ``name`` (loads it if needed)."""
         return self._load(name)[1]
+
+    def model(self, name: str) -> OnnxModel | None:
+        """The loaded, checked model ``name``, or None when it is unusable (see status)."""
+        return self._load(name)[0]
 
     def statuses(self) -> dict[str, ModelStatus]:
         return {name: self.status(name) for name in self.assets.models}
@@ -180,7 +185,15 @@ class Router:
         return model, st
 
     # -- routing ------------------------------------------------------------------
-    def _route(self, symbol: str, mode: str) -> Route:
+    def _loaded(self, name: str, memo: dict | None) -> tuple[OnnxModel | None, ModelStatus]:
+        """``_load`` once per call of routes()/predict() (a file is re-checked per call)."""
+        if memo is None:
+            return self._load(name)
+        if name not in memo:
+            memo[name] = self._load(name)
+        return memo[name]
+
+    def _route(self, symbol: str, mode: str, memo: dict | None = None) -> Route:
         uni = self.assets.universal_model
         cls, class_error = self._classify(symbol)
         class_model = uni if class_error else self.assets.asset_class(cls).model
@@ -188,18 +201,18 @@ class Router:
         if class_error and mode != "0":
             reason = class_error
         elif mode == "1" and class_model != uni:
-            st = self.status(class_model)
+            st = self._loaded(class_model, memo)[1]
             if st.ok:
                 model = class_model
             else:
                 reason = st.problem
         elif mode == "shadow" and class_model != uni:
-            st = self.status(class_model)
+            st = self._loaded(class_model, memo)[1]
             if st.ok:
                 shadow = class_model
             else:
                 reason = f"shadow {class_model} unavailable: {st.problem}"
-        ust = self.status(model)
+        ust = self._loaded(model, memo)[1]
         if not ust.ok:
             extra = f"no usable model: {ust.problem}"
             reason = f"{reason}; {extra}" if reason else extra
@@ -210,15 +223,22 @@ class Router:
         m = mode if mode is not None else asset_specific_mode()
         if m not in MODE_WORDS:
             raise ConfigError(f"routing mode must be 0, 1 or shadow, got {m!r}")
-        return [self._route(s, m) for s in symbols]
+        memo: dict = {}
+        return [self._route(s, m, memo) for s in symbols]
 
     # -- prediction ---------------------------------------------------------------
     def _run(
-        self, name: str, X32: np.ndarray, rows: np.ndarray, out: np.ndarray, why: dict[int, str]
+        self,
+        name: str,
+        X32: np.ndarray,
+        rows: np.ndarray,
+        out: np.ndarray,
+        why: dict[int, str],
+        memo: dict,
     ) -> None:
         if len(rows) == 0:
             return
-        model, st = self._load(name)
+        model, st = self._loaded(name, memo)
         if model is None:
             for i in rows:
                 why[int(i)] = f"model {name} unusable: {st.problem}"
@@ -242,7 +262,8 @@ class Router:
         if not np.issubdtype(X.dtype, np.floating):
             raise ModelError(f"predict expected float64 features, got dtype {X.dtype}")
         mode = asset_specific_mode()
-        by_symbol = {s: self._route(s, mode) for s in dict.fromkeys(symbols)}
+        memo: dict = {}
+        by_symbol = {s: self._route(s, mode, memo) for s in dict.fromkeys(symbols)}
         routes = [by_symbol[s] for s in symbols]
         with np.errstate(over="ignore", invalid="ignore"):
             X32 = X.astype(np.float32)
@@ -254,10 +275,10 @@ class Router:
         idx = np.arange(n)
         for name in dict.fromkeys(r.model for r in routes):
             rows = idx[np.array([r.model == name for r in routes], dtype=bool) & finite_in]
-            self._run(name, X32, rows, prob, why)
+            self._run(name, X32, rows, prob, why, memo)
         for name in dict.fromkeys(r.shadow_model for r in routes if r.shadow_model):
             rows = idx[np.array([r.shadow_model == name for r in routes], dtype=bool) & finite_in]
-            self._run(name, X32, rows, sprob, swhy)
+            self._run(name, X32, rows, sprob, swhy, memo)
         out = []
         for i, (sym, r) in enumerate(zip(symbols, routes, strict=True)):
             p = _finite(prob[i])
@@ -339,6 +360,13 @@ def default_symbols() -> list[str]:
     return SampleSource().symbols() + [EXAMPLE_OPTION]
 
 
+def symbols_or_default(symbols: str | Sequence[str] | None) -> list[str]:
+    """``"SPY,BTC-USD"`` or a list, or None for :func:`default_symbols`."""
+    from ..config import parse_symbols
+
+    return parse_symbols(symbols) if symbols else default_symbols()
+
+
 def routing_table(router: Router, symbols: Sequence[str], mode: str | None = None) -> list[dict]:
     """Rows for the routing table: symbol, class, model, checksum status, fallback reason
     (and the shadow model in shadow mode)."""
@@ -377,10 +405,8 @@ def format_table(rows: list[dict], mode: str) -> str:
 
 
 def cli_routing(args: argparse.Namespace) -> int:
-    from ..config import parse_symbols
-
     mode = asset_specific_mode()
-    symbols = parse_symbols(args.symbols) if args.symbols else default_symbols()
+    symbols = symbols_or_default(args.symbols)
     router = Router()
     rows = routing_table(router, symbols, mode)
     statuses = router.statuses()

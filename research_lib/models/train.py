@@ -38,6 +38,15 @@ from .settings import (
 log = get_logger("models.train")
 
 
+def project_path(path: str | Path) -> Path:
+    """``path`` as given when absolute, else under the project root (so a notebook run from
+    ``notebooks/`` and a command run from the root write to the same place)."""
+    from ..config import project_root
+
+    p = Path(path)
+    return p if p.is_absolute() else project_root() / p
+
+
 # ------------------------------------------------------------------------- spec
 @dataclass(frozen=True)
 class TrainSpec:
