@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="confirm you trust this file: loading a pickle runs its code")
 
     pp = sub.add_parser("paper", help="run a paper-trading session (live or replay)")
-    _common_data(pp)
+    _common_data(pp, symbols_required=False)  # not needed with --resume
     pp.add_argument("--duration", default=None, help="wall-time cap, e.g. 5min, 60min, 30s")
     pp.add_argument("--dry-run", action="store_true", help="decide and record, fill nothing")
     pp.add_argument("--model", default=None,
@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replay history (default for sample/csv/cache) or poll live (yfinance)")
     pp.add_argument("--json", action="store_true", help="print the summary as JSON")
     pp.add_argument("--config-dir", default=None, help="folder with risk/session/assets yaml")
+    pp.add_argument("--run-id", default=None,
+                    help="name the run (default paper-<UTC time>-<random>); must be new")
+    pp.add_argument("--max-steps", type=int, default=None,
+                    help="stop after this many committed steps (drills, tests)")
 
     rh = sub.add_parser("reset-halt", help="clear a latched drawdown HALT after review")
     rh.add_argument("run", help="run id (folder under the run dir) or path to its ledger")

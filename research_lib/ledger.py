@@ -78,7 +78,7 @@ WALL_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
     "decisions": ("latency_ms",),
     "state_changes": ("wall_ts",),
 }
-WALL_CLOCK_META = ("created_at", "run_id", "ledger_path")
+WALL_CLOCK_META = ("created_at", "run_id", "ledger_path", "config_dir")  # when, who, where
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -508,22 +508,21 @@ def read_run(path: str | Path) -> dict[str, Any]:
 
     ev = frames["order_events"]
     orders = frames["orders"].copy()
-    if len(orders):
-        last = ev.drop_duplicates("client_order_id", keep="last").set_index("client_order_id")
-        status_map = {"OrderSubmitted": "open", "OrderFilled": "filled",
-                      "OrderDenied": "denied", "OrderRejected": "rejected"}
-        orders["status"] = orders["client_order_id"].map(last["event"]).map(status_map)
-        orders.loc[orders["dry_run"] == 1, "status"] = "dry_run"
-        reasons = ev[ev["event"].isin(["OrderDenied", "OrderRejected"])].set_index(
-            "client_order_id")["reason"]
-        orders["reason"] = orders["client_order_id"].map(reasons)
-        f = frames["fills"].set_index("client_order_id")
-        orders["fill_price"] = orders["client_order_id"].map(f["price"])
-        orders["fill_ts"] = orders["client_order_id"].map(f["ts"])
-        orders["commission"] = orders["client_order_id"].map(f["commission"])
-    else:
-        for c in ("status", "reason", "fill_price", "fill_ts", "commission"):
-            orders[c] = pd.Series(dtype="object")
+    status_map = {"OrderSubmitted": "open", "OrderFilled": "filled",
+                  "OrderDenied": "denied", "OrderRejected": "rejected"}
+    last = ev.drop_duplicates("client_order_id", keep="last")
+    reasons = ev[ev["event"].isin(["OrderDenied", "OrderRejected"])]
+    fills = frames["fills"][["client_order_id", "price", "ts", "commission"]].rename(
+        columns={"price": "fill_price", "ts": "fill_ts"})
+    orders = orders.merge(last[["client_order_id", "event"]], on="client_order_id", how="left")
+    orders = orders.merge(reasons[["client_order_id", "reason"]], on="client_order_id",
+                          how="left")
+    orders = orders.merge(fills, on="client_order_id", how="left")
+    orders["status"] = orders.pop("event").map(status_map)
+    orders.loc[orders["dry_run"] == 1, "status"] = "dry_run"
+    orders["fill_price"] = orders["fill_price"].astype("float64")
+    orders["commission"] = orders["commission"].astype("float64")
+    orders["fill_ts"] = pd.to_datetime(orders["fill_ts"], utc=True)
     orders["dry_run"] = orders["dry_run"].astype(bool)
 
     equity = frames["equity"].copy()

@@ -52,6 +52,12 @@ def _n(x: float) -> str:
     return f"{x:.4f}".rstrip("0").rstrip(".") if abs(x) < 1e6 else f"{x:.2f}"
 
 
+def _above(x: float, limit: float) -> str:
+    """``x`` (above ``limit``) with enough digits that it does not read as the limit."""
+    s = _n(x)
+    return s if s != _n(limit) else f"{x:.10g}"
+
+
 def _q(x: float) -> str:
     return f"{x:.10g}"
 
@@ -152,7 +158,8 @@ def rule_max_position(c: OrderCheck, lim: RiskLimits) -> str | None:
     already above the limit passes (it lowers risk)."""
     w_after = abs(c.after * c.price) / c.equity
     if w_after > lim.max_position_pct + EPS and abs(c.after) > abs(c.position):
-        return (f"MAX_POSITION_EXCEEDED: limit={_n(lim.max_position_pct)} after={_n(w_after)} "
+        return (f"MAX_POSITION_EXCEEDED: limit={_n(lim.max_position_pct)} "
+                f"after={_above(w_after, lim.max_position_pct)} "
                 f"symbol={c.symbol}")
     return None
 
@@ -161,7 +168,8 @@ def rule_max_gross(c: OrderCheck, lim: RiskLimits) -> str | None:
     before = c.gross / c.equity
     g_after = (c.gross - abs(c.position * c.price) + abs(c.after * c.price)) / c.equity
     if g_after > lim.max_gross_leverage + EPS and g_after > before:
-        return (f"MAX_GROSS_EXCEEDED: limit={_n(lim.max_gross_leverage)} after={_n(g_after)} "
+        return (f"MAX_GROSS_EXCEEDED: limit={_n(lim.max_gross_leverage)} "
+                f"after={_above(g_after, lim.max_gross_leverage)} "
                 f"symbol={c.symbol}")
     return None
 

@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -386,6 +387,7 @@ class SessionSpec:
     kill_switch: KillSwitch | None = None
     router: Any = None  # a Router stand-in (tests)
     install_signal_handlers: bool = False
+    restore_signal_handlers: bool = True  # the CLI keeps them: a late Ctrl+C exits 0 too
     poll_seconds: float | None = None  # live: default the interval
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
@@ -560,6 +562,7 @@ class Session:
                          "interval": self.interval, "dry_run": self.dry_run,
                          "model": self.model_name},
                 "config": self._snapshot(),
+                "config_dir": str(self.config_dir),  # where, not what: not compared
             }
             self.ledger = Ledger.create(path, meta, synchronous="FULL" if self.mode == "live"
                                         else "NORMAL")
@@ -578,8 +581,9 @@ class Session:
         self.prev_close = np.full(self.n, np.nan)
         self.ks = spec.kill_switch or KillSwitch(self.settings.session.kill_file)
         self.latency = LatencyRecorder()
-        if self.ks.check().halted:
-            log_event(log, "kill_switch_engaged_at_start", level=30, reason=self.ks.check().reason,
+        at_start = self.ks.check()
+        if at_start.halted:
+            log_event(log, "kill_switch_engaged_at_start", level=30, reason=at_start.reason,
                       note="no order will pass while it is set")
 
     def _snapshot(self) -> dict[str, Any]:
@@ -589,10 +593,8 @@ class Session:
             "signal": dataclasses.asdict(self.settings.signal),
             "assets": {"universal_model": self.assets.universal_model,
                        "classes": {c.name: {"model": c.model, "calendar": c.calendar}
-                                   for c in self.assets.classes},
-                       "source": self.assets.source_path},
+                                   for c in self.assets.classes}},
             "model": self.model_name or "router",
-            "config_dir": str(self.config_dir),
         }
 
     # ---------------------------------------------------------------- hot reload
@@ -608,7 +610,8 @@ class Session:
                                                      f"{name}: {w.last_error}; kept previous"))
             if new is old or new == old:
                 continue
-            diff = _diff(old, new) if name != "assets.yaml" else ["assets changed"]
+            diff = (["assets changed"] if name == "assets.yaml"
+                    else _diff(old, new, "risk" if name == "risk.yaml" else ""))
             if name == "risk.yaml":
                 self.limits = new
                 self.engine.limits = new
@@ -936,7 +939,7 @@ class Session:
         handler = self._attach_log()
         if spec.install_signal_handlers:
             self.ks.install_signal_handlers()
-        stopped, exit_code, error = "end_of_data", 0, None
+        stopped, exit_code = "end_of_data", 0
         committed = 0
 
         def should_stop() -> bool:
@@ -986,18 +989,24 @@ class Session:
                     stopped = "signal"
                 elif deadline is not None and time.monotonic() >= deadline:
                     stopped = "duration"
+            summary = self._finish(stopped, committed, None)
         except LedgerError as exc:
-            stopped, exit_code, error = "ledger_error", 3, str(exc)
             log_event(log, "session_halted_ledger_error", level=50, error=str(exc))
+            summary, exit_code = self._finish("ledger_error", committed, str(exc)), 3
         finally:
-            if spec.install_signal_handlers:
+            # signals stay ours until the summary is written: a second Ctrl+C never
+            # interrupts the last commit or the summary
+            self.ledger.close()
+            self._detach_log(handler)
+            if spec.install_signal_handlers and spec.restore_signal_handlers:
                 self.ks.restore_signal_handlers()
+        return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
+
+    def _finish(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
         summary = self.summary(stopped, committed, error)
         log_event(log, "session_finished", **{k: v for k, v in summary.items()
                                               if k not in ("run_id",)})
-        self.ledger.close()
-        self._detach_log(handler)
-        return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
+        return summary
 
     def _check_resume_clock(self, step: int, bars: StepBars) -> None:
         if step == self.next_step - 1 and self.state is not None and self.state.last_ts:
@@ -1162,10 +1171,15 @@ def cli_paper(args: Any) -> int:
         config_dir=args.config_dir,
         max_steps=getattr(args, "max_steps", None),
         install_signal_handlers=True,
+        restore_signal_handlers=False,
     )
     if not spec.symbols and not spec.resume:
         raise ConfigError("--symbols is required (or --resume RUN)")
     res = run_session(spec)
+    # the session is committed and closed: a late Ctrl+C must not turn exit 0 into a kill
+    # (Python resets its own handlers to the default while it shuts down)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     if args.json:
         print(json.dumps(res.summary, sort_keys=False, default=str))
     else:
