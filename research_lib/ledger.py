@@ -201,12 +201,54 @@ def _check_header(path: Path) -> None:
         )
 
 
-class Ledger:
-    """One run's SQLite ledger. Create with :meth:`create`, reopen with :meth:`open`."""
+class RunLock:
+    """An exclusive advisory lock on ``<ledger>.lock`` held by the one process writing a run:
+    a second session on the same run is refused instead of interleaving steps."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, ledger: Path) -> None:
+        self.path = ledger.with_name(ledger.name + ".lock")
+        self._fh: Any = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.path.open("a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise LedgerError(
+                f"{self.path.parent}: the run is in use by {holder}; stop that session first"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        import os
+
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the descriptor drops the flock
+            self._fh = None
+
+
+class Ledger:
+    """One run's SQLite ledger. Create with :meth:`create`, reopen with :meth:`open`.
+    A writer holds the run's :class:`RunLock` until :meth:`close`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection,
+                 lock: RunLock | None = None) -> None:
         self.path = path
         self.conn = conn
+        self.lock = lock
 
     # -- lifecycle -------------------------------------------------------------------
     @staticmethod
@@ -233,6 +275,10 @@ class Ledger:
                 f"{p.parent.name}, or choose another run id"
             )
         try:
+            lock = RunLock(p).acquire()
+        except OSError as exc:
+            raise LedgerError(f"{p}: cannot create the run folder ({exc})") from exc
+        try:
             p.parent.mkdir(parents=True, exist_ok=True)
             conn = cls._connect(p, readonly=False, synchronous=synchronous)
             conn.execute("BEGIN IMMEDIATE")
@@ -244,10 +290,12 @@ class Ledger:
                              [(k, json.dumps(v, sort_keys=True)) for k, v in rows.items()])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            lock.release()
             raise LedgerError(f"{p}: cannot create the ledger ({exc})") from exc
         except OSError as exc:
+            lock.release()
             raise LedgerError(f"{p}: cannot create the run folder ({exc})") from exc
-        return cls(p, conn)
+        return cls(p, conn, lock)
 
     @classmethod
     def open(cls, path: str | Path, readonly: bool = False,
@@ -257,6 +305,7 @@ class Ledger:
         if not p.is_file():
             raise LedgerError(f"{p}: no ledger here; check the run id and --run-dir")
         _check_header(p)
+        lock = None if readonly else RunLock(p).acquire()
         try:
             conn = cls._connect(p, readonly=readonly, synchronous=synchronous)
             check = conn.execute("PRAGMA quick_check").fetchall()
@@ -278,17 +327,25 @@ class Ledger:
                     f"{SCHEMA_VERSION!r}; refusing to trade"
                 )
         except sqlite3.DatabaseError as exc:
+            if lock is not None:
+                lock.release()
             raise LedgerError(
                 f"{p}: ledger is unreadable ({exc}); refusing to trade. The file is kept as "
                 "is for inspection."
             ) from exc
-        return cls(p, conn)
+        except LedgerError:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(p, conn, lock)
 
     def close(self) -> None:
         try:
             self.conn.close()
         except sqlite3.Error:  # pragma: no cover
             pass
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self) -> Ledger:
         return self

@@ -151,6 +151,15 @@ class RouterModel:
         if hasattr(self.router, "set_assets"):
             self.router.set_assets(assets)
 
+    def warm(self, symbols: Sequence[str]) -> None:
+        """Load and check the models the current routes need before the first bar, so the
+        first decision does not pay for it (errors surface again, per symbol, at predict)."""
+        if hasattr(self.router, "routes"):
+            try:
+                self.router.routes(list(symbols))
+            except Exception as exc:
+                log_event(log, "model_warmup_failed", level=30, error=str(exc))
+
 
 def force_model(assets: AssetsConfig, name: str) -> AssetsConfig:
     """The assets config with every class (and the universal slot) mapped to ``name``."""
@@ -492,7 +501,7 @@ class Session:
         self.state: LedgerState | None = None
         if spec.resume:
             path = resolve_ledger(spec.resume, self.run_dir)
-            self.ledger = Ledger.open(path, synchronous="NORMAL")
+            self.ledger = Ledger.open(path)
             self.state = self.ledger.load_state()
             m = self.state.meta
             self.run_id = m["run_id"]
@@ -509,6 +518,8 @@ class Session:
             self.interval, self.dry_run, self.model_name = (run["interval"], run["dry_run"],
                                                             run["model"])
             self.initial_cash = float(m["initial_cash"])
+            if self.mode == "live":
+                self.ledger.conn.execute("PRAGMA synchronous=FULL")
         else:
             self.symbols = parse_symbols(list(spec.symbols))
             self.run_id = spec.run_id or new_run_id("paper")
@@ -544,6 +555,8 @@ class Session:
         self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
                                 router=spec.router)
         self.model_label = self.model_name or "router"
+        if hasattr(self.model, "warm"):
+            self.model.warm(self.symbols)
         self.features = FeatureState(self.n)
 
         # ledger
@@ -639,7 +652,8 @@ class Session:
         rec.add("state_changes", (rec.step, rec.ts, ch.scope, ch.from_state, ch.to_state,
                                   ch.reason, self.last_equity, self.engine.peak,
                                   self.engine.day, now_iso()))
-        level = logging.WARNING if ch.to_state in ("HALTED", "REDUCING", "REJECTED") else logging.INFO
+        level = (logging.WARNING if (ch.scope == "account" and ch.to_state == "HALTED")
+                 or ch.to_state == "REJECTED" else logging.INFO)
         log_event(log, "state_changed", level=level, step=rec.step, scope=ch.scope,
                   from_state=ch.from_state, to_state=ch.to_state, reason=ch.reason)
 
@@ -933,7 +947,12 @@ class Session:
     def run(self) -> SessionResult:
         spec = self.spec
         t_start = time.monotonic()
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:
+            if getattr(self, "ledger", None) is not None:
+                self.ledger.close()  # releases the run lock
+            raise
         duration = parse_duration(spec.duration)
         deadline = None if duration is None else t_start + duration
         handler = self._attach_log()
@@ -977,7 +996,9 @@ class Session:
                     break
                 t0 = time.perf_counter()
                 rec = self._step(step, bars, t0)
-                self.ledger.commit_step(rec)
+                if not self.ledger.commit_step(rec):  # another writer got there first
+                    raise LedgerError(f"{self.ledger.path}: step {step} was already committed; "
+                                      "refusing to continue a run that is written twice")
                 self.last_equity = rec.rows["equity"][0][3]
                 committed += 1
                 self._log_decisions()

@@ -120,6 +120,14 @@ def test_session_resume_on_a_corrupt_ledger_refuses_to_trade(finished, tmp_path)
         make_session(tmp_path, resume="led", source=session.spec.source).run()
 
 
+def test_a_second_writer_on_the_same_run_is_refused(finished, tmp_path):
+    session, path = finished
+    with Ledger.open(path):  # a session is writing this run
+        with pytest.raises(LedgerError, match="in use by pid"):
+            make_session(tmp_path, resume="led", source=session.spec.source).run()
+    make_session(tmp_path, resume="led", source=session.spec.source).run()  # free again
+
+
 def test_create_refuses_an_existing_ledger(finished):
     _, path = finished
     with pytest.raises(LedgerError, match="already exists"):

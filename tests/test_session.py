@@ -128,6 +128,26 @@ def test_invalid_risk_edit_keeps_previous_limits_and_is_recorded(tmp_path):
     assert run["risk_events"].empty
 
 
+def test_invalid_assets_edit_keeps_previous_routing_and_is_recorded(tmp_path):
+    cfg = write_config(tmp_path / "config")
+
+    def hook(call: int) -> None:
+        if call == 2:
+            text = (cfg / "assets.yaml").read_text().replace("model: crypto_v1", "model: nope_v9")
+            (cfg / "assets.yaml").write_text(text)
+            st = os.stat(cfg / "assets.yaml")
+            os.utime(cfg / "assets.yaml", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+    s = make_session(tmp_path, symbols=["AAA"], source=two_symbols(), start="2021-01-20",
+                     router=ScriptedModel(["AAA"], hook=hook))
+    s.run()
+    sc = read_run(s.ledger.path)["state_changes"]
+    [row] = sc[sc["scope"] == "config"].itertuples()
+    assert row.step == 2 and row.to_state == "REJECTED"
+    assert "classes.crypto.model 'nope_v9' is not under models" in row.reason
+    assert s.assets.asset_class("crypto").model == "crypto_v1"
+
+
 # -------------------------------------------------- latched states across restart
 def _hourly(closes, opens=None):
     return FrameSource({"AAA": frame(closes, start="2021-01-04 00:00", freq="h", opens=opens,
@@ -328,6 +348,13 @@ def test_live_mode_polls_and_fills_at_the_next_observed_price(tmp_path):
     o = read_run(res.ledger_path)["orders"].iloc[0]
     assert o["decision_price"] == bars["close"].iloc[59]
     assert o["fill_price"] == bars["close"].iloc[60]  # the next poll's price
+
+
+def test_duration_caps_wall_time_and_stops_cleanly(tmp_path):
+    res = make_session(tmp_path, symbols=["AAA"], source=two_symbols(), start="2021-01-20",
+                       model="baseline:buy_and_hold", duration=0).run()
+    assert res.summary["stopped"] == "duration" and res.summary["steps"] == 0
+    assert res.exit_code == 0
 
 
 # ------------------------------------------------------------------------ misc
