@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/research-lib report paper_session -p symbols SPY,QQQ \
+	  --out reports/paper_session_SPY_QQQ.html
+	FLAG_ASSET_SPECIFIC_MODELS=1 $(BIN)/research-lib report paper_session \
+	  -p symbols BTC-USD,ETH-USD -p flag 1 --out reports/paper_session_BTC_ETH.html
 	$(BIN)/research-lib report data_sanity -p symbols SPY,QQQ,BTC-USD,ETH-USD
 
 lint: $(STAMP)

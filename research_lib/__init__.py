@@ -27,6 +27,11 @@ _EXPORTS = {
     "data_sanity_report": ("research_lib.report", "data_sanity_report"),
     "configure_logging": ("research_lib.telemetry", "configure"),
     "run_report": ("research_lib.notebooks", "run_report"),
+    "paper_session": ("research_lib.report", "paper_session"),
+    "paper_session_report": ("research_lib.report", "paper_session_report"),
+    "run_session": ("research_lib.session", "run_session"),
+    "read_run": ("research_lib.ledger", "read_run"),
+    "session_summary_text": ("research_lib.session", "format_summary"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

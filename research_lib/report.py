@@ -179,6 +179,19 @@ class PaperSessionReport:
         labels = self.meta.get("labels") or {}
         return [labels.get(s, s) for s in self.meta.get("symbols", [])]
 
+    def short_labels(self) -> list[str]:
+        """``SPY (proxy ^GSPC)``: short enough for a figure title."""
+        import re
+
+        out = []
+        proxies = self.meta.get("proxies") or {}
+        for s in self.meta.get("symbols", []):
+            note = proxies.get(s, "")
+            m = re.search(r"(\^[A-Z]+|[A-Z]{2,}-[A-Z]{2,})", note) if note else None
+            kind = note.split(":", 1)[0] if note else ""
+            out.append(f"{s} ({kind} {m.group(1)})" if m and kind else s)
+        return out
+
     def proxy_notes(self) -> list[str]:
         return [lab for lab in self.labels() if "proxy" in lab or "alias" in lab]
 
@@ -254,7 +267,7 @@ class PaperSessionReport:
         if len(bench.dropna()):
             a.plot(bench.index, bench / bench.dropna().iloc[0], label="buy and hold (equal weight)",
                    lw=1.0, alpha=0.8)
-        a.set_title("Equity, rebased to 1: " + ", ".join(self.labels())[:110], fontsize=9)
+        a.set_title("Equity, rebased to 1: " + ", ".join(self.short_labels()), fontsize=9)
         a.legend(fontsize=8)
         a.grid(alpha=0.3)
         from .metrics import drawdown_series
@@ -344,3 +357,29 @@ def paper_session_report(ledger: str | Any) -> PaperSessionReport:
                       interval=spec.get("interval", "1d"))
         closes = pd.DataFrame({s: f["close"] for s, f in frames.items()})
     return PaperSessionReport(run, closes)
+
+
+def paper_session(symbols: str | list[str], source: str = "sample", start: Any = None,
+                  end: Any = None, flag: str | int = "0", dry_run: bool = False,
+                  model: str | None = None, run_dir: str | None = None, **kwargs: Any) -> Any:
+    """Run one paper session for a notebook with ``FLAG_ASSET_SPECIFIC_MODELS`` set to
+    ``flag`` for its duration (the previous value is restored). Returns the
+    ``SessionResult`` (``ledger_path``, ``summary``)."""
+    import os
+
+    from .config import parse_symbols, project_root
+    from .session import run_session
+
+    syms = parse_symbols(symbols)
+    saved = os.environ.get("FLAG_ASSET_SPECIFIC_MODELS")
+    os.environ["FLAG_ASSET_SPECIFIC_MODELS"] = str(flag)
+    try:
+        return run_session(symbols=syms, source=source, start=start, end=end, dry_run=dry_run,
+                           model=model or None,
+                           run_dir=run_dir or str(project_root() / "runs" / "reports"),
+                           **kwargs)
+    finally:
+        if saved is None:
+            os.environ.pop("FLAG_ASSET_SPECIFIC_MODELS", None)
+        else:
+            os.environ["FLAG_ASSET_SPECIFIC_MODELS"] = saved

@@ -18,7 +18,18 @@ NB = ROOT / "notebooks"
 EXPECTED_PARAMETERS = {
     "data_sanity": {"symbols": '"SPY,QQQ,BTC-USD,ETH-USD"', "source": '"sample"',
                     "start": "None", "end": "None"},
+    "paper_session": {"symbols": '"SPY,QQQ"', "source": '"sample"', "start": "None",
+                      "end": "None", "flag": '"0"', "dry_run": "False", "model": "None"},
+    "train_model": {"asset_class": '"crypto"', "symbols": '"BTC-USD,ETH-USD,LTC-USD"',
+                    "start": "None", "end": "None", "out": '"reports/models/notebook_model.onnx"',
+                    "pipeline": "None"},
+    "onnx_parity": {"model": '"models/crypto_v1.onnx"'},
+    "routing_check": {"symbols": "None"},
 }
+
+
+def test_expected_parameters_when_compared_then_cover_every_notebook():
+    assert sorted(EXPECTED_PARAMETERS) == sorted(p.stem for p in NB.glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
@@ -55,6 +66,19 @@ def test_data_sanity_report_when_run_then_html_has_figures_and_no_code(tmp_path)
     assert len(re.findall(r"data:image/png;base64,", text)) >= 3
     assert "rl.data_sanity_report" not in text  # input cells excluded
     assert "proxy" in text and "^GSPC" in text
+
+
+def test_paper_session_report_when_run_with_flag_then_html_has_figures_routing_and_metrics(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(ROOT))
+    html = run_report("paper_session", {"symbols": "BTC-USD,ETH-USD", "flag": "1"},
+                      out=tmp_path / "ps.html", progress=False)
+    text = html.read_text()
+    assert len(re.findall(r"data:image/png;base64,", text)) >= 4
+    for needle in ("CAGR", "Sharpe", "Sortino", "Calmar", "Profit Factor", "Exposure",
+                   "crypto_v1", "FLAG_ASSET_SPECIFIC_MODELS = 1"):
+        assert needle in text, needle
+    assert "import research_lib" not in text
 
 
 def test_report_when_unknown_parameter_then_error_lists_parameters(tmp_path):
