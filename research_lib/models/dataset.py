@@ -116,7 +116,7 @@ def periods_per_year(index: pd.DatetimeIndex) -> int:
     """365 for a market that trades at weekends (crypto), else 252."""
     if len(index) == 0:
         return 252
-    weekend = np.asarray(pd.DatetimeIndex(index).dayofweek >= 5)
+    weekend = np.asarray(pd.DatetimeIndex(index).day_of_week >= 5)
     return 365 if weekend.mean() > 0.05 else 252
 
 

@@ -182,6 +182,13 @@ class TrainResult:
     model_path: Path | None = None
     card_path: Path | None = None
 
+    def summary(self) -> str:
+        """What ``research-lib train`` prints: notes, out-of-sample figures, verdict, parity."""
+        lines = summary_lines(self)
+        if self.model_path is not None:
+            lines.append(f"wrote {self.model_path} and {self.card_path}")
+        return "\n".join(lines)
+
 
 def _check_classes(asset_class: str, symbols: tuple[str, ...], assets: AssetsConfig | None) -> None:
     if asset_class not in ASSET_CLASSES:
