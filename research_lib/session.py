@@ -755,7 +755,7 @@ class Session:
             rec.add("positions", (step, s, pos.qty, pos.avg_price, m if math.isfinite(m) else None,
                                   pos.value(m) if pos.qty else 0.0, pos.realized,
                                   pos.unrealized(m) if pos.qty else 0.0, pos.fees))
-        self._pending_log = (plans, fills_now)
+        self._pending_log = (plans, fills_now, rec.rows.get("risk_events", ()))
         return rec
 
     def _predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
@@ -1041,7 +1041,10 @@ class Session:
     def _log_decisions(self) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
-        plans, fills_now = self._pending_log
+        plans, fills_now, events = self._pending_log
+        for ev in events:  # clips, denials, rejections, breaches (rejections also at ERROR)
+            log_event(log, "risk_event", step=ev[0], bar_ts=ev[1], symbol=ev[2], kind=ev[3],
+                      code=ev[4], reason=ev[5], client_order_id=ev[6])
         for p in plans:
             d = p.decision
             log_event(log, "decision", step=d[0], bar_ts=d[1], symbol=d[2], asset_class=d[3],

@@ -139,6 +139,15 @@ def test_seed_command_crypto_flag_on_dry_run_runs_as_written(tmp_path, monkeypat
     assert run["meta"]["labels"]["BTCUSDT"].startswith("BTCUSDT (alias: BTC-USD")
 
 
+def test_model_flag_forces_one_registry_model_for_every_symbol(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLAG_ASSET_SPECIFIC_MODELS", "1")
+    res = make_session(tmp_path, symbols=["SPY", "BTC-USD"], source="sample",
+                       start="2018-06-01", end="2018-12-31", model="equities_v1",
+                       config_dir=ROOT / "config").run()
+    d = read_run(res.ledger_path)["decisions"]
+    assert set(d["model"]) == {"equities_v1"} and d["probability"].notna().all()
+
+
 def _start_long_session(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     ledger = tmp_path / "runs" / "sig" / "ledger.sqlite"
     env = {**os.environ, "FLAG_TRADING_HALTED": "0"}
