@@ -14,7 +14,7 @@ import pytest
 
 from research_lib.cli import main
 from research_lib.errors import ConfigError
-from research_lib.ledger import deterministic_dump, read_run
+from research_lib.ledger import Ledger, deterministic_dump, read_run
 from research_lib.session import parse_duration, signal_target
 from tests.acceptance.paper_kit import (
     NO_COSTS,
@@ -225,8 +225,7 @@ def test_reset_halt_on_an_active_run_changes_nothing(tmp_path, capsys):
 
 
 def test_stopping_and_resuming_gives_the_same_ledger_as_one_run(tmp_path):
-    frames = {"SPY": None, "BTC-USD": None}
-    kw = dict(symbols=list(frames), source="sample", start="2018-01-01", end="2018-12-31",
+    kw = dict(symbols=["SPY", "BTC-USD"], source="sample", start="2018-01-01", end="2018-12-31",
               run_id="same")
     one = make_session(tmp_path / "a", router=FakeRouter(), **kw)
     one.run()
@@ -237,6 +236,24 @@ def test_stopping_and_resuming_gives_the_same_ledger_as_one_run(tmp_path):
     assert rest.summary["stopped"] == "end_of_data"
     a, b = deterministic_dump(one.ledger.path), deterministic_dump(rest.ledger_path)
     assert a["fills"] and a == b
+
+
+def test_a_step_the_ledger_cannot_write_is_rolled_back_and_the_session_stops(tmp_path):
+    box = {}
+
+    def hook(call: int) -> None:
+        if call == 5:  # during step 4: the disk "fills up" before its commit
+            box["s"].ledger.conn.execute("PRAGMA query_only=1")
+
+    s = make_session(tmp_path, symbols=["AAA"], source=two_symbols(), start="2021-01-20",
+                     router=ScriptedModel(["AAA"], hook=hook), run_id="full")
+    box["s"] = s
+    res = s.run()
+    assert res.exit_code == 3 and res.summary["stopped"] == "ledger_error"
+    assert "step 4 could not be committed" in res.summary["error"]
+    with Ledger.open(res.ledger_path) as led:
+        st = led.load_state()  # the previous state, intact and consistent
+    assert st.last_step == 3
 
 
 # ------------------------------------------------------------------ fail closed
