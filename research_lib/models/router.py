@@ -55,9 +55,9 @@ class Prediction:
     asset_class: str
     model: str
     probability: float | None  # None: no signal (non-finite input/output, model failure)
-    shadow_model: str | None
-    shadow_probability: float | None
-    fallback_reason: str | None
+    shadow_model: str | None = None
+    shadow_probability: float | None = None
+    fallback_reason: str | None = None
 
 
 @dataclass
