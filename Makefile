@@ -26,7 +26,6 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check research_lib tests tools
-	$(BIN)/ruff format --check research_lib tests tools
 
 test: $(STAMP)
 	$(BIN)/ruff check research_lib tests tools
