@@ -46,3 +46,4 @@ models: $(STAMP)
 	$(BIN)/research-lib train --asset-class universal --symbols '^GSPC,^IXIC,GOOG,BTC-USD,ETH-USD,LTC-USD' --start 1999-01-01 --end 2020-01-17 --out models/universal_v1.onnx
 	$(BIN)/research-lib train --asset-class equities --symbols '^GSPC,^IXIC,GOOG' --start 1999-01-01 --end 2018-12-31 --out models/equities_v1.onnx
 	$(BIN)/research-lib train --asset-class crypto --symbols BTC-USD,ETH-USD,LTC-USD --start 2014-01-01 --end 2020-01-17 --out models/crypto_v1.onnx
+	$(BIN)/research-lib train --asset-class options --source synthetic-options --symbols SPX --start 2014-01-01 --end 2018-12-31 --out models/options_v1.onnx

@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also keep the executed .ipynb beside the HTML")
 
     tr = sub.add_parser("train", help="train a model, export ONNX, write its card")
-    tr.add_argument("--asset-class", required=True, choices=["universal", "equities", "crypto"])
+    tr.add_argument("--asset-class", required=True,
+                    choices=["universal", "equities", "crypto", "options"],
+                    help="options trains on SYNTHETIC contracts: --source synthetic-options "
+                         "--symbols SPX (Black-Scholes from ^GSPC and ^VIX)")
     _common_data(tr)
     tr.add_argument("--out", required=True, help="models/NAME.onnx")
     tr.add_argument("--pipeline", default=None, help="pipeline name from config (default per class)")

@@ -88,4 +88,4 @@ def test_parity_and_routing_reports_when_run_then_html_has_figure_and_headline(t
     text = routing_html.read_text()
     assert images(routing_html) >= 1
     assert "Asset-specific model routing DISABLED" in text
-    assert "model file models/options_v1.onnx missing" in text
+    assert "universal_v1 + shadow options_v1" in text  # the every-mode table

@@ -18,7 +18,7 @@ from research_lib.models.train import retrain_from_card, sample_feature_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-NAMES = ("universal_v1", "equities_v1", "crypto_v1")
+NAMES = ("universal_v1", "equities_v1", "crypto_v1", "options_v1")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,7 @@ def test_makefile_models_target_when_read_then_builds_each_card_from_the_same_sp
     assert opts["--asset-class"] == spec["asset_class"]
     assert opts["--symbols"].split(",") == spec["symbols"]
     assert (opts.get("--start"), opts.get("--end")) == (spec["start"], spec["end"])
+    assert opts.get("--source", "sample") == spec["source"]
 
 
 def test_committed_models_when_listed_then_each_has_a_card_and_there_are_no_pickles():

@@ -50,16 +50,15 @@ def pinned(folder: Path) -> dict:
     }
 
 
-def test_shipped_registry_when_loaded_then_pinned_models_match_and_options_missing():
+def test_shipped_registry_when_loaded_then_every_model_present_and_pinned():
     assets = load_registry(ROOT / "config" / "assets.yaml", MODELS)
     statuses = validate(assets, MODELS)
     assert {n: s.state for n, s in statuses.items()} == {
         "universal_v1": "ok",
         "crypto_v1": "ok",
         "equities_v1": "ok",
-        "options_v1": "missing",
+        "options_v1": "ok",
     }
-    assert statuses["options_v1"].problem == "model file models/options_v1.onnx missing"
 
 
 def test_assets_when_unknown_top_level_key_then_error_names_it(folder):

@@ -353,10 +353,26 @@ def test_routing_cli_when_flag_set_then_header_and_table(flag, word, monkeypatch
     lines = {ln.split()[0]: ln for ln in out.splitlines()[2:5]}
     if flag == "1":
         assert lines["BTC-USD"].split()[2] == "crypto_v1"
-        assert lines[OPTION].endswith("model file models/options_v1.onnx missing")
+        assert lines[OPTION].split()[1:4] == ["options", "options_v1", "ok"]
     else:
         assert lines["BTC-USD"].split()[2] == "universal_v1"
     assert lines["SPY"].split()[1] == "equities"
+
+
+def test_routing_cli_when_a_model_is_refused_then_exit_1_and_reason_shown(
+    folder, monkeypatch, capsys, tmp_path
+):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "assets.yaml").write_text(
+        "universal_model: universal_v1\n"
+        "classes:\n  equities: {patterns: ['*'], model: universal_v1}\n"
+        f"models:\n  universal_v1: {{path: universal_v1.onnx, sha256: {'ab' * 32}}}\n"
+    )
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(tmp_path))
+    monkeypatch.setenv("FLAG_ASSET_SPECIFIC_MODELS", "0")
+    assert main(["routing", "--symbols", "GOOG"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH" in out and "models.universal_v1.sha256 mismatch" in out
 
 
 def test_routing_cli_when_json_then_routes_and_model_states(monkeypatch, capsys):
@@ -365,4 +381,4 @@ def test_routing_cli_when_json_then_routes_and_model_states(monkeypatch, capsys)
     doc = json.loads(capsys.readouterr().out)
     assert doc["routing"] == "ENABLED"
     assert doc["routes"][0]["model"] == "crypto_v1"
-    assert doc["models"]["options_v1"]["state"] == "missing"
+    assert {m["state"] for m in doc["models"].values()} == {"ok"}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import features
 from ..errors import ModelError
+from .evaluation import MAX_PER_SYMBOL  # above this many symbols the card lists names only
 
 if TYPE_CHECKING:
     from .onnx import ParityReport
@@ -52,6 +53,23 @@ def _steps(pipeline: Any) -> list[str]:
     return [type(pipeline).__name__]
 
 
+def _symbols(ds: Any) -> list[dict[str, Any]] | dict[str, Any]:
+    if len(ds.symbols) <= MAX_PER_SYMBOL:
+        return [s.to_dict() for s in ds.symbols]
+    first = min(s.first for s in ds.symbols)
+    last = max(s.last for s in ds.symbols)
+    notes = sorted({s.note for s in ds.symbols if s.note})
+    return {
+        "count": len(ds.symbols),
+        "names": [s.symbol for s in ds.symbols],
+        "first": first,
+        "last": last,
+        "bars": sum(s.bars for s in ds.symbols),
+        "sources": sorted({s.source for s in ds.symbols}),
+        "notes": notes,
+    }
+
+
 def _parity_for_card(report: ParityReport | None) -> dict[str, Any] | None:
     if report is None:
         return None
@@ -84,10 +102,11 @@ def build_card(result: TrainResult) -> dict[str, Any]:
         "spec": spec.to_dict(),
         "data": {
             "source": spec.source,
+            "synthetic": ds.synthetic,
             "interval": spec.interval,
             "requested": {"start": spec.start, "end": spec.end},
             "span": {"first": first, "last": last},
-            "symbols": [s.to_dict() for s in ds.symbols],
+            "symbols": _symbols(ds),
             "proxies": proxies,
             "notes": list(ds.notes),
             "periods_per_year": ds.periods_per_year,
@@ -138,9 +157,18 @@ def build_card(result: TrainResult) -> dict[str, Any]:
             "periods_per_year": ds.periods_per_year,
             "sma_crossover": f"long when SMA({ev.sma_fast}) > SMA({ev.sma_slow})",
             "portfolio": wf.trading.metrics,
-            "per_symbol": wf.trading.per_symbol,
+            "per_symbol": (
+                wf.trading.per_symbol
+                if len(ds.symbols) <= MAX_PER_SYMBOL
+                else f"omitted for {len(ds.symbols)} symbols (portfolio above)"
+            ),
         },
-        "verdict": wf.verdict,
+        "verdict": (
+            "Trained and evaluated on SYNTHETIC prices (see data.notes); these figures say "
+            "nothing about real markets. " + wf.verdict
+            if ds.synthetic
+            else wf.verdict
+        ),
         "parity": _parity_for_card(result.parity),
         "onnx": {
             "opset": opset_of(result.onnx_bytes),

@@ -65,6 +65,7 @@ class Dataset:
     dead_zone: float
     closes: Mapping[str, pd.Series]
     periods_per_year: int
+    synthetic: bool = False  # any symbol's prices are model prices, not market data
 
     @property
     def trainable(self) -> np.ndarray:
@@ -106,10 +107,10 @@ def labels(close: pd.Series, horizon: int, dead_zone: float) -> tuple[pd.Series,
     where there is no bar ``horizon`` ahead."""
     c = close.astype("float64")
     fwd = c.shift(-horizon) / c - 1.0
-    lab = pd.Series(np.nan, index=c.index)
-    lab[fwd > dead_zone] = 1.0
-    lab[fwd < -dead_zone] = 0.0
-    return fwd, lab
+    f = fwd.to_numpy()
+    with np.errstate(invalid="ignore"):
+        lab = np.where(f > dead_zone, 1.0, np.where(f < -dead_zone, 0.0, np.nan))
+    return fwd, pd.Series(lab, index=c.index)
 
 
 def periods_per_year(index: pd.DatetimeIndex) -> int:
@@ -141,6 +142,25 @@ def _trim_notes(symbol: str, frame: pd.DataFrame, start: Any, end: Any) -> list[
     return notes
 
 
+def resolve_source(source: str) -> Any:
+    """A source name for :func:`research_lib.data.load`, or the synthetic options source
+    (which only the options model's training uses)."""
+    if source == "synthetic-options":
+        from .options import SyntheticOptionsSource
+
+        return SyntheticOptionsSource()
+    return source
+
+
+def expand_symbols(symbols: Sequence[str], source: str) -> list[str]:
+    """Symbols as the source serves them: for ``synthetic-options`` the chain root
+    (``SPX``) stands for every listed contract."""
+    src = resolve_source(source)
+    if hasattr(src, "expand"):
+        return [x for s in symbols for x in src.expand(s)]
+    return list(symbols)
+
+
 def load_frames(
     symbols: Sequence[str],
     source: str = "sample",
@@ -150,10 +170,19 @@ def load_frames(
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Load each symbol; unknown symbols raise with the source's list; ranges partly
     outside the data are trimmed and a note says so."""
-    frames = load(symbols, source=source, start=start, end=end, interval=interval)
+    symbols = expand_symbols(symbols, source)
+    frames = load(symbols, source=resolve_source(source), start=start, end=end, interval=interval)
     notes: list[str] = []
     served: dict[str, str] = {}
+    synthetic = [s for s, f in frames.items() if f.attrs.get("synthetic")]
+    if synthetic:
+        notes.append(
+            f"{len(synthetic)} of {len(frames)} symbols: "
+            f"{frames[synthetic[0]].attrs.get('proxy_note', '')}"
+        )
     for sym, f in frames.items():
+        if f.attrs.get("synthetic"):
+            continue  # contracts listed inside the span: no per-contract trim notes
         s = f.attrs.get("served_as", sym)
         if s in served:
             raise DataError(
@@ -230,4 +259,5 @@ def build_dataset(
         dead_zone=dead_zone,
         closes=closes,
         periods_per_year=ppy,
+        synthetic=any(bool(f.attrs.get("synthetic")) for f in frames.values()),
     )

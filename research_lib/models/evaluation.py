@@ -50,19 +50,18 @@ def walk_forward_splits(
         )
     cuts = np.linspace(first, n, folds + 1).round().astype(int)
     bar = rows["bar"].to_numpy()
-    sym = rows["symbol"].to_numpy()
+    codes, uniques = pd.factorize(rows["symbol"])
+    never = np.iinfo(np.int64).max // 2
     out = []
     for k in range(folds):
         start = dates[cuts[k]]
         end = dates[cuts[k + 1] - 1] if k < folds - 1 else ts.max()
         test = complete & (ts >= start) & (ts <= end)
         # first test bar per symbol; symbols with no bar at/after start keep every bar
-        first_test = np.full(len(rows), np.iinfo(np.int64).max // 2, dtype=np.int64)
-        for s in pd.unique(sym):
-            m = sym == s
-            after = m & (ts >= start)
-            if after.any():
-                first_test[m] = bar[after].min()
+        after = ts >= start
+        first = np.full(len(uniques), never, dtype=np.int64)
+        np.minimum.at(first, codes[after], bar[after])
+        first_test = first[codes]
         train = trainable & (bar + ds.horizon + embargo <= first_test)
         out.append(Fold(k, pd.Timestamp(start), pd.Timestamp(end), train, test))
     return out
@@ -148,6 +147,7 @@ class TradingResult:
 
 
 STRATEGIES = ("model", "buy_and_hold", "always_flat", "sma_crossover")
+MAX_PER_SYMBOL = 20  # per-symbol figures only for a handful of symbols (not an option chain)
 
 
 def sma_positions(close: pd.Series, fast: int, slow: int) -> pd.Series:
@@ -164,6 +164,7 @@ def backtest(
     periods_per_year: int,
     sma_fast: int,
     sma_slow: int,
+    per_symbol_metrics: bool = True,
 ) -> TradingResult:
     """``oos``: ``timestamp, symbol, p, ret_next`` for every out-of-sample bar."""
     cost = cost_bps / 1e4
@@ -188,7 +189,7 @@ def backtest(
     R = R.fillna(0.0)
     out_ret = {}
     metrics = {}
-    per_symbol: dict[str, dict[str, Any]] = {s: {} for s in rets}
+    per_symbol: dict[str, dict[str, Any]] = {s: {} for s in rets} if per_symbol_metrics else {}
     for name in STRATEGIES:
         # a position is held across dates on which its symbol has no bar (an equity over
         # a weekend in a pooled crypto + equities book); zero outside its active range
@@ -199,7 +200,7 @@ def backtest(
         port = (W * R).sum(axis=1) - cost * dW.sum(axis=1)
         out_ret[name] = port
         metrics[name] = trading_metrics(port, W, periods_per_year)
-        for s in R.columns:
+        for s in R.columns if per_symbol_metrics else ():
             m = active[s].to_numpy()
             p_s = P[s][m]
             d = p_s.diff().abs()
@@ -294,7 +295,16 @@ def walk_forward(
         ),
         "coin_flip_auc": 0.5,
     }
-    trading = backtest(oos, ds.closes, threshold, cost_bps, ds.periods_per_year, sma_fast, sma_slow)
+    trading = backtest(
+        oos,
+        ds.closes,
+        threshold,
+        cost_bps,
+        ds.periods_per_year,
+        sma_fast,
+        sma_slow,
+        per_symbol_metrics=len(ds.symbols) <= MAX_PER_SYMBOL,
+    )
     res = WalkForwardResult(
         oos,
         fold_info,

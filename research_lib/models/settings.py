@@ -16,7 +16,7 @@ from ..config import _f, _rng, build_section, config_dir, load_yaml
 from ..errors import ConfigError
 
 PIPELINE_KINDS = ("logistic", "random_forest", "hist_gradient_boosting")
-ASSET_CLASSES = ("universal", "equities", "crypto")
+ASSET_CLASSES = ("universal", "equities", "crypto", "options")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ..config import AssetsConfig, load_assets, parse_symbols
 from ..errors import ConfigError, ModelError
 from ..telemetry import get_logger, log_event
 from . import card as cards
-from .dataset import FEATURES, Dataset, build_dataset, load_frames
+from .dataset import FEATURES, Dataset, build_dataset, expand_symbols, load_frames
 from .evaluation import WalkForwardResult, walk_forward
 from .onnx import OnnxModel, ParityReport, compare, export, sha256_bytes
 from .settings import (
@@ -284,7 +284,7 @@ def train(
     if seed is not None:
         settings = replace(settings, seed=int(seed))
     syms = tuple(parse_symbols(list(symbols) if not isinstance(symbols, str) else symbols))
-    _check_classes(asset_class, syms, assets)
+    _check_classes(asset_class, tuple(expand_symbols(syms, source)), assets)
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.suffix != ".onnx":
         raise ConfigError(f"--out must end in .onnx, got {out_path}")
