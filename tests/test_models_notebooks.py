@@ -23,6 +23,7 @@ EXPECTED_PARAMETERS = {
         "symbols": '"BTC-USD,ETH-USD,LTC-USD"',
         "start": "None",
         "end": "None",
+        "source": '"sample"',
         "out": '"reports/models/notebook_model.onnx"',
         "pipeline": "None",
     },

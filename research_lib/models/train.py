@@ -422,7 +422,7 @@ def summary_lines(res: TrainResult) -> list[str]:
                 f"{k:<15}{_fmt(t['total_return'], True):>9}{_fmt(t['sharpe']):>8}"
                 f"{_fmt(t['max_drawdown'], True).lstrip('+'):>8}{_fmt(t['turnover']):>10}"
             )
-        lines.append(f"verdict: {wf.verdict}")
+        lines.append(f"verdict: {res.card.get('verdict', wf.verdict)}")
     if res.parity is not None:
         lines.append(res.parity.summary())
     return lines
