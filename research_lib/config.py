@@ -165,7 +165,9 @@ class SignalConfig:
 
     long_threshold: float = _f(0.52, _rng(0, 1), "p(up) above this goes long")
     short_threshold: float = _f(0.48, _rng(0, 1), "p(up) below this goes flat (or short)")
-    target_weight: float = _f(0.15, _rng(0, 1, lo_open=True), "weight of a full position")
+    target_weight: float = _f(0.10, _rng(0, 1, lo_open=True),
+                              "weight of a full position; kept below risk.max_position_pct "
+                              "(0.15) so ordinary drift does not trigger a trim every bar")
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,8 @@ class SessionConfig:
     rebalance_band: float = _f(0.05, _rng(0, 1),
                                "resize a held position only when the target differs from it by "
                                "more than this share of equity (entries and exits always trade; "
-                               "a position that drifts above max_position_pct by more than this "
-                               "is trimmed back to the limit)")
+                               "a position above risk.max_position_pct at the current mark is "
+                               "always trimmed back to the limit, whatever this band says)")
     replay_years: float = _f(2.0, _rng(0, 100, lo_open=True),
                              "replay window when --start is not given: the last N years of data")
 

@@ -715,13 +715,17 @@ class Session:
         if X is not None and eng.state is not TradingState.HALTED:
             preds = self._predict(rows, X)
 
-        # targets: HALTED flattens everything it holds; otherwise the signal decides
+        # targets: HALTED flattens everything it holds; otherwise the signal decides, and a
+        # position above max_position_pct is trimmed even when its symbol has no new bar
+        # (its market is closed while others move the equity): the order waits for its open
         plans: list[_Plan] = []
         held = {s for s, p in broker.positions.items() if p.qty}
         cands = list(rows)
-        if eng.state is TradingState.HALTED:
-            extra = [i for i, s in enumerate(sym)
-                     if (s in held or broker.open_qty(s)) and i not in set(rows)]
+        extra = [i for i, s in enumerate(sym)
+                 if (s in held or broker.open_qty(s)) and i not in set(rows)]
+        if eng.state is not TradingState.HALTED:
+            extra = [i for i in extra if self._over_limit(i, equity)]
+        if extra:
             cands = sorted(set(cands) | set(extra))
         for i in cands:
             plans.append(self._plan(rec, int(i), preds.get(int(i)), equity))
@@ -798,6 +802,15 @@ class Session:
     def _lot(self, i: int) -> float | None:
         return self.settings.session.crypto_lot_size if self.crypto[i] else None
 
+    def _over_limit(self, i: int, equity: float) -> bool:
+        """The symbol's held + pending quantity, at its last close, above max_position_pct."""
+        s = self.symbols[i]
+        price = float(self.last_close[i])
+        if not (math.isfinite(price) and price > 0 and equity > 0):
+            return False
+        cur = self.broker.position(s).qty + self.broker.open_qty(s)
+        return abs(cur * price / equity) > self.limits.max_position_pct + EPS
+
     def _increases(self, p: _Plan) -> bool:
         cur = self.broker.position(p.symbol).qty + self.broker.open_qty(p.symbol)
         return abs(p.target_qty) > abs(cur) or (p.target_qty * cur < 0)
@@ -827,25 +840,30 @@ class Session:
             rec.add("risk_events", (rec.step, rec.ts, s, "denial", "NO_PRICE", reason, None))
             return verdict("NO_PRICE", reason)
         cur_w = cur * price / equity if equity > 0 else 0.0
+        # above the limit at the current mark (held + pending): always trimmed back to it,
+        # whatever the signal, the rebalance band or a missing prediction say
+        over = abs(cur_w) > lim.max_position_pct + EPS
         if eng.state is TradingState.HALTED:
             if cur == 0:
                 return verdict("HALTED", "HALTED: no position to close", 0.0)
             target_w, plan.kind = 0.0, "flatten"
         else:
+            raw: float | None = None
             if pred is None or prob is None:
-                why = getattr(pred, "fallback_reason", None) or "NO_SIGNAL: no probability"
-                return verdict("NO_SIGNAL", why)
-            raw = signal_target(prob, sig.long_threshold, sig.short_threshold, sig.target_weight,
-                                lim.allow_short)
-            if raw is None:  # hold; a position that drifted above the limit is trimmed to it
+                if not over:
+                    why = getattr(pred, "fallback_reason", None) or "NO_SIGNAL: no probability"
+                    return verdict("NO_SIGNAL", why)
+            else:
+                raw = signal_target(prob, sig.long_threshold, sig.short_threshold,
+                                    sig.target_weight, lim.allow_short)
+            if raw is None:  # hold; a position above the limit is trimmed to it
                 target_w = cur_w
-                band = self.settings.session.rebalance_band
-                if abs(cur_w) > lim.max_position_pct + band + EPS:
+                if over:
                     target_w = math.copysign(lim.max_position_pct, cur_w)
                     plan.kind = "trim"
                     rec.add("risk_events", (rec.step, rec.ts, s, "clip", "POSITION_TRIMMED",
                                             f"POSITION_TRIMMED: limit={lim.max_position_pct:g} "
-                                            f"band={band:g} weight={cur_w:.4f} symbol={s}", None))
+                                            f"weight={cur_w:.4f} symbol={s}", None))
             else:
                 target_w, why = clip_target(raw, lim)
                 if why is not None:
@@ -866,6 +884,7 @@ class Session:
         if tq == cur:
             return verdict("HOLD", None, target_w)
         if (tq != 0 and cur != 0 and (tq > 0) == (cur > 0) and eng.state is TradingState.ACTIVE
+                and not over
                 and abs(tq - cur) * price / equity <= self.settings.session.rebalance_band + EPS):
             return verdict("HOLD", f"WITHIN_REBALANCE_BAND: band="
                            f"{self.settings.session.rebalance_band:g} target={target_w:.4f} "

@@ -1,4 +1,4 @@
-"""Model notebooks: pinned parameters, and HTML reports with figures that never touch models/."""
+"""Model notebooks: library calls only, and HTML reports with figures that never touch models/."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import nbformat
-import papermill as pm
 import pytest
 
 from research_lib.notebooks import run_report
@@ -16,20 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
 MODELS = ROOT / "models"
 
-# The one place where these notebooks' parameters are pinned (name -> default as written).
-EXPECTED_PARAMETERS = {
-    "train_model": {
-        "asset_class": '"crypto"',
-        "symbols": '"BTC-USD,ETH-USD,LTC-USD"',
-        "start": "None",
-        "end": "None",
-        "source": '"sample"',
-        "out": '"reports/models/notebook_model.onnx"',
-        "pipeline": "None",
-    },
-    "onnx_parity": {"model": '"models/crypto_v1.onnx"'},
-    "routing_check": {"symbols": "None"},
-}
+NAMES = ("train_model", "onnx_parity", "routing_check")
+# parameters and their defaults are pinned in one place: tests/test_notebooks.py
 
 
 def images(html: Path) -> int:
@@ -40,13 +27,7 @@ def digests() -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(MODELS.iterdir())}
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
-def test_model_notebook_parameters_when_inspected_then_names_and_defaults_pinned(name):
-    params = pm.inspect_notebook(str(NB / f"{name}.ipynb"))
-    assert {k: v["default"] for k, v in params.items()} == EXPECTED_PARAMETERS[name]
-
-
-@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_model_notebook_when_read_then_no_function_or_class_definitions(name):
     nb = nbformat.read(str(NB / f"{name}.ipynb"), as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")

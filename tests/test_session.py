@@ -64,8 +64,9 @@ def test_kill_file_present_at_start_lets_no_order_through(tmp_path):
     assert res.summary["fills"] == 0 and res.summary["orders"] == 0
     assert res.summary["denied"] > 0
     assert list(res.summary["denials_by_reason"]) == ["KILL_SWITCH"]
-    reasons = {r[0] for r in ledger_rows(res.ledger_path, "SELECT reason FROM risk_events")}
-    assert all(r.startswith(f"KILL_SWITCH: KILL_FILE: {ks.kill_file}") for r in reasons)
+    reasons = {r[0] for r in ledger_rows(res.ledger_path,
+                                         "SELECT reason FROM risk_events WHERE kind='denial'")}
+    assert reasons and all(r.startswith(f"KILL_SWITCH: KILL_FILE: {ks.kill_file}") for r in reasons)
 
 
 def test_flag_trading_halted_blocks_every_order(tmp_path):
@@ -90,7 +91,8 @@ def test_dry_run_records_intended_orders_and_fills_nothing(tmp_path):
 
 # --------------------------------------------------------------------- hot reload
 def _reload_session(tmp_path, new_limit):
-    cfg = write_config(tmp_path / "config")
+    # target 0.10 under the 0.15 limit: the drift of a 2% random walk never trims
+    cfg = write_config(tmp_path / "config", signal={"target_weight": 0.10})
 
     def hook(call: int) -> None:
         if call == 3:  # during step 2: applies from step 3
@@ -302,6 +304,50 @@ def test_price_outside_band_denies_the_order_and_halts_the_symbol_for_the_step(t
 
 
 # ------------------------------------------------------------------------ sizing
+@pytest.mark.parametrize("later, kind", [(1.0, "signal"), (0.5, "trim"), (None, "trim")],
+                         ids=["signal_long", "signal_hold", "no_signal"])
+def test_a_position_above_the_limit_is_trimmed_at_once_whatever_the_band_or_signal(
+        tmp_path, later, kind):
+    # buy 150 @100 (15%); at 112 it is 16.8k of 101.8k equity = 16.5%: within the old
+    # 5% rebalance band above the limit, so it used to be held; now it is cut to 136 at once
+    closes = [100.0] * 7 + [112.0] * 3
+    src = FrameSource({"AAA": frame(closes, symbol="AAA")})
+    write_config(tmp_path / "config", session={"warmup_bars": 5, **NO_COSTS})
+    model = ScriptedModel(["AAA"], prob=lambda s, n, c: 1.0 if n < 8 else later)
+    res = make_session(tmp_path, symbols=["AAA"], source=src, start="2021-01-09",
+                       router=model).run()
+    run = read_run(res.ledger_path)
+    o = run["orders"].set_index("step")
+    assert o.loc[2, "qty"] == -14.0 and o.loc[2, "kind"] == kind
+    assert o.loc[2, "decision_price"] == 112.0
+    eq = run["equity"].set_index("step")
+    assert 136 * 112.0 / eq.loc[2, "equity"] <= 0.15 < 150 * 112.0 / eq.loc[2, "equity"]
+    if kind == "trim":
+        trims = run["risk_events"][run["risk_events"]["code"] == "POSITION_TRIMMED"]
+        assert list(trims["step"]) == [2]
+        assert trims["reason"].iloc[0] == "POSITION_TRIMMED: limit=0.15 weight=0.1650 symbol=AAA"
+
+
+def test_a_position_above_the_limit_is_trimmed_while_its_market_is_closed(tmp_path):
+    # AAA trades on weekdays, BTC every day; BTC falls 20% on Saturday 2021-01-16, equity
+    # falls to 97k and AAA (150 @100) becomes 15.46%: the trim is decided on Saturday at
+    # AAA's last close and fills at Monday's open
+    aaa = frame([100.0] * 15, freq="B", symbol="AAA")
+    btc = frame([10.0] * 12 + [8.0] * 9, symbol="BTC-USD")
+    write_config(tmp_path / "config", risk={"daily_loss_stop_pct": 0.5},
+                 session={"warmup_bars": 5, **NO_COSTS})
+    res = make_session(tmp_path, symbols=["AAA", "BTC-USD"],
+                       source=FrameSource({"AAA": aaa, "BTC-USD": btc}), start="2021-01-11",
+                       model="baseline:buy_and_hold").run()
+    run = read_run(res.ledger_path)
+    sat = run["decisions"][run["decisions"]["ts"].dt.strftime("%Y-%m-%d") == "2021-01-16"]
+    aaa_sat = sat.set_index("symbol").loc["AAA"]
+    assert aaa_sat["verdict"] == "SUBMITTED" and pd.isna(aaa_sat["probability"])
+    [trim] = run["orders"][run["orders"]["kind"] == "trim"].itertuples()
+    assert (trim.symbol, trim.qty, trim.decision_price) == ("AAA", -5.0, 100.0)
+    assert str(trim.ts.date()) == "2021-01-16" and str(trim.fill_ts.date()) == "2021-01-18"
+
+
 def test_orders_are_sized_from_the_decision_close_and_fill_at_the_next_open(tmp_path):
     closes = [100.0] * 6 + [123.0] * 4
     opens = [100.0] * 6 + [123.0] + [135.0] * 3  # a gap up the order must not be sized on
