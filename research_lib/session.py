@@ -64,7 +64,7 @@ from .config import (
     parse_symbols,
     project_root,
 )
-from .errors import ConfigError, DataError, LedgerError
+from .errors import ConfigError, DataError, LedgerError, ModelError
 from .features import FeatureState
 from .flags import KillSwitch
 from .ledger import Ledger, LedgerState, StepRecord, ledger_path, now_iso, resolve_ledger
@@ -153,12 +153,19 @@ class RouterModel:
 
     def warm(self, symbols: Sequence[str]) -> None:
         """Load and check the models the current routes need before the first bar, so the
-        first decision does not pay for it (errors surface again, per symbol, at predict)."""
-        if hasattr(self.router, "routes"):
-            try:
-                self.router.routes(list(symbols))
-            except Exception as exc:
-                log_event(log, "model_warmup_failed", level=30, error=str(exc))
+        first decision does not pay for it. A symbol left with no usable model (its class
+        model and the universal fallback both missing, truncated, tampered with or outside
+        models/) stops the start: nothing runs half-configured."""
+        if not hasattr(self.router, "routes"):
+            return
+        bad = [r for r in self.router.routes(list(symbols)) if not r.checksum_ok]
+        if bad:
+            raise ModelError(
+                "cannot start the session: "
+                + "; ".join(f"{r.symbol} (class {r.asset_class}, model {r.model}): "
+                            f"{r.fallback_reason}" for r in bad)
+                + "; fix config/assets.yaml or the file in models/ (`research-lib routing` "
+                "shows every route)")
 
 
 def force_model(assets: AssetsConfig, name: str) -> AssetsConfig:
@@ -224,16 +231,12 @@ def _check_frame(sym: str, df: Any) -> Any:
     if not idx.is_monotonic_increasing:
         raise DataError(f"{sym}: bar timestamps are not in order; refusing to trade on them; "
                         "run `research-lib data check` and fix the source")
-    bad = ~np.isfinite(df["close"].to_numpy(np.float64))
-    if bad.any():
-        log_event(log, "bars_without_close_skipped", level=30, symbol=sym, count=int(bad.sum()),
-                  first=str(idx[bad][0]))
-        df = df[~bad]
     return df
 
 
 class ReplayFeed:
     """Steps through history on the union of the symbols' timestamps."""
+    bar_ns: np.ndarray | None = None  # each row's bar timestamp (ns since epoch, UTC)
 
     def __init__(self, frames: dict[str, Any], symbols: Sequence[str], start: Any) -> None:
         import pandas as pd
@@ -244,6 +247,19 @@ class ReplayFeed:
         clock = frames[symbols[0]].index
         for s in symbols[1:]:
             clock = clock.union(frames[s].index)
+    """Refuse a frame the loop cannot step through: empty, not the package's shape
+    (MultiIndex or missing columns, no tz-aware DatetimeIndex), duplicate or unordered
+    timestamps. Bad *values* (NaN, spikes, ...) stay in: the bar gate refuses them one by
+    one, with a recorded reason, when their step comes."""
+    from .data.sanity import ERROR, check_schema
+
+    if df is None or len(df) == 0:
+        raise DataError(f"{sym}: the source returned an empty frame; refusing to start "
+                        "(check the symbol, the date range and the source)")
+    schema = [f for f in check_schema(df, sym) if f.severity == ERROR]
+    if schema:
+        raise DataError(f"{sym}: " + "; ".join(f"{f.code}: {f.message}" for f in schema)
+                        + "; refusing to trade on it")
         clock = pd.DatetimeIndex(clock)
         self.clock = clock
         n, t = len(symbols), len(clock)
@@ -254,7 +270,7 @@ class ReplayFeed:
                 arrays[c][:, j] = f[c].to_numpy(np.float64)
         self.O, self.H, self.L = arrays["open"], arrays["high"], arrays["low"]
         self.C, self.V = arrays["close"], arrays["volume"]
-        self.has = np.isfinite(self.C)
+        self.ns = clock.as_unit("ns").asi8
         fill = np.where(np.isfinite(self.O) & (self.O > 0), self.O, self.C)
         self.fill = np.where(self.has, fill, np.nan)
         self.dow = _dayofweek(clock)
@@ -276,10 +292,12 @@ class ReplayFeed:
                 fill_prices=self.fill[t], warmup=t < self.n_warmup,
             )
 
+        self.has = np.zeros((t, n), dtype=bool)  # a bar exists (NaN values included: gated)
 
 class LiveFeed:
     """Polls ``source`` every ``poll_seconds``: the first poll's history warms the
     indicators (its newest bar is the first decision), later polls bring new bars.
+            self.has[:, j] = clock.isin(frames[s].index)
     Open orders fill at the next observed price (the newest close seen at a later poll)."""
 
     def __init__(self, source: Any, symbols: Sequence[str], interval: str, poll_seconds: float,
@@ -302,6 +320,7 @@ class LiveFeed:
 
         now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         out = {}
+                bar_ns=np.full(len(rows), self.ns[t], dtype=np.int64),
         for s in self.symbols:
             try:
                 df = self.source.fetch(s, start=now - pd.Timedelta(seconds=self.lookback_s),
@@ -371,7 +390,9 @@ class LiveFeed:
         return StepBars(ts=ts, day=day, rows=np.asarray(rows, dtype=np.int64),
                         open=col("open"), high=col("high"), low=col("low"),
                         close=col("close"), volume=col("volume"),
-                        dow=np.asarray(dow, np.int64), fill_prices=fill, warmup=warmup)
+                        dow=np.asarray(dow, np.int64), fill_prices=fill, warmup=warmup,
+                        bar_ns=(np.asarray(df.index.as_unit("ns").asi8, dtype=np.int64)
+                                if df is not None and len(rows) else np.zeros(0, np.int64)))
 
 
 # ------------------------------------------------------------------- the session
@@ -476,7 +497,7 @@ class Session:
                for s in self.symbols}
         self.labels = {s: raw[s].attrs.get("label", s) for s in self.symbols}
         self.proxies = {s: raw[s].attrs.get("proxy_note", "") for s in self.symbols}
-        frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
+        self._init_gate({s: raw[s].attrs for s in self.symbols})
         if end is None:
             end = min(f.index[-1] for f in frames.values())
         if start is None:
@@ -502,6 +523,7 @@ class Session:
         if spec.resume:
             path = resolve_ledger(spec.resume, self.run_dir)
             self.ledger = Ledger.open(path)
+        frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
             self.state = self.ledger.load_state()
             m = self.state.meta
             self.run_id = m["run_id"]
@@ -520,8 +542,144 @@ class Session:
             self.initial_cash = float(m["initial_cash"])
             if self.mode == "live":
                 self.ledger.conn.execute("PRAGMA synchronous=FULL")
+        self._check_data(out, start, end)
         else:
             self.symbols = parse_symbols(list(spec.symbols))
+    # ---------------------------------------------------------------- bad data
+    def _init_gate(self, attrs: dict[str, Any]) -> None:
+        """Per symbol: its calendar and the jump threshold the sanity suite uses for it."""
+        from .data.sanity import jump_threshold_for
+
+        self._data_events: list[tuple[Any, ...]] = []
+        self._interval_s = interval_seconds(self.interval)
+        self._cal = [str(attrs.get(s, {}).get("calendar") or self.assets.calendar_for(s))
+                     for s in self.symbols]
+        self._jump_thr = np.array([
+            jump_threshold_for(str(attrs.get(s, {}).get("served_as", s)), c)
+            for s, c in zip(self.symbols, self._cal, strict=True)])
+
+    def _check_data(self, frames: dict[str, Any], start: Any, end: Any) -> None:
+        """The whole-frame sanity suite on what the session replays. Its error and warning
+        findings become ``data`` risk events at the run's first step (and a log record):
+        in the warm-up history they are warnings only; inside the window the bar gate
+        refuses each bad bar at its step. Missing sessions are flagged, never filled."""
+        import pandas as pd
+
+        from .data.sanity import (
+            ERROR,
+            INFO,
+            WARNING,
+            Finding,
+            SanityConfig,
+            check_frame,
+            stale_bar,
+        )
+
+        now = pd.Timestamp(self.spec.clock(), unit="s", tz="UTC")
+        cap = 20  # events per symbol and code; the rest are counted in one more
+        for j, (s, f) in enumerate(frames.items()):
+            found = check_frame(f, s, SanityConfig(calendar=self._cal[j], now=now,
+                                                   interval=self.interval))
+            last = f.index[-1]
+            if stale_bar(self._cal[j], self._interval_s, last, end):
+                found.append(Finding(
+                    "STALE_LAST_BAR", WARNING, s, last, len(f) - 1,
+                    f"last bar {last.isoformat()} is a full session or more before the "
+                    f"session's end {end.isoformat()}; {s} gets no decision after it and is "
+                    "marked at that close"))
+            found = [x for x in found if x.severity != INFO]
+            if not found:
+                continue
+            seen: Counter[str] = Counter()
+            for x in found:
+                seen[x.code] += 1
+                if seen[x.code] > cap:
+                    continue
+                ts = x.timestamp.isoformat() if x.timestamp is not None else None
+                where = ""
+                if x.timestamp is not None and x.severity == ERROR:
+                    where = (" (warm-up history before the window: warned, never traded on)"
+                             if x.timestamp < start else
+                             " (inside the window: the bar gate refuses it at its step)")
+                self._data_events.append((ts, s, "data", x.code,
+                                          f"{x.code}: {x.message} severity={x.severity} "
+                                          f"symbol={s} at={ts}{where}", None))
+            for code, k in seen.items():
+                if k > cap:
+                    self._data_events.append((None, s, "data", code,
+                                              f"{code}: {k - cap} more finding(s) not listed "
+                                              f"symbol={s}; run `research-lib data check`", None))
+            errors = sum(x.severity == ERROR for x in found)
+            log_event(log, "data_findings", level=logging.WARNING if errors else logging.INFO,
+                      symbol=s, errors=errors, warnings=len(found) - errors,
+                      codes=dict(sorted(seen.items())))
+
+    def _gate(self, bars: StepBars) -> tuple[StepBars, list[tuple[int, str]]]:
+        """The bar gate (fail closed): each new bar must have finite positive prices,
+        consistent OHLC, no negative volume, a stamp not after now (live: not stale), and a
+        close within its calendar's jump threshold of the last good close (the rules and
+        thresholds of :mod:`research_lib.data.sanity`). Returns the bars that pass and
+        ``(row, "BAD_BAR: CODE: ...")`` for the others, which the step records and uses for
+        nothing: no features, no mark (the last good close stays), no order, no fill."""
+        from .data.sanity import bar_faults, describe_bar_fault
+
+        rows = bars.rows
+        if not len(rows):
+            return bars, []
+        now_ns = int(self.spec.clock() * 1e9)
+        stale = None
+        if self.mode == "live" and not bars.warmup and bars.bar_ns is not None:
+            import pandas as pd
+
+            from .data.sanity import stale_bar
+
+            now = pd.Timestamp(now_ns, unit="ns", tz="UTC")
+            stale = np.array([stale_bar(self._cal[i], self._interval_s,
+                                        pd.Timestamp(int(ns), unit="ns", tz="UTC"), now)
+                              for i, ns in zip(rows, bars.bar_ns, strict=True)], dtype=bool)
+        ref, thr = self.last_close[rows], self._jump_thr[rows]
+        code = bar_faults(bars.open, bars.high, bars.low, bars.close, bars.volume, ref, thr,
+                          bars.bar_ns, now_ns, stale)
+        if not code.any():
+            return bars, []
+        import pandas as pd
+
+        bad = []
+        for k in np.flatnonzero(code):
+            i = int(rows[k])
+            stamp = ("" if bars.bar_ns is None
+                     else pd.Timestamp(int(bars.bar_ns[k]), unit="ns", tz="UTC").isoformat())
+            why = describe_bar_fault(
+                int(code[k]), float(bars.open[k]), float(bars.high[k]), float(bars.low[k]),
+                float(bars.close[k]), float(bars.volume[k]), float(ref[k]), float(thr[k]),
+                stamp, pd.Timestamp(now_ns, unit="ns", tz="UTC").isoformat())
+            bad.append((i, f"BAD_BAR: {why} symbol={self.symbols[i]}"))
+        ok = code == 0
+        return dataclasses.replace(
+            bars, rows=rows[ok], open=bars.open[ok], high=bars.high[ok], low=bars.low[ok],
+            close=bars.close[ok], volume=bars.volume[ok], dow=bars.dow[ok],
+            bar_ns=None if bars.bar_ns is None else bars.bar_ns[ok]), bad
+
+    def _gate_fills(self, bars: StepBars, bad: list[tuple[int, str]]) -> np.ndarray:
+        """Fill prices that pass the gate: none from a bad bar; finite, positive and within
+        the jump threshold of the last good close."""
+        from .data.sanity import jump_exceeds
+
+        fp = bars.fill_prices
+        if bad:
+            fp = fp.copy()
+            fp[[i for i, _ in bad]] = np.nan
+        with np.errstate(invalid="ignore"):
+            ok = (fp > 0) & (fp < np.inf) & ~jump_exceeds(fp, self.last_close, self._jump_thr)
+        return np.where(ok, fp, np.nan)
+
+    def _bad_bar_plan(self, rec: StepRecord, i: int, why: str) -> _Plan:
+        s = self.symbols[i]
+        plan = _Plan(i, s, None, None, None, "bad_bar")  # type: ignore[arg-type]
+        plan.decision = [rec.step, rec.ts, s, self.classes[s], self.model_label, None, None,
+                         None, None, None, "BAD_BAR", why, None, None]
+        return plan
+
             self.run_id = spec.run_id or new_run_id("paper")
             self.source_arg = spec.source or self.settings.session.source
             self.interval = spec.interval or self.settings.session.interval
@@ -573,6 +731,7 @@ class Session:
                 "spec": {"source": str(self.source_arg), "mode": self.mode,
                          "start": self.start_arg, "end": self.end_arg,
                          "interval": self.interval, "dry_run": self.dry_run,
+            self._init_gate({})
                          "model": self.model_name},
                 "config": self._snapshot(),
                 "config_dir": str(self.config_dir),  # where, not what: not compared
@@ -657,8 +816,14 @@ class Session:
         log_event(log, "state_changed", level=level, step=rec.step, scope=ch.scope,
                   from_state=ch.from_state, to_state=ch.to_state, reason=ch.reason)
 
-    def _observe(self, bars: StepBars) -> np.ndarray | None:
-        """Prices known now, features and the model's own history for the new bars."""
+    def _observe(self, bars: StepBars, gated: bool = False) -> np.ndarray | None:
+        """Prices known now, features and the model's own history for the new bars that
+        pass the bar gate (``gated``: the caller already ran :meth:`_gate`)."""
+        if not gated:
+            bars, bad = self._gate(bars)
+            for i, why in bad:  # warm-up or resume re-feed: the start-up findings list them
+                log_event(log, "bad_bar_skipped", ts=bars.ts, symbol=self.symbols[i],
+                          reason=why)
         rows = bars.rows
         if not len(rows):
             return None
@@ -681,7 +846,8 @@ class Session:
         fills_now: dict[str, Any] = {}
         if broker.open_orders:
             idx = {s: i for i, s in enumerate(sym)}
-            prices = {o.symbol: float(bars.fill_prices[idx[o.symbol]])
+            fill = self._gate_fills(bars, bad)
+            prices = {o.symbol: float(fill[idx[o.symbol]])
                       for o in broker.open_orders.values()}
             for ev in broker.fill_open(step, bars.ts, prices):
                 cid = ev.order.client_order_id
@@ -698,7 +864,7 @@ class Session:
 
         # prices known now (features too), marks, latched account states, the breaker
         rows = bars.rows
-        X = self._observe(bars)
+        X = self._observe(bars, gated=True)
         marks = {s: float(self.last_close[i]) for i, s in enumerate(sym)}
         equity, gross, net = broker.mark(marks)
         for ch in eng.on_mark(equity):
@@ -714,6 +880,13 @@ class Session:
         preds: dict[int, Any] = {}
         if X is not None and eng.state is not TradingState.HALTED:
             preds = self._predict(rows, X)
+        if step == 0:  # the start-up data findings, once per run
+            for ev in self._data_events:
+                rec.add("risk_events", (step, *ev))
+        # the bar gate: a bad bar is recorded and used for nothing (fail closed)
+        bars, bad = self._gate(bars)
+        for i, why in bad:
+            rec.add("risk_events", (step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
 
         # targets: HALTED flattens everything it holds; otherwise the signal decides, and a
         # position above max_position_pct is trimmed even when its symbol has no new bar
@@ -765,6 +938,10 @@ class Session:
     def _predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
         sym = self.symbols
         out: dict[int, Any] = {}
+        if bad:  # no order for a symbol whose bar was refused; one decision says why
+            refused = {i for i, _ in bad}
+            cands = [i for i in cands if i not in refused]
+            plans += [self._bad_bar_plan(rec, i, why) for i, why in bad]
         if self.model.needs_features:
             ok = np.isfinite(X).all(axis=1)
             for k in np.flatnonzero(~ok):
@@ -1172,6 +1349,9 @@ def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult
     return Session(spec).run()
 
 
+        data = dict(c.execute(
+            "SELECT code, COUNT(*) FROM risk_events WHERE kind='data' GROUP BY code "
+            "ORDER BY code").fetchall())
 # ---------------------------------------------------------------------- CLI
 def format_summary(s: dict[str, Any]) -> str:
     den = ", ".join(f"{k}={v}" for k, v in s["denials_by_reason"].items()) or "none"
@@ -1199,6 +1379,8 @@ def format_summary(s: dict[str, Any]) -> str:
 
 def cli_paper(args: Any) -> int:
     spec = SessionSpec(
+            "bad_bars": data.pop("BAD_BAR", 0),
+            "data_findings": data,
         symbols=parse_symbols(args.symbols) if args.symbols else (),
         source=args.source,
         start=args.start,
@@ -1237,6 +1419,7 @@ def cli_reset_halt(args: Any) -> int:
             run_dir = load_session().session.run_dir
         except ConfigError:
             run_dir = "runs"
+    data = ", ".join(f"{k}={v}" for k, v in s.get("data_findings", {}).items()) or "none"
     rd = Path(run_dir)
     rd = rd if rd.is_absolute() else project_root() / rd
     path = resolve_ledger(args.run, rd)
@@ -1248,6 +1431,7 @@ def cli_reset_halt(args: Any) -> int:
         equity = st.equity if st.equity is not None else float(st.meta["initial_cash"])
         led.append_state_change("account", TradingState.HALTED.value, TradingState.ACTIVE.value,
                                 f"RESET_HALT: {args.reason}; peak reset to equity={equity:.2f}",
+        f"data       {s.get('bad_bars', 0)} bad bar(s) refused; findings: {data}",
                                 equity, equity)
     log_event(log, "halt_reset", run=str(args.run), reason=args.reason, equity=equity)
     print(f"{st.meta.get('run_id')}: HALTED -> ACTIVE ({args.reason}); peak reset to "

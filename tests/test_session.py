@@ -127,7 +127,7 @@ def test_invalid_risk_edit_keeps_previous_limits_and_is_recorded(tmp_path):
     assert row.step == 3 and row.to_state == "REJECTED"
     assert "max_position_pct must be in (0, 1], got 1.5" in row.reason
     assert s.engine.limits.max_position_pct == 0.15
-    assert run["risk_events"].empty
+    assert run["risk_events"].query("kind != 'data'").empty  # no denial, clip or breach
 
 
 def test_invalid_assets_edit_keeps_previous_routing_and_is_recorded(tmp_path):
@@ -288,18 +288,21 @@ def test_nan_probability_is_no_signal(tmp_path):
 
 
 def test_price_outside_band_denies_the_order_and_halts_the_symbol_for_the_step(tmp_path):
+    # a crypto symbol: +40% is inside its data-sanity jump threshold (60%), so the bar is
+    # used and the risk band (25%) acts; for an equity the bar gate refuses it first
+    # (tests/test_bad_data.py)
     closes = [100.0] * 8 + [140.0] + [141.0] * 3
-    src = FrameSource({"AAA": frame(closes, symbol="AAA")})
+    src = FrameSource({"BTC-USD": frame(closes, symbol="BTC-USD")})
     write_config(tmp_path / "config", session={"warmup_bars": 5})
-    model = ScriptedModel(["AAA"], prob=lambda s, n, c: 1.0 if c > 120 else 0.0)
-    res = make_session(tmp_path, symbols=["AAA"], source=src, start="2021-01-07",
+    model = ScriptedModel(["BTC-USD"], prob=lambda s, n, c: 1.0 if c > 120 else 0.0)
+    res = make_session(tmp_path, symbols=["BTC-USD"], source=src, start="2021-01-07",
                        router=model).run()
     run = read_run(res.ledger_path)
     d = run["decisions"].set_index("step")
     assert d.loc[5, "verdict"] == "DENIED"
     assert d.loc[5, "reason"].startswith("PRICE_BAND_BREACHED: band=0.25 move=0.4 price=140")
     assert d.loc[6, "verdict"] == "SUBMITTED"
-    sc = run["state_changes"][run["state_changes"]["scope"] == "AAA"]
+    sc = run["state_changes"][run["state_changes"]["scope"] == "BTC-USD"]
     assert list(zip(sc["step"], sc["to_state"], strict=True)) == [(5, "HALTED"), (6, "ACTIVE")]
 
 

@@ -68,3 +68,16 @@ def half_days(calendar: str, start: Any, end: Any) -> pd.DatetimeIndex:
     ec = pd.DatetimeIndex(cal.early_closes)
     ec = ec[(ec >= _day(start)) & (ec <= _day(end))]
     return ec.tz_localize("UTC") if ec.tz is None else ec.tz_convert("UTC")
+
+
+def is_open(calendar: str, when: Any) -> bool:
+    """Whether the market is open at ``when`` (a tz-aware timestamp); 24/7 always is."""
+    if calendar == CRYPTO:
+        return True
+    cal = _xcal(calendar)
+    t = pd.Timestamp(when)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    try:
+        return bool(cal.is_open_on_minute(t))
+    except ValueError:  # outside the calendar's known range
+        return True

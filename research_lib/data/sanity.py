@@ -4,6 +4,9 @@ reported, and the trading loop refuses to act on a symbol with an error finding.
 
 ``check_frame(df, symbol)`` runs every check on one frame;
 ``research-lib data check --symbols SYMS`` prints them and exits 1 on any error.
+
+The paper session asks :func:`bar_faults` about every new bar before it uses it: the same
+rules (and thresholds) as the whole-frame checks, on numpy arrays, for the hot path.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .calendars import CRYPTO, half_days, is_session, sessions
+from .calendars import CRYPTO, half_days, is_open, is_session, sessions
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 _RANK = {ERROR: 0, WARNING: 1, INFO: 2}
@@ -75,6 +78,12 @@ def _f(code, sev, sym, df, i, msg) -> Finding:
 
 def check_schema(df: pd.DataFrame, sym: str) -> list[Finding]:
     out = []
+    if isinstance(df.columns, pd.MultiIndex):
+        levels = [list(map(str, lv))[:6] for lv in df.columns.levels]
+        return [Finding("MULTIINDEX_COLUMNS", ERROR, sym, None, None,
+                        f"columns are a {df.columns.nlevels}-level MultiIndex {levels}; flatten "
+                        "them to open, high, low, close, volume (for a yfinance frame: "
+                        "research_lib.data.sources.flatten_yf_columns)")]
     for c in REQUIRED:
         if c not in df.columns:
             out.append(Finding("MISSING_COLUMN", ERROR, sym, None, None,
@@ -142,7 +151,7 @@ def check_values(df: pd.DataFrame, sym: str) -> list[Finding]:
         if all(c in v for c in PRICE_COLS):
             o, h, lo, c = v["open"], v["high"], v["low"], v["close"]
             valid = _valid_rows(df)  # rows already reported (NaN, <= 0) are not re-reported
-            bad_rows = valid & ((lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (h < lo))
+            bad_rows = valid & ohlc_inconsistent(o, h, lo, c)
             for i in np.flatnonzero(bad_rows):
                 out.append(_f("OHLC_INCONSISTENT", ERROR, sym, df, i,
                               f"need low <= open, close <= high; got open={o[i]:g} high={h[i]:g} "
@@ -151,6 +160,25 @@ def check_values(df: pd.DataFrame, sym: str) -> list[Finding]:
             for i in np.flatnonzero(v["volume"] < 0):
                 out.append(_f("NEGATIVE_VOLUME", ERROR, sym, df, i, f"volume={v['volume'][i]:g}"))
     return out
+
+
+def ohlc_inconsistent(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Rows breaking ``low <= open, close <= high`` (NaN compares as consistent)."""
+    return (lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (h < lo)
+
+
+def jump_exceeds(close: np.ndarray, reference: np.ndarray, threshold: Any) -> np.ndarray:
+    """``|close / reference - 1| > threshold`` (False where the reference is NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(close / reference - 1.0) > threshold
+
+
+def split_hint(ratio: float) -> str:
+    """A hint when a jump looks like an unadjusted split or a unit error (1:m or m:1)."""
+    for m in (2, 3, 4, 5, 10, 20, 100):
+        if abs(ratio * m - 1) < 0.05 or abs(ratio / m - 1) < 0.05:
+            return f" (ratio {ratio:.4g} ~ 1:{m} or {m}:1: an unadjusted split or a unit error?)"
+    return ""
 
 
 def _valid_rows(df: pd.DataFrame) -> np.ndarray:
@@ -174,14 +202,9 @@ def check_jumps(df: pd.DataFrame, sym: str, threshold: float) -> list[Finding]:
     if len(c) < 2:
         return out
     r = c[1:] / c[:-1] - 1.0
-    for k in np.flatnonzero(np.abs(r) > threshold) + 1:
+    for k in np.flatnonzero(jump_exceeds(c[1:], c[:-1], threshold)) + 1:
         i = int(rows[k])
-        ratio = c[k] / c[k - 1]
-        hint = ""
-        for m in (2, 3, 4, 5, 10, 20, 100):
-            if abs(ratio * m - 1) < 0.05 or abs(ratio / m - 1) < 0.05:
-                hint = f" (ratio {ratio:.4g} ~ 1:{m} or {m}:1: an unadjusted split or a unit error?)"
-                break
+        hint = split_hint(c[k] / c[k - 1])
         out.append(_f("PRICE_JUMP", ERROR, sym, df, i,
                       f"close moved {r[k - 1]:+.1%} since row {rows[k - 1]} "
                       f"(threshold {threshold:.0%}){hint}"))
@@ -218,6 +241,103 @@ def check_time(df: pd.DataFrame, sym: str, cfg: SanityConfig) -> list[Finding]:
             out.append(_f("STALE_LAST_BAR", WARNING, sym, df, len(df) - 1,
                           f"last bar is {age} old (limit {cfg.stale_after}); the feed may have stopped"))
     return out
+
+
+# ------------------------------------------------------------------- per-bar gate
+# What a single new bar can fail with, in the order the rules are tried (the first wins).
+# The codes and rules are those of the whole-frame checks above.
+BAR_FAULTS = ("", "NAN_VALUE", "INF_VALUE", "NON_POSITIVE_PRICE", "NEGATIVE_VOLUME",
+              "OHLC_INCONSISTENT", "FUTURE_TIMESTAMP", "STALE_LAST_BAR", "PRICE_JUMP")
+_FUTURE, _STALE, _JUMP = 6, 7, 8
+
+
+def bar_faults(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+               volume: np.ndarray, reference: np.ndarray, threshold: np.ndarray | float,
+               bar_ns: np.ndarray | None = None, now_ns: int | None = None,
+               stale: np.ndarray | None = None) -> np.ndarray:
+    """One index into :data:`BAR_FAULTS` per bar; 0 means the bar may be used.
+
+    A bar is usable when its prices are finite and positive, its volume is not negative
+    (NaN volume is a warning, not a fault), ``low <= open, close <= high``, it is not
+    stamped after ``now_ns``, it is not ``stale`` (a mask the caller computed, see
+    :func:`stale_bar`), and its close is within ``threshold`` of ``reference`` (the last
+    usable close; NaN: no check), as :func:`check_jumps` measures a jump. Cheap: numpy on
+    the step's few bars, the detail is worked out only for bars that fail.
+    """
+    o, h, lo, c, v = open_, high, low, close, volume
+    with np.errstate(invalid="ignore"):
+        good = ((lo > 0) & (lo <= np.minimum(o, c)) & (h >= np.maximum(o, c)) & (h < np.inf)
+                & ~((v < 0) | (v == np.inf)) & ~jump_exceeds(c, reference, threshold))
+        if bar_ns is not None and now_ns is not None:
+            good &= bar_ns <= now_ns
+        if stale is not None:
+            good &= ~stale
+        code = np.zeros(len(c), dtype=np.int64)
+        if good.all():
+            return code
+        bad = np.flatnonzero(~good)
+        o, h, lo, c, v = o[bad], h[bad], lo[bad], c[bad], v[bad]
+        thr = threshold[bad] if isinstance(threshold, np.ndarray) else threshold
+        rules = [
+            np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c),
+            np.isinf(o) | np.isinf(h) | np.isinf(lo) | np.isinf(c) | np.isinf(v),
+            (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
+            v < 0,
+            ohlc_inconsistent(o, h, lo, c),
+            (bar_ns[bad] > now_ns) if bar_ns is not None and now_ns is not None
+            else np.zeros(len(bad), bool),
+            stale[bad] if stale is not None else np.zeros(len(bad), bool),
+            jump_exceeds(c, reference[bad], thr),
+        ]
+        sub = np.zeros(len(bad), dtype=np.int64)
+        for k, mask in enumerate(rules, start=1):
+            sub[(sub == 0) & mask] = k
+        code[bad] = sub
+    return code
+
+
+def describe_bar_fault(code: int, o: float, h: float, lo: float, c: float, v: float,
+                       reference: float, threshold: float, bar_ts: str = "",
+                       now: str = "") -> str:
+    """``NAN_VALUE: close=nan ...``: the fault's code and the numbers behind it."""
+    name = BAR_FAULTS[code]
+    ohlcv = f"open={o:.10g} high={h:.10g} low={lo:.10g} close={c:.10g} volume={v:.10g}"
+    if code == _JUMP:
+        move = c / reference - 1.0
+        return (f"{name}: close={c:.10g} last_good_close={reference:.10g} move={move:+.4f} "
+                f"threshold={threshold:g}{split_hint(c / reference)}")
+    if code == _FUTURE:
+        return f"{name}: bar stamped {bar_ts}, after the session clock: lookahead or a clock error"
+    if code == _STALE:
+        return f"{name}: newest bar stamped {bar_ts}, a full session or more before {now}"
+    if code == 5:
+        return f"{name}: need low <= open, close <= high; {ohlcv}"
+    return f"{name}: {ohlcv}"
+
+
+def stale_bar(calendar: str, interval_s: float, bar_ts: pd.Timestamp,
+              now: pd.Timestamp) -> bool:
+    """Whether the newest bar (of ``interval_s`` seconds) is too old to decide on at
+    ``now``, a live poll.
+
+    Daily bars: a whole session of the calendar (a whole day for 24/7) passed after the
+    bar's own and before today's, with no newer bar. Intraday bars: a whole session was
+    missed, or the bar is older than three intervals while the market is open.
+    """
+    day, today = bar_ts.normalize(), now.normalize()
+    daily = interval_s >= 86400
+    if calendar == CRYPTO:
+        if daily:
+            return (today - day) > pd.Timedelta(days=1)
+    else:
+        between = sessions(calendar, day + pd.Timedelta(days=1), today - pd.Timedelta(days=1))
+        if len(between):
+            return True
+        if daily:
+            return False
+    if now - bar_ts <= pd.Timedelta(seconds=3 * interval_s):
+        return False
+    return is_open(calendar, now)
 
 
 def _is_daily(interval: str) -> bool:
