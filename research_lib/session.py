@@ -213,6 +213,7 @@ class StepBars:
     dow: np.ndarray
     fill_prices: np.ndarray
     warmup: bool = False
+    bar_ns: np.ndarray | None = None  # each row's bar timestamp (ns since epoch, UTC)
 
 
 def _utc(value: Any) -> Any:
@@ -223,30 +224,6 @@ def _utc(value: Any) -> Any:
 
 
 def _check_frame(sym: str, df: Any) -> Any:
-    idx = df.index
-    if idx.has_duplicates:
-        dup = idx[idx.duplicated()][0]
-        raise DataError(f"{sym}: duplicate bar timestamps (first {dup}); refusing to trade on "
-                        "them; run `research-lib data check` and fix the source")
-    if not idx.is_monotonic_increasing:
-        raise DataError(f"{sym}: bar timestamps are not in order; refusing to trade on them; "
-                        "run `research-lib data check` and fix the source")
-    return df
-
-
-class ReplayFeed:
-    """Steps through history on the union of the symbols' timestamps."""
-    bar_ns: np.ndarray | None = None  # each row's bar timestamp (ns since epoch, UTC)
-
-    def __init__(self, frames: dict[str, Any], symbols: Sequence[str], start: Any) -> None:
-        import pandas as pd
-
-        from .features import _dayofweek
-
-        self.symbols = list(symbols)
-        clock = frames[symbols[0]].index
-        for s in symbols[1:]:
-            clock = clock.union(frames[s].index)
     """Refuse a frame the loop cannot step through: empty, not the package's shape
     (MultiIndex or missing columns, no tz-aware DatetimeIndex), duplicate or unordered
     timestamps. Bad *values* (NaN, spikes, ...) stay in: the bar gate refuses them one by
@@ -260,14 +237,39 @@ class ReplayFeed:
     if schema:
         raise DataError(f"{sym}: " + "; ".join(f"{f.code}: {f.message}" for f in schema)
                         + "; refusing to trade on it")
+    idx = df.index
+    if idx.has_duplicates:
+        dup = idx[idx.duplicated()][0]
+        raise DataError(f"{sym}: duplicate bar timestamps (first {dup}); refusing to trade on "
+                        "them; run `research-lib data check` and fix the source")
+    if not idx.is_monotonic_increasing:
+        raise DataError(f"{sym}: bar timestamps are not in order; refusing to trade on them; "
+                        "run `research-lib data check` and fix the source")
+    return df
+
+
+class ReplayFeed:
+    """Steps through history on the union of the symbols' timestamps."""
+
+    def __init__(self, frames: dict[str, Any], symbols: Sequence[str], start: Any) -> None:
+        import pandas as pd
+
+        from .features import _dayofweek
+
+        self.symbols = list(symbols)
+        clock = frames[symbols[0]].index
+        for s in symbols[1:]:
+            clock = clock.union(frames[s].index)
         clock = pd.DatetimeIndex(clock)
         self.clock = clock
         n, t = len(symbols), len(clock)
         arrays = {c: np.full((t, n), np.nan) for c in ("open", "high", "low", "close", "volume")}
+        self.has = np.zeros((t, n), dtype=bool)  # a bar exists (NaN values included: gated)
         for j, s in enumerate(symbols):
             f = frames[s].reindex(clock)
             for c in arrays:
                 arrays[c][:, j] = f[c].to_numpy(np.float64)
+            self.has[:, j] = clock.isin(frames[s].index)
         self.O, self.H, self.L = arrays["open"], arrays["high"], arrays["low"]
         self.C, self.V = arrays["close"], arrays["volume"]
         self.ns = clock.as_unit("ns").asi8
@@ -290,14 +292,13 @@ class ReplayFeed:
                 close=self.C[t, rows], volume=self.V[t, rows],
                 dow=np.full(len(rows), self.dow[t], dtype=np.int64),
                 fill_prices=self.fill[t], warmup=t < self.n_warmup,
+                bar_ns=np.full(len(rows), self.ns[t], dtype=np.int64),
             )
 
-        self.has = np.zeros((t, n), dtype=bool)  # a bar exists (NaN values included: gated)
 
 class LiveFeed:
     """Polls ``source`` every ``poll_seconds``: the first poll's history warms the
     indicators (its newest bar is the first decision), later polls bring new bars.
-            self.has[:, j] = clock.isin(frames[s].index)
     Open orders fill at the next observed price (the newest close seen at a later poll)."""
 
     def __init__(self, source: Any, symbols: Sequence[str], interval: str, poll_seconds: float,
@@ -320,7 +321,6 @@ class LiveFeed:
 
         now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         out = {}
-                bar_ns=np.full(len(rows), self.ns[t], dtype=np.int64),
         for s in self.symbols:
             try:
                 df = self.source.fetch(s, start=now - pd.Timedelta(seconds=self.lookback_s),
@@ -495,6 +495,7 @@ class Session:
                        - pd.Timedelta(days=10)) if start is not None else None
         raw = {s: src.fetch(s, start=fetch_start, end=end, interval=interval)
                for s in self.symbols}
+        frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
         self.labels = {s: raw[s].attrs.get("label", s) for s in self.symbols}
         self.proxies = {s: raw[s].attrs.get("proxy_note", "") for s in self.symbols}
         self._init_gate({s: raw[s].attrs for s in self.symbols})
@@ -513,38 +514,9 @@ class Session:
                     f"{f.index[0].date()} .. {f.index[-1].date()}; pass --start/--end inside it"
                 )
             out[s] = pd.concat([f[f.index < start].iloc[-warm:], trade])
+        self._check_data(out, start, end)
         return out, start, end
 
-    def _setup(self) -> None:
-        spec = self.spec
-        self._configs()
-        self.run_dir = self._resolve_run_dir()
-        self.state: LedgerState | None = None
-        if spec.resume:
-            path = resolve_ledger(spec.resume, self.run_dir)
-            self.ledger = Ledger.open(path)
-        frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
-            self.state = self.ledger.load_state()
-            m = self.state.meta
-            self.run_id = m["run_id"]
-            if spec.symbols and list(spec.symbols) != m["symbols"]:
-                raise ConfigError(f"--resume {self.run_id}: the run trades {m['symbols']}, not "
-                                  f"{list(spec.symbols)}; drop --symbols when resuming")
-            self.symbols = list(m["symbols"])
-            run = m["spec"]
-            # a Source object cannot be stored: the caller passes it again on resume
-            self.source_arg = (spec.source if spec.source is not None
-                               and not isinstance(spec.source, str) else run["source"])
-            self.mode = run["mode"]
-            self.start_arg, self.end_arg = run["start"], run["end"]
-            self.interval, self.dry_run, self.model_name = (run["interval"], run["dry_run"],
-                                                            run["model"])
-            self.initial_cash = float(m["initial_cash"])
-            if self.mode == "live":
-                self.ledger.conn.execute("PRAGMA synchronous=FULL")
-        self._check_data(out, start, end)
-        else:
-            self.symbols = parse_symbols(list(spec.symbols))
     # ---------------------------------------------------------------- bad data
     def _init_gate(self, attrs: dict[str, Any]) -> None:
         """Per symbol: its calendar and the jump threshold the sanity suite uses for it."""
@@ -680,6 +652,34 @@ class Session:
                          None, None, None, "BAD_BAR", why, None, None]
         return plan
 
+    def _setup(self) -> None:
+        spec = self.spec
+        self._configs()
+        self.run_dir = self._resolve_run_dir()
+        self.state: LedgerState | None = None
+        if spec.resume:
+            path = resolve_ledger(spec.resume, self.run_dir)
+            self.ledger = Ledger.open(path)
+            self.state = self.ledger.load_state()
+            m = self.state.meta
+            self.run_id = m["run_id"]
+            if spec.symbols and list(spec.symbols) != m["symbols"]:
+                raise ConfigError(f"--resume {self.run_id}: the run trades {m['symbols']}, not "
+                                  f"{list(spec.symbols)}; drop --symbols when resuming")
+            self.symbols = list(m["symbols"])
+            run = m["spec"]
+            # a Source object cannot be stored: the caller passes it again on resume
+            self.source_arg = (spec.source if spec.source is not None
+                               and not isinstance(spec.source, str) else run["source"])
+            self.mode = run["mode"]
+            self.start_arg, self.end_arg = run["start"], run["end"]
+            self.interval, self.dry_run, self.model_name = (run["interval"], run["dry_run"],
+                                                            run["model"])
+            self.initial_cash = float(m["initial_cash"])
+            if self.mode == "live":
+                self.ledger.conn.execute("PRAGMA synchronous=FULL")
+        else:
+            self.symbols = parse_symbols(list(spec.symbols))
             self.run_id = spec.run_id or new_run_id("paper")
             self.source_arg = spec.source or self.settings.session.source
             self.interval = spec.interval or self.settings.session.interval
@@ -703,6 +703,7 @@ class Session:
         else:
             self.labels = {s: s for s in self.symbols}
             self.proxies = {s: "" for s in self.symbols}
+            self._init_gate({})
             self.feed = None  # built in run(): it needs the stop predicate
 
         # model
@@ -731,7 +732,6 @@ class Session:
                 "spec": {"source": str(self.source_arg), "mode": self.mode,
                          "start": self.start_arg, "end": self.end_arg,
                          "interval": self.interval, "dry_run": self.dry_run,
-            self._init_gate({})
                          "model": self.model_name},
                 "config": self._snapshot(),
                 "config_dir": str(self.config_dir),  # where, not what: not compared
@@ -841,6 +841,13 @@ class Session:
         broker = self.broker
         for ch in eng.start_day(bars.day, self.last_equity):
             self._state_row(rec, ch)
+        if step == 0:  # the start-up data findings, once per run
+            for ev in self._data_events:
+                rec.add("risk_events", (step, *ev))
+        # the bar gate: a bad bar is recorded and used for nothing (fail closed)
+        bars, bad = self._gate(bars)
+        for i, why in bad:
+            rec.add("risk_events", (step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
 
         # fills of open orders at this step's prices
         fills_now: dict[str, Any] = {}
@@ -880,13 +887,6 @@ class Session:
         preds: dict[int, Any] = {}
         if X is not None and eng.state is not TradingState.HALTED:
             preds = self._predict(rows, X)
-        if step == 0:  # the start-up data findings, once per run
-            for ev in self._data_events:
-                rec.add("risk_events", (step, *ev))
-        # the bar gate: a bad bar is recorded and used for nothing (fail closed)
-        bars, bad = self._gate(bars)
-        for i, why in bad:
-            rec.add("risk_events", (step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
 
         # targets: HALTED flattens everything it holds; otherwise the signal decides, and a
         # position above max_position_pct is trimmed even when its symbol has no new bar
@@ -900,6 +900,10 @@ class Session:
             extra = [i for i in extra if self._over_limit(i, equity)]
         if extra:
             cands = sorted(set(cands) | set(extra))
+        if bad:  # no order for a symbol whose bar was refused; one decision says why
+            refused = {i for i, _ in bad}
+            cands = [i for i in cands if i not in refused]
+            plans += [self._bad_bar_plan(rec, i, why) for i, why in bad]
         for i in cands:
             plans.append(self._plan(rec, int(i), preds.get(int(i)), equity))
 
@@ -938,10 +942,6 @@ class Session:
     def _predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
         sym = self.symbols
         out: dict[int, Any] = {}
-        if bad:  # no order for a symbol whose bar was refused; one decision says why
-            refused = {i for i, _ in bad}
-            cands = [i for i in cands if i not in refused]
-            plans += [self._bad_bar_plan(rec, i, why) for i, why in bad]
         if self.model.needs_features:
             ok = np.isfinite(X).all(axis=1)
             for k in np.flatnonzero(~ok):
@@ -1288,6 +1288,9 @@ class Session:
         rejections = dict(c.execute(
             "SELECT code, COUNT(*) FROM risk_events WHERE kind='rejection' GROUP BY code "
             "ORDER BY code").fetchall())
+        data = dict(c.execute(
+            "SELECT code, COUNT(*) FROM risk_events WHERE kind='data' GROUP BY code "
+            "ORDER BY code").fetchall())
         eq = [r[0] for r in c.execute("SELECT equity FROM equity ORDER BY step")]
         final = eq[-1] if eq else self.initial_cash
         peak, mdd = self.initial_cash, 0.0
@@ -1315,6 +1318,8 @@ class Session:
             "denied": events.get("OrderDenied", 0),
             "denials_by_reason": denials,
             "rejections_by_reason": rejections,
+            "bad_bars": data.pop("BAD_BAR", 0),
+            "data_findings": data,
             "initial_equity": self.initial_cash,
             "final_equity": final,
             "return_pct": (final / self.initial_cash - 1.0) * 100.0,
@@ -1349,13 +1354,11 @@ def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult
     return Session(spec).run()
 
 
-        data = dict(c.execute(
-            "SELECT code, COUNT(*) FROM risk_events WHERE kind='data' GROUP BY code "
-            "ORDER BY code").fetchall())
 # ---------------------------------------------------------------------- CLI
 def format_summary(s: dict[str, Any]) -> str:
     den = ", ".join(f"{k}={v}" for k, v in s["denials_by_reason"].items()) or "none"
     rej = ", ".join(f"{k}={v}" for k, v in s["rejections_by_reason"].items()) or "none"
+    data = ", ".join(f"{k}={v}" for k, v in s.get("data_findings", {}).items()) or "none"
     lines = [
         f"run        {s['run_id']}",
         f"ledger     {s['ledger']}",
@@ -1367,6 +1370,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['denied']} denied",
         f"denials    {den}",
         f"rejections {rej}",
+        f"data       {s.get('bad_bars', 0)} bad bar(s) refused; findings: {data}",
         f"equity     {s['initial_equity']:.2f} -> {s['final_equity']:.2f} "
         f"({s['return_pct']:+.2f}%), max drawdown {s['max_drawdown_pct']:.2f}%",
         f"state      {s['state']}",
@@ -1379,8 +1383,6 @@ def format_summary(s: dict[str, Any]) -> str:
 
 def cli_paper(args: Any) -> int:
     spec = SessionSpec(
-            "bad_bars": data.pop("BAD_BAR", 0),
-            "data_findings": data,
         symbols=parse_symbols(args.symbols) if args.symbols else (),
         source=args.source,
         start=args.start,
@@ -1419,7 +1421,6 @@ def cli_reset_halt(args: Any) -> int:
             run_dir = load_session().session.run_dir
         except ConfigError:
             run_dir = "runs"
-    data = ", ".join(f"{k}={v}" for k, v in s.get("data_findings", {}).items()) or "none"
     rd = Path(run_dir)
     rd = rd if rd.is_absolute() else project_root() / rd
     path = resolve_ledger(args.run, rd)
@@ -1431,7 +1432,6 @@ def cli_reset_halt(args: Any) -> int:
         equity = st.equity if st.equity is not None else float(st.meta["initial_cash"])
         led.append_state_change("account", TradingState.HALTED.value, TradingState.ACTIVE.value,
                                 f"RESET_HALT: {args.reason}; peak reset to equity={equity:.2f}",
-        f"data       {s.get('bad_bars', 0)} bad bar(s) refused; findings: {data}",
                                 equity, equity)
     log_event(log, "halt_reset", run=str(args.run), reason=args.reason, equity=equity)
     print(f"{st.meta.get('run_id')}: HALTED -> ACTIVE ({args.reason}); peak reset to "
