@@ -25,6 +25,13 @@ exactly that part, so two runs can be compared byte for byte.
 ``quick_check``, missing tables, cash or positions that do not match the fills) with a
 :class:`~research_lib.errors.LedgerError` naming the file and the reason; the file is
 never changed or deleted. :func:`read_run` gives notebooks the tables as DataFrames.
+
+A step that cannot be committed (a full disk, a read-only file) is rolled back and the
+account is latched HALTED by :meth:`Ledger.latch_halt`: as a ``state_changes`` row when the
+ledger still takes one, else as an empty marker file ``ledger.sqlite.halted`` beside it (an
+empty file needs no data block, so it can usually be made on a full disk), holding the
+reason when there is room. :meth:`Ledger.load_state` reads either as HALTED; the next
+writer moves a marker into the ledger; only ``research-lib reset-halt`` clears it.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ log = get_logger("ledger")
 
 SCHEMA_VERSION = "1"
 LEDGER_NAME = "ledger.sqlite"
+HALT_MARKER_SUFFIX = ".halted"
+LEDGER_WRITE_FAILED = "LEDGER_WRITE_FAILED"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # table -> columns, in insert order (the primary keys and types are in _DDL)
@@ -133,6 +142,12 @@ def ledger_path(run_dir: str | Path, run_id: str) -> Path:
     return Path(run_dir) / run_id / LEDGER_NAME
 
 
+def halt_marker_path(ledger: str | Path) -> Path:
+    """``<run>/ledger.sqlite.halted``: the account halted on a step the ledger could not take."""
+    p = Path(ledger)
+    return p.with_name(p.name + HALT_MARKER_SUFFIX)
+
+
 def resolve_ledger(run: str | Path, run_dir: str | Path | None = None) -> Path:
     """A run id (folder under ``run_dir``), a run folder or a ledger file -> the ledger file."""
     p = Path(run)
@@ -179,6 +194,7 @@ class LedgerState:
     day: str | None
     halted_symbols: dict[str, str]
     positions: dict[str, float]
+    halt_reason: str | None = None  # why the account is HALTED, when it is
 
     def positions_from_fills(self) -> dict[str, Position]:
         out: dict[str, Position] = {}
@@ -305,7 +321,13 @@ class Ledger:
         if not p.is_file():
             raise LedgerError(f"{p}: no ledger here; check the run id and --run-dir")
         _check_header(p)
-        lock = None if readonly else RunLock(p).acquire()
+        try:
+            lock = None if readonly else RunLock(p).acquire()
+        except OSError as exc:
+            raise LedgerError(
+                f"{p}: cannot lock the run for writing ({exc}); is the run folder read-only "
+                "or the disk full? Refusing to trade; the ledger is kept as is"
+            ) from exc
         try:
             conn = cls._connect(p, readonly=readonly, synchronous=synchronous)
             check = conn.execute("PRAGMA quick_check").fetchall()
@@ -337,7 +359,14 @@ class Ledger:
             if lock is not None:
                 lock.release()
             raise
-        return cls(p, conn, lock)
+        led = cls(p, conn, lock)
+        if not readonly:
+            try:
+                led._absorb_halt_marker()
+            except LedgerError:
+                led.close()
+                raise
+        return led
 
     def close(self) -> None:
         try:
@@ -402,6 +431,66 @@ class Ledger:
                 pass
             raise LedgerError(f"{self.path}: could not record {to_state} ({exc})") from exc
 
+    def latch_halt(self, reason: str, equity: float | None) -> str:
+        """After a step failed to commit: record the account HALTED where it still can be.
+
+        Returns where: ``"ledger"`` (a ``state_changes`` row), the marker's path, or ``""``
+        when neither could be written (the disk is full and the folder takes no new file);
+        then the next session fails at its first commit the same way and trades nothing."""
+        try:
+            row = self.conn.execute(
+                "SELECT state FROM equity ORDER BY step DESC LIMIT 1").fetchone()
+            from_state = row[0] if row else TradingState.ACTIVE.value
+        except sqlite3.Error:
+            from_state = "UNKNOWN"
+        try:
+            self.append_state_change("account", from_state, TradingState.HALTED.value, reason,
+                                     equity, None)
+            return "ledger"
+        except (LedgerError, sqlite3.Error):
+            pass
+        marker = halt_marker_path(self.path)
+        try:
+            marker.touch()  # an empty file: no data block needed
+        except OSError as exc:
+            log_event(log, "halt_not_recorded", level=50, ledger=str(self.path),
+                      reason=reason, error=str(exc))
+            return ""
+        try:
+            marker.write_text(json.dumps({"reason": reason, "from_state": from_state,
+                                          "equity": equity, "at": now_iso()}))
+        except OSError:
+            pass  # the empty marker still halts; the reason is in the log
+        return str(marker)
+
+    def _absorb_halt_marker(self) -> None:
+        """A marker left by a failed step becomes a ``state_changes`` row, then goes."""
+        marker = halt_marker_path(self.path)
+        if not marker.exists():
+            return
+        reason, from_state, equity = _read_marker(marker)
+        try:
+            self.append_state_change("account", from_state, TradingState.HALTED.value, reason,
+                                     equity, None)
+        except LedgerError as exc:
+            raise LedgerError(
+                f"{self.path}: the run halted on a failed write ({marker}) and the halt cannot "
+                f"be recorded now either ({exc}); refusing to trade until the ledger is writable"
+            ) from exc
+        try:
+            marker.unlink()
+        except OSError:
+            pass  # still halted either way; reset-halt removes it
+
+    def clear_halt_marker(self) -> None:
+        """For reset-halt: the marker must go, or the account stays HALTED."""
+        marker = halt_marker_path(self.path)
+        try:
+            marker.unlink(missing_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"{marker}: cannot remove the halt marker ({exc}); the account "
+                              "stays HALTED") from exc
+
     # -- reading ---------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
@@ -452,17 +541,28 @@ class Ledger:
         # account transitions after the last step (reset-halt) override the snapshot
         # (reset-halt writes them with the last step's number; the loop never writes one)
         after = c.execute(
-            "SELECT to_state, peak FROM state_changes WHERE scope='account' AND "
-            "reason LIKE 'RESET_HALT%' AND step IS ? ORDER BY seq",
+            "SELECT to_state, peak, reason FROM state_changes WHERE scope='account' AND "
+            f"(reason LIKE 'RESET_HALT%' OR reason LIKE '{LEDGER_WRITE_FAILED}%') "
+            "AND step IS ? ORDER BY seq",
             (last_step if last else None,)).fetchall()
-        for to_state, pk in after:
+        halt_reason = None
+        for to_state, pk, why in after:
             state = to_state
+            halt_reason = why if to_state == TradingState.HALTED.value else None
             if pk is not None:
                 peak = pk
+        marker = halt_marker_path(self.path)
+        if marker.exists():  # a failed step the ledger itself could not record
+            state = TradingState.HALTED.value
+            halt_reason = _read_marker(marker)[0]
+        if state == TradingState.HALTED.value and halt_reason is None:
+            row = c.execute("SELECT reason FROM state_changes WHERE scope='account' AND "
+                            "to_state='HALTED' ORDER BY seq DESC LIMIT 1").fetchone()
+            halt_reason = row[0] if row else None
         halted: dict[str, str] = {}
         for scope, to_state, reason in c.execute(
                 "SELECT scope, to_state, reason FROM state_changes WHERE scope NOT IN "
-                "('account', 'config') ORDER BY seq"):
+                "('account', 'config', 'kill_switch') ORDER BY seq"):
             if to_state == TradingState.HALTED.value:
                 halted[scope] = reason
             else:
@@ -474,7 +574,7 @@ class Ledger:
             open_orders=open_orders, known_ids=known, cash=cash, equity=equity,
             state=TradingState(state), peak=float(peak),
             day_start_equity=float(day_start) if day_start is not None else float("nan"),
-            day=day, halted_symbols=halted, positions=snap,
+            day=day, halted_symbols=halted, positions=snap, halt_reason=halt_reason,
         )
         self._verify(st, initial)
         return st
@@ -502,6 +602,17 @@ class Ledger:
                     f"{self.path}: position {sym} rebuilt from fills ({a}) does not match the "
                     f"last snapshot ({b}); refusing to trade; the file is kept as is"
                 )
+
+
+def _read_marker(marker: Path) -> tuple[str, str, float | None]:
+    """(reason, from_state, equity) from a halt marker; an empty one still halts."""
+    try:
+        data = json.loads(marker.read_text() or "{}")
+    except (OSError, ValueError):
+        data = {}
+    reason = data.get("reason") or (f"{LEDGER_WRITE_FAILED}: a step could not be committed "
+                                    f"(marker {marker.name}, reason not recorded)")
+    return str(reason), str(data.get("from_state") or "UNKNOWN"), data.get("equity")
 
 
 # ---------------------------------------------------------------------- replay

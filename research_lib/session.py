@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 import signal
 import sys
@@ -67,7 +68,15 @@ from .config import (
 from .errors import ConfigError, DataError, LedgerError, ModelError
 from .features import FeatureState
 from .flags import KillSwitch
-from .ledger import Ledger, LedgerState, StepRecord, ledger_path, now_iso, resolve_ledger
+from .ledger import (
+    LEDGER_WRITE_FAILED,
+    Ledger,
+    LedgerState,
+    StepRecord,
+    ledger_path,
+    now_iso,
+    resolve_ledger,
+)
 from .risk import (
     EPS,
     OrderCheck,
@@ -95,6 +104,25 @@ _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|m|min|mins|h|hr|hrs|hou
 _DUR_UNIT = {"ms": 1e-3, "s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60, "h": 3600,
              "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400,
              "days": 86400, None: 1}
+
+
+STEP_DELAY_ENV = "RESEARCH_LIB_STEP_DELAY_MS"
+
+
+def _step_delay_seconds() -> float:
+    """``RESEARCH_LIB_STEP_DELAY_MS`` (fault-injection drills and tests only): sleep this
+    long in every step between deciding and committing, so a SIGKILL can be aimed at a
+    step. Unset, empty or 0: no delay."""
+    raw = os.environ.get(STEP_DELAY_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        ms = float(raw)
+    except ValueError:
+        raise ConfigError(f"{STEP_DELAY_ENV} must be a number of milliseconds, got {raw!r}") from None
+    if not math.isfinite(ms) or ms < 0:
+        raise ConfigError(f"{STEP_DELAY_ENV} must be >= 0 milliseconds, got {raw!r}")
+    return ms / 1e3
 
 
 def parse_duration(text: str | float | None) -> float | None:
@@ -753,7 +781,13 @@ class Session:
         self.prev_close = np.full(self.n, np.nan)
         self.ks = spec.kill_switch or KillSwitch(self.settings.session.kill_file)
         self.latency = LatencyRecorder()
+        if self.engine.state is TradingState.HALTED:
+            log_event(log, "account_halted_at_start", level=30, run_id=self.run_id,
+                      reason=st.halt_reason,
+                      note=f"only closing orders pass until `research-lib reset-halt {self.run_id}`")
         at_start = self.ks.check()
+        # recorded in the first step this session commits (scope "kill_switch")
+        self._ks_at_start = at_start.reason if at_start.halted else None
         if at_start.halted:
             log_event(log, "kill_switch_engaged_at_start", level=30, reason=at_start.reason,
                       note="no order will pass while it is set")
@@ -836,6 +870,10 @@ class Session:
     def _step(self, step: int, bars: StepBars, t0: float) -> StepRecord:
         rec = StepRecord(step, bars.ts, len(bars.rows))
         self._reload(rec)
+        if self._ks_at_start is not None:  # the session starts halted: say why, once
+            self._state_row(rec, StateChange("kill_switch", "CLEAR", "ENGAGED",
+                                             f"KILL_SWITCH_AT_START: {self._ks_at_start}"))
+            self._ks_at_start = None
         sym = self.symbols
         eng = self.engine
         broker = self.broker
@@ -1143,6 +1181,7 @@ class Session:
     def run(self) -> SessionResult:
         spec = self.spec
         t_start = time.monotonic()
+        step_delay = _step_delay_seconds()
         try:
             self._setup()
         except BaseException:
@@ -1192,7 +1231,13 @@ class Session:
                     break
                 t0 = time.perf_counter()
                 rec = self._step(step, bars, t0)
-                if not self.ledger.commit_step(rec):  # another writer got there first
+                if step_delay:
+                    time.sleep(step_delay)  # drills only: widens the decided-not-committed window
+                try:
+                    committed_now = self.ledger.commit_step(rec)
+                except LedgerError as exc:  # rolled back: halt the account, then stop
+                    raise LedgerError(self._halt_on_write_failure(step, exc)) from exc
+                if not committed_now:  # another writer got there first
                     raise LedgerError(f"{self.ledger.path}: step {step} was already committed; "
                                       "refusing to continue a run that is written twice")
                 self.last_equity = rec.rows["equity"][0][3]
@@ -1218,6 +1263,22 @@ class Session:
             if spec.install_signal_handlers and spec.restore_signal_handlers:
                 self.ks.restore_signal_handlers()
         return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
+
+    def _halt_on_write_failure(self, step: int, exc: LedgerError) -> str:
+        """A step the ledger could not take was rolled back: latch the account HALTED (in the
+        ledger if it still takes a row, else in a marker file beside it) and say so."""
+        reason = f"{LEDGER_WRITE_FAILED}: step={step} {exc}"
+        where = self.ledger.latch_halt(reason, self.last_equity)
+        self.engine.state = TradingState.HALTED
+        recorded = ("recorded in the ledger" if where == "ledger" else
+                    f"recorded in {where}" if where else
+                    "NOT recorded: nothing could be written; a resume fails the same way "
+                    "until the disk has room")
+        log_event(log, "account_halted_ledger_write_failed", level=50, step=step,
+                  error=str(exc), recorded=where or None)
+        return (f"{exc}. The account is HALTED ({recorded}); free disk space or make the run "
+                f"folder writable, check the run, then `research-lib reset-halt {self.run_id}` "
+                f"and `research-lib paper --resume {self.run_id}`")
 
     def _finish(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
         summary = self.summary(stopped, committed, error)
@@ -1433,6 +1494,7 @@ def cli_reset_halt(args: Any) -> int:
         led.append_state_change("account", TradingState.HALTED.value, TradingState.ACTIVE.value,
                                 f"RESET_HALT: {args.reason}; peak reset to equity={equity:.2f}",
                                 equity, equity)
+        led.clear_halt_marker()
     log_event(log, "halt_reset", run=str(args.run), reason=args.reason, equity=equity)
     print(f"{st.meta.get('run_id')}: HALTED -> ACTIVE ({args.reason}); peak reset to "
           f"{equity:.2f}. Resume with: research-lib paper --resume {st.meta.get('run_id')}")

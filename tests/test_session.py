@@ -332,23 +332,23 @@ def test_a_position_above_the_limit_is_trimmed_at_once_whatever_the_band_or_sign
 
 
 def test_a_position_above_the_limit_is_trimmed_while_its_market_is_closed(tmp_path):
-    # AAA trades on weekdays, BTC every day; BTC falls 20% on Saturday 2021-01-16, equity
-    # falls to 97k and AAA (150 @100) becomes 15.46%: the trim is decided on Saturday at
-    # AAA's last close and fills at Monday's open
-    aaa = frame([100.0] * 15, freq="B", symbol="AAA")
-    btc = frame([10.0] * 12 + [8.0] * 9, symbol="BTC-USD")
+    # AAA trades on weekdays (March 2021: no holiday), BTC every day; BTC falls 20% on
+    # Saturday 2021-03-13, equity falls to 97k and AAA (150 @100) becomes 15.46%: the trim
+    # is decided on Saturday at AAA's last close and fills at Monday's open
+    aaa = frame([100.0] * 15, start="2021-03-01", freq="B", symbol="AAA")
+    btc = frame([10.0] * 12 + [8.0] * 9, start="2021-03-01", symbol="BTC-USD")
     write_config(tmp_path / "config", risk={"daily_loss_stop_pct": 0.5},
                  session={"warmup_bars": 5, **NO_COSTS})
     res = make_session(tmp_path, symbols=["AAA", "BTC-USD"],
-                       source=FrameSource({"AAA": aaa, "BTC-USD": btc}), start="2021-01-11",
+                       source=FrameSource({"AAA": aaa, "BTC-USD": btc}), start="2021-03-08",
                        model="baseline:buy_and_hold").run()
     run = read_run(res.ledger_path)
-    sat = run["decisions"][run["decisions"]["ts"].dt.strftime("%Y-%m-%d") == "2021-01-16"]
+    sat = run["decisions"][run["decisions"]["ts"].dt.strftime("%Y-%m-%d") == "2021-03-13"]
     aaa_sat = sat.set_index("symbol").loc["AAA"]
     assert aaa_sat["verdict"] == "SUBMITTED" and pd.isna(aaa_sat["probability"])
     [trim] = run["orders"][run["orders"]["kind"] == "trim"].itertuples()
     assert (trim.symbol, trim.qty, trim.decision_price) == ("AAA", -5.0, 100.0)
-    assert str(trim.ts.date()) == "2021-01-16" and str(trim.fill_ts.date()) == "2021-01-18"
+    assert str(trim.ts.date()) == "2021-03-13" and str(trim.fill_ts.date()) == "2021-03-15"
 
 
 def test_orders_are_sized_from_the_decision_close_and_fill_at_the_next_open(tmp_path):
