@@ -290,6 +290,10 @@ def walk_forward(
     metrics["share_long"] = _r(float(np.mean(oos["p"].to_numpy() > threshold)))
     baselines = {
         "always_up_accuracy": _r(float(np.mean(y == 1))) if len(y) else None,
+        # the better of always-up and always-down on the test rows (a strict bar)
+        "majority_class_accuracy": _r(float(max(np.mean(y == 1), np.mean(y == 0))))
+        if len(y)
+        else None,
         "base_rate_log_loss": _r(
             sum(n * v for n, v in base_ll) / max(1, sum(n for n, _ in base_ll))
         ),
@@ -334,9 +338,10 @@ def verdict(res: WalkForwardResult) -> str:
             else "an edge"
         )
         parts.append(f"Out-of-sample AUC {auc:.3f} ({edge}; coin flip 0.5)")
-    if acc is not None and b.get("always_up_accuracy") is not None:
-        cmp = "above" if acc > b["always_up_accuracy"] else "not above"
-        parts.append(f"accuracy {acc:.3f}, {cmp} always-up {b['always_up_accuracy']:.3f}")
+    if acc is not None and b.get("majority_class_accuracy") is not None:
+        maj = b["majority_class_accuracy"]
+        cmp = "above" if acc > maj else "not above"
+        parts.append(f"accuracy {acc:.3f}, {cmp} the majority-class guess {maj:.3f}")
     if m.get("log_loss") is not None and b.get("base_rate_log_loss") is not None:
         cmp = "better than" if m["log_loss"] < b["base_rate_log_loss"] else "no better than"
         parts.append(

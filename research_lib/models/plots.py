@@ -53,9 +53,9 @@ def classification_table(res: TrainResult) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "model": [m["accuracy"], m["log_loss"], m["auc"]],
-            "baseline": [b["always_up_accuracy"], b["base_rate_log_loss"], b["coin_flip_auc"]],
+            "baseline": [b["majority_class_accuracy"], b["base_rate_log_loss"], b["coin_flip_auc"]],
         },
-        index=["accuracy (vs always up)", "log loss (vs base rate)", "AUC (vs coin flip)"],
+        index=["accuracy (vs majority class)", "log loss (vs base rate)", "AUC (vs coin flip)"],
     ).astype(float)
 
 

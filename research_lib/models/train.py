@@ -413,7 +413,7 @@ def summary_lines(res: TrainResult) -> list[str]:
         m, b = wf.metrics, wf.baselines
         lines.append(
             f"out of sample ({m['rows']} labelled rows, {len(wf.folds)} folds): accuracy "
-            f"{_fmt(m['accuracy'])} (always-up {_fmt(b['always_up_accuracy'])}), log loss "
+            f"{_fmt(m['accuracy'])} (majority class {_fmt(b['majority_class_accuracy'])}), log loss "
             f"{_fmt(m['log_loss'])} (base rate {_fmt(b['base_rate_log_loss'])}), AUC {_fmt(m['auc'])}"
         )
         lines.append(f"{'strategy':<15}{'return':>9}{'sharpe':>8}{'max dd':>8}{'turnover':>10}")
