@@ -287,8 +287,8 @@ class PaperSessionReport:
         fig, ax = _fig(h=2.8)
         ex = self.exposure()
         a = ax[0, 0]
-        a.plot(ex.index, ex["gross"], label="gross / equity", lw=1.0)
-        a.plot(ex.index, ex["net"], label="net / equity", lw=1.0)
+        a.plot(ex.index, ex["gross"], label="gross / equity", lw=2.2, alpha=0.6)
+        a.plot(ex.index, ex["net"], label="net / equity (equals gross when long only)", lw=0.9)
         lim = self.meta.get("config", {}).get("risk", {}).get("max_gross_leverage")
         if lim:
             a.axhline(float(lim), color="tab:red", ls="--", lw=0.8, label=f"gross limit {lim}x")
@@ -328,12 +328,15 @@ class PaperSessionReport:
         lat = self.latency_ms()
         a = ax[0, 0]
         if len(lat):
-            a.hist(lat * 1000.0, bins=50)
-            p50, p99 = np.percentile(lat * 1000.0, [50, 99])
+            us = np.clip(lat.to_numpy() * 1000.0, 1.0, None)
+            bins = np.geomspace(us.min(), max(us.max(), us.min() * 1.01), 60)
+            a.hist(us, bins=bins)
+            a.set_xscale("log")
+            p50, p99 = np.percentile(us, [50, 99])
             a.axvline(p50, color="tab:green", ls="--", label=f"p50 {p50:.0f} us")
             a.axvline(p99, color="tab:red", ls="--", label=f"p99 {p99:.0f} us")
             a.legend(fontsize=8)
-        a.set_xlabel("end-to-decision latency per step (microseconds)")
+        a.set_xlabel("end-to-decision latency per step (microseconds, log scale)")
         a.set_title("Latency: new bar in -> features -> route -> infer -> risk -> order decided",
                     fontsize=9)
         return fig
