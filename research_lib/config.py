@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -99,6 +100,8 @@ def _coerce(section: str, name: str, ftype: Any, value: Any) -> Any:
     if ftype in ("float", float):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):  # .nan passes every range check: refuse it here
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if ftype in ("int", int):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -358,6 +361,9 @@ def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> Assets
         raise err("classes must be a non-empty mapping of class name -> {patterns, calendar, model}")
     classes = []
     for cname, spec in classes_raw.items():
+        if not isinstance(cname, str):
+            raise err(f"classes key {cname!r} parsed as {type(cname).__name__}; a class name "
+                      "such as YES, NO or ON must be quoted in YAML ('YES')")
         if not isinstance(spec, dict):
             raise err(f"classes.{cname} must be a mapping")
         bad = sorted(set(spec) - _CLASS_KEYS)

@@ -562,7 +562,7 @@ class Session:
         """The whole-frame sanity suite on what the session replays. Its error and warning
         findings become ``data`` risk events at the run's first step (and a log record):
         in the warm-up history they are warnings only; inside the window the bar gate
-        refuses each bad bar at its step. Missing sessions are flagged, never filled."""
+        judges each bar at its step. Missing sessions are flagged, never filled."""
         import pandas as pd
 
         from .data.sanity import (
@@ -600,7 +600,7 @@ class Session:
                 if x.timestamp is not None and x.severity == ERROR:
                     where = (" (warm-up history before the window: warned, never traded on)"
                              if x.timestamp < start else
-                             " (inside the window: the bar gate refuses it at its step)")
+                             " (inside the window: the bar gate checks it at its step)")
                 self._data_events.append((ts, s, "data", x.code,
                                           f"{x.code}: {x.message} severity={x.severity} "
                                           f"symbol={s} at={ts}{where}", None))

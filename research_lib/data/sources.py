@@ -484,6 +484,13 @@ class CsvSource:
             raise DataError(f"csv: cannot parse {p}: {exc}") from exc
         df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
         tcol = next((c for c in df.columns if c in _TIME_NAMES or c.startswith("unnamed")), None)
+        if tcol is None and len(df) and str(df.iloc[0, 0]).strip().lower() == "ticker":
+            raise DataError(
+                f"csv: {p} has MultiIndex columns (a second header row {list(df.iloc[0])[:3]}"
+                "...: a yfinance download saved with to_csv); save one level of column names "
+                "(df.columns = df.columns.get_level_values('Price')) or read it with "
+                "header=[0, 1] and research_lib.data.sources.flatten_yf_columns"
+            )
         if tcol is None:
             raise DataError(f"csv: {p} has no timestamp column; name one of timestamp/datetime/date "
                             f"(has {list(df.columns)})")
