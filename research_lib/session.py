@@ -1367,6 +1367,7 @@ class Session:
             "dry_run": self.dry_run,
             "model": self.model_label,
             "symbols": self.symbols,
+            "proxies": {k: v for k, v in (getattr(self, "proxies", None) or {}).items() if v},
             "first_step_ts": first_last[0],
             "last_step_ts": first_last[1],
             "steps": n_steps,
@@ -1425,6 +1426,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"ledger     {s['ledger']}",
         f"session    {s['mode']}{' (dry run)' if s['dry_run'] else ''}, model {s['model']}, "
         f"{', '.join(s['symbols'])}",
+        *(f"proxy      {sym}: {note}" for sym, note in (s.get("proxies") or {}).items()),
         f"steps      {s['steps']} ({s['first_step_ts']} .. {s['last_step_ts']}), "
         f"{s['steps_this_session']} this session, stopped: {s['stopped']}",
         f"orders     {s['orders']} submitted, {s['fills']} filled, {s['rejected']} rejected, "
