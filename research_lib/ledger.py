@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -383,10 +384,12 @@ class Ledger:
         self.close()
 
     # -- writing ---------------------------------------------------------------------
-    def commit_step(self, rec: StepRecord) -> bool:
+    def commit_step(self, rec: StepRecord, pause: float = 0.0) -> bool:
         """Write one step atomically. Returns ``False`` (and writes nothing) if this step was
         already committed; raises :class:`LedgerError` after rolling back on any failure
-        (a full disk, a read-only folder, a duplicate fill), leaving the previous step."""
+        (a full disk, a read-only folder, a duplicate fill), leaving the previous step.
+        ``pause`` (fault-injection drills only) sleeps inside the transaction, after the
+        rows are written and before ``COMMIT``, so a kill can land there."""
         c = self.conn
         try:
             c.execute("BEGIN IMMEDIATE")
@@ -401,6 +404,8 @@ class Ledger:
             for table, rows in rec.rows.items():
                 if rows:
                     c.executemany(_INSERT[table], rows)
+            if pause > 0:
+                time.sleep(pause)
             c.execute("COMMIT")
         except sqlite3.Error as exc:
             try:

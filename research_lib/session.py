@@ -110,9 +110,10 @@ STEP_DELAY_ENV = "RESEARCH_LIB_STEP_DELAY_MS"
 
 
 def _step_delay_seconds() -> float:
-    """``RESEARCH_LIB_STEP_DELAY_MS`` (fault-injection drills and tests only): sleep this
-    long in every step between deciding and committing, so a SIGKILL can be aimed at a
-    step. Unset, empty or 0: no delay."""
+    """``RESEARCH_LIB_STEP_DELAY_MS`` (fault-injection drills and tests only): every step
+    sleeps half of it after deciding and the other half inside its ledger transaction
+    (rows written, not committed), so a SIGKILL or SIGINT can be aimed at a step. Unset,
+    empty or 0: no delay."""
     raw = os.environ.get(STEP_DELAY_ENV, "").strip()
     if not raw:
         return 0.0
@@ -1231,10 +1232,10 @@ class Session:
                     break
                 t0 = time.perf_counter()
                 rec = self._step(step, bars, t0)
-                if step_delay:
-                    time.sleep(step_delay)  # drills only: widens the decided-not-committed window
+                if step_delay:  # drills only: half decided-not-written, half in the transaction
+                    time.sleep(step_delay / 2)
                 try:
-                    committed_now = self.ledger.commit_step(rec)
+                    committed_now = self.ledger.commit_step(rec, pause=step_delay / 2)
                 except LedgerError as exc:  # rolled back: halt the account, then stop
                     raise LedgerError(self._halt_on_write_failure(step, exc)) from exc
                 if not committed_now:  # another writer got there first
