@@ -404,3 +404,44 @@ def test_machine_timezone_does_not_change_the_ledger_or_the_decisions(tmp_path, 
     assert any("BAD_BAR: NAN_VALUE" in json.dumps(r) for r in dumps["UTC"]["risk_events"])
     assert dumps["Asia/Tokyo"] == dumps["UTC"]
     assert dumps["America/New_York"] == dumps["UTC"]
+
+
+# ------------------------------------------------- the gate's rules are the sanity suite's
+def test_bar_faults_when_one_defect_per_bar_then_the_same_code_as_the_whole_frame_check(spx):
+    from research_lib.data.sanity import BAR_FAULTS, SanityConfig, bar_faults, check_frame
+
+    for name, (inject, code) in DEFECTS.items():
+        df = spx.iloc[:80].copy()
+        t = df.index[70]
+        inject(df, t)
+        whole = {f.code for f in check_frame(df, SYM, SanityConfig(calendar="XNYS"))
+                 if f.severity == "error" and f.timestamp == t}
+        row = df.loc[[t]]
+        ref = np.array([float(df["close"].iloc[69])])
+        got = bar_faults(*(row[c].to_numpy() for c in ("open", "high", "low", "close", "volume")),
+                         ref, np.array([0.25]))
+        assert BAR_FAULTS[int(got[0])] == code, name
+        assert code in whole, name
+
+
+def test_bar_faults_when_few_or_many_bars_then_the_same_codes():
+    from research_lib.data.sanity import bar_faults
+
+    rng = np.random.default_rng(5)
+    n = 400
+    c = rng.uniform(50, 150, n)
+    o = c * rng.uniform(0.97, 1.03, n)
+    h, lo = np.maximum(o, c) * 1.01, np.minimum(o, c) * 0.99
+    v = rng.uniform(0, 1e6, n)
+    ref = c * rng.uniform(0.7, 1.3, n)  # some moves beyond 25%
+    ref[rng.random(n) < 0.05] = np.nan  # no reference yet: no jump check
+    for arr, bad in ((c, np.nan), (o, np.inf), (lo, -1.0), (h, 1.0), (v, -5.0), (v, np.inf)):
+        arr[rng.random(n) < 0.03] = bad
+    ns = np.where(rng.random(n) < 0.03, 10, 0)
+    stale = rng.random(n) < 0.03
+    many = bar_faults(o, h, lo, c, v, ref, np.full(n, 0.25), ns, 5, stale)  # numpy
+    assert len(set(many.tolist())) == 9  # every code and "usable" occur
+    for i in range(0, n, 2):  # two at a time: the plain-float path first
+        few = bar_faults(o[i:i + 2], h[i:i + 2], lo[i:i + 2], c[i:i + 2], v[i:i + 2],
+                         ref[i:i + 2], np.full(2, 0.25), ns[i:i + 2], 5, stale[i:i + 2])
+        assert few.tolist() == many[i:i + 2].tolist(), i

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -265,6 +266,9 @@ def bar_faults(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.n
     the step's few bars, the detail is worked out only for bars that fail.
     """
     o, h, lo, c, v = open_, high, low, close, volume
+    if len(c) <= _SCALAR_MAX and _all_usable(o, h, lo, c, v, reference, threshold, bar_ns,
+                                             now_ns, stale):
+        return np.zeros(len(c), dtype=np.int64)
     with np.errstate(invalid="ignore"):
         good = ((lo > 0) & (lo <= np.minimum(o, c)) & (h >= np.maximum(o, c)) & (h < np.inf)
                 & ~((v < 0) | (v == np.inf)) & ~jump_exceeds(c, reference, threshold))
@@ -294,6 +298,31 @@ def bar_faults(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.n
             sub[(sub == 0) & mask] = k
         code[bad] = sub
     return code
+
+
+_SCALAR_MAX = 8  # up to this many bars, plain floats beat a dozen numpy calls (~4 vs ~20 us)
+
+
+def _all_usable(o, h, lo, c, v, ref, thr, bar_ns, now_ns, stale) -> bool:
+    """The usable-bar mask of :func:`bar_faults` on plain floats, for a step's few bars:
+    True only if every bar passes (any doubt goes to the numpy path)."""
+    thr_l = thr.tolist() if isinstance(thr, np.ndarray) else [thr] * len(c)
+    ns_l = bar_ns.tolist() if bar_ns is not None and now_ns is not None else None
+    st_l = stale.tolist() if stale is not None else None
+    for k, (oi, hi, li, ci, vi, ri, ti) in enumerate(zip(
+            o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist(), ref.tolist(), thr_l,
+            strict=True)):
+        if not (li > 0 and li <= oi and li <= ci and hi >= oi and hi >= ci and hi < math.inf):
+            return False
+        if vi < 0 or vi == math.inf:
+            return False
+        if ri == ri and (ri <= 0 or abs(ci / ri - 1.0) > ti):  # ri == ri: not NaN
+            return False
+        if ns_l is not None and ns_l[k] > now_ns:
+            return False
+        if st_l is not None and st_l[k]:
+            return False
+    return True
 
 
 def describe_bar_fault(code: int, o: float, h: float, lo: float, c: float, v: float,
