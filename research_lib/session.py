@@ -91,6 +91,7 @@ from .telemetry import (
     LatencyRecorder,
     get_logger,
     log_event,
+    log_events,
     new_run_id,
     set_run_id,
 )
@@ -501,6 +502,7 @@ class Session:
         self._reload_errors: dict[str, str | None] = {}
 
     def _classify(self) -> None:
+        self._index = {s: i for i, s in enumerate(self.symbols)}
         self.classes = {s: self.assets.classify(s) for s in self.symbols}
         self.crypto = np.array([
             self.classes[s] == "crypto" or self.assets.asset_class(self.classes[s]).calendar
@@ -891,7 +893,7 @@ class Session:
         # fills of open orders at this step's prices
         fills_now: dict[str, Any] = {}
         if broker.open_orders:
-            idx = {s: i for i, s in enumerate(sym)}
+            idx = self._index
             fill = self._gate_fills(bars, bad)
             prices = {o.symbol: float(fill[idx[o.symbol]])
                       for o in broker.open_orders.values()}
@@ -911,14 +913,15 @@ class Session:
         # prices known now (features too), marks, latched account states, the breaker
         rows = bars.rows
         X = self._observe(bars, gated=True)
-        marks = {s: float(self.last_close[i]) for i, s in enumerate(sym)}
+        last = self.last_close.tolist()
+        marks = dict(zip(sym, last, strict=True))
         equity, gross, net = broker.mark(marks)
         for ch in eng.on_mark(equity):
             self._state_row(rec, ch)
             rec.add("risk_events", (step, bars.ts, None, "breach", reason_code(ch.reason),
                                     ch.reason, None))
-        for i in rows:
-            ch = eng.observe_price(sym[i], float(self.last_close[i]), float(self.prev_close[i]))
+        for i in self._breaker_rows(rows):
+            ch = eng.observe_price(sym[i], last[i], float(self.prev_close[i]))
             if ch is not None:
                 self._state_row(rec, ch)
 
@@ -932,9 +935,12 @@ class Session:
         # (its market is closed while others move the equity): the order waits for its open
         plans: list[_Plan] = []
         held = {s for s, p in broker.positions.items() if p.qty}
-        cands = list(rows)
-        extra = [i for i, s in enumerate(sym)
-                 if (s in held or broker.open_qty(s)) and i not in set(rows)]
+        oq = self._open_qty = self._open_qty_by_symbol()
+        cands = rows.tolist()
+        extra = []
+        if held or oq:
+            new = set(cands)
+            extra = [i for i, s in enumerate(sym) if (s in held or oq.get(s, 0)) and i not in new]
         if eng.state is not TradingState.HALTED:
             extra = [i for i in extra if self._over_limit(i, equity)]
         if extra:
@@ -944,14 +950,14 @@ class Session:
             cands = [i for i in cands if i not in refused]
             plans += [self._bad_bar_plan(rec, i, why) for i, why in bad]
         for i in cands:
-            plans.append(self._plan(rec, int(i), preds.get(int(i)), equity))
+            plans.append(self._plan(rec, i, preds.get(i), equity))
 
         # reductions first (they free gross room), then increases; each in symbol order
         proj_cash = broker.cash - sum(
             o.qty * o.decision_price * (1 + self._cost_rate(o.symbol, o.decision_price))
             for o in broker.open_orders.values() if o.qty > 0)
-        proj_gross = sum(abs((broker.position(s).qty + broker.open_qty(s)) * marks[s])
-                         for s in sym if (s in held or broker.open_qty(s)))
+        proj_gross = sum(abs((broker.position(s).qty + oq.get(s, 0)) * marks[s])
+                         for s in sym if (s in held or oq.get(s, 0)))
         state = {"cash": proj_cash, "gross": proj_gross}
         orders = [p for p in plans if p.target_qty is not None]
         orders.sort(key=lambda p: (self._increases(p), p.i))
@@ -961,20 +967,27 @@ class Session:
         e2d = time.perf_counter() - t0
         self.latency.add(e2d)
         rec.e2d_ms = e2d * 1e3
+        e2d_ms = rec.e2d_ms
+        decisions = rec.rows.setdefault("decisions", [])
         for p in plans:
-            p.decision.append(rec.e2d_ms)
-            rec.add("decisions", tuple(p.decision))
+            p.decision.append(e2d_ms)
+            decisions.append(tuple(p.decision))
 
         # orders fill later, so the marks above are the step's closing marks
         dd = 1.0 - equity / eng.peak if eng.peak and math.isfinite(eng.peak) else 0.0
         rec.add("equity", (step, bars.ts, broker.cash, equity, gross, net, eng.peak,
                            eng.day_start_equity, dd, bars.day, eng.state.value))
-        for s in sym:
-            pos = broker.position(s)
-            m = marks[s]
-            rec.add("positions", (step, s, pos.qty, pos.avg_price, m if math.isfinite(m) else None,
-                                  pos.value(m) if pos.qty else 0.0, pos.realized,
-                                  pos.unrealized(m) if pos.qty else 0.0, pos.fees))
+        book = broker.positions
+        snap = rec.rows.setdefault("positions", [])
+        for s, m in zip(sym, last, strict=True):
+            pos = book.get(s)
+            shown = m if math.isfinite(m) else None
+            if pos is None:  # never traded: what Position(s) gives
+                snap.append((step, s, 0.0, 0.0, shown, 0.0, 0.0, 0.0, 0.0))
+            else:
+                snap.append((step, s, pos.qty, pos.avg_price, shown,
+                             pos.value(m) if pos.qty else 0.0, pos.realized,
+                             pos.unrealized(m) if pos.qty else 0.0, pos.fees))
         self._pending_log = (plans, fills_now, rec.rows.get("risk_events", ()))
         return rec
 
@@ -1007,10 +1020,33 @@ class Session:
                 out[int(i)] = pr
         return out
 
+    def _open_qty_by_symbol(self) -> dict[str, float]:
+        """``broker.open_qty(s)`` for every symbol with open orders, summed in the same
+        order. Taken once per step after the fills: each symbol gets at most one order per
+        step, decided after its own lookups, so the map holds for the whole step."""
+        out: dict[str, float] = {}
+        for o in self.broker.open_orders.values():
+            out[o.symbol] = out.get(o.symbol, 0) + o.qty
+        return out
+
+    def _breaker_rows(self, rows: np.ndarray) -> list[int]:
+        """Rows whose per-symbol breaker may change this step: a close outside the price
+        band around the previous close (numpy, the same arithmetic as
+        :func:`research_lib.risk.price_band_breached`) or a symbol already halted."""
+        if len(rows) <= 8:
+            return rows.tolist()
+        ref = self.prev_close[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = (np.isfinite(ref) & (ref > 0) & (np.abs(self.last_close[rows] / ref - 1.0)
+                                                   > self.engine.limits.price_band_pct + EPS))
+        halted, sym = self.engine.halted_symbols, self.symbols
+        return [i for i, b in zip(rows.tolist(), out.tolist(), strict=True)
+                if b or sym[i] in halted]
+
     def _cost_rate(self, symbol: str, price: float) -> float:
         c = self.settings.session
         rate = (c.slippage_bps + c.commission_bps) / 1e4
-        i = self.symbols.index(symbol)
+        i = self._index[symbol]
         if not self.crypto[i] and price > 0:
             rate += c.commission_per_share / price
         return rate
@@ -1024,11 +1060,11 @@ class Session:
         price = float(self.last_close[i])
         if not (math.isfinite(price) and price > 0 and equity > 0):
             return False
-        cur = self.broker.position(s).qty + self.broker.open_qty(s)
+        cur = self.broker.position(s).qty + self._open_qty.get(s, 0)
         return abs(cur * price / equity) > self.limits.max_position_pct + EPS
 
     def _increases(self, p: _Plan) -> bool:
-        cur = self.broker.position(p.symbol).qty + self.broker.open_qty(p.symbol)
+        cur = self.broker.position(p.symbol).qty + self._open_qty.get(p.symbol, 0)
         return abs(p.target_qty) > abs(cur) or (p.target_qty * cur < 0)
 
     def _plan(self, rec: StepRecord, i: int, pred: Any, equity: float) -> _Plan:
@@ -1036,7 +1072,7 @@ class Session:
         lim, sig = self.limits, self.settings.signal
         eng = self.engine
         price = float(self.last_close[i])
-        cur = self.broker.position(s).qty + self.broker.open_qty(s)
+        cur = self.broker.position(s).qty + self._open_qty.get(s, 0)
         model = getattr(pred, "model", self.model_label) if pred is not None else self.model_label
         prob = getattr(pred, "probability", None) if pred is not None else None
         if prob is not None and not math.isfinite(prob):
@@ -1113,7 +1149,7 @@ class Session:
         lim = self.limits
         broker = self.broker
         price = float(self.last_close[i])
-        cur = broker.position(s).qty + broker.open_qty(s)
+        cur = broker.position(s).qty + self._open_qty.get(s, 0)
         qty = round(p.target_qty - cur, QTY_DIGITS)
         rate = self._cost_rate(s, price)
         lot = self._lot(i)
@@ -1300,15 +1336,20 @@ class Session:
         if not log.isEnabledFor(logging.INFO):
             return
         plans, fills_now, events = self._pending_log
-        for ev in events:  # clips, denials, rejections, breaches (rejections also at ERROR)
-            log_event(log, "risk_event", step=ev[0], bar_ts=ev[1], symbol=ev[2], kind=ev[3],
-                      code=ev[4], reason=ev[5], client_order_id=ev[6])
+        # one batch per step (log_events): the same JSON records, one write
+        batch: list[tuple[str, dict[str, Any]]] = [
+            ("risk_event", {"step": ev[0], "bar_ts": ev[1], "symbol": ev[2], "kind": ev[3],
+                            "code": ev[4], "reason": ev[5], "client_order_id": ev[6]})
+            for ev in events]  # clips, denials, rejections, breaches (rejections also at ERROR)
         for p in plans:
             d = p.decision
-            log_event(log, "decision", step=d[0], bar_ts=d[1], symbol=d[2], asset_class=d[3],
-                      model=d[4], probability=d[5], target=d[9], verdict=d[10], reason=d[11],
-                      order=None if d[12] is None else {"client_order_id": d[12], "qty": d[13]},
-                      fill=fills_now.get(d[2]), latency_ms=d[14])
+            batch.append(("decision", {
+                "step": d[0], "bar_ts": d[1], "symbol": d[2], "asset_class": d[3],
+                "model": d[4], "probability": d[5], "target": d[9], "verdict": d[10],
+                "reason": d[11],
+                "order": None if d[12] is None else {"client_order_id": d[12], "qty": d[13]},
+                "fill": fills_now.get(d[2]), "latency_ms": d[14]}))
+        log_events(log, batch)
 
     def _attach_log(self) -> logging.Handler | None:
         if not self.spec.log_file:
