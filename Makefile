@@ -32,8 +32,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS) tests \
 	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
+# fault injection (100 SIGKILLs) and long property runs; -s shows the figures they print
 slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow -p no:cacheprovider tests
+	$(BIN)/python -m pytest -m slow -s -p no:cacheprovider tests
 
 clean:
 	rm -rf $(VENV) reports/*.html .pytest_cache

@@ -53,6 +53,9 @@ figures::
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import math
 import shutil
 import time
@@ -74,11 +77,10 @@ from hypothesis.stateful import (
 )
 
 from research_lib.baselines import Prediction
-from research_lib.cli import main
 from research_lib.flags import KillSwitch
 from research_lib.ledger import COLUMNS, Ledger, replay
 from research_lib.risk import EPS, TradingState
-from research_lib.session import Session, SessionSpec, StepBars
+from research_lib.session import Session, SessionSpec, StepBars, cli_reset_halt
 from tests.acceptance.crash_kit import fills_vs_orders
 from tests.acceptance.paper_kit import NO_COSTS, FrameSource, frame, write_config
 
@@ -254,7 +256,10 @@ class RiskMachine(RuleBasedStateMachine):
     @rule()
     def reset_halt(self):
         self.s.ledger.close()
-        assert main(["reset-halt", "inv", "--run-dir", str(self.dir / "runs")]) == 0
+        # the reset-halt command's handler (main() would also set up stderr logging)
+        args = argparse.Namespace(run="inv", run_dir=str(self.dir / "runs"), reason="reviewed")
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli_reset_halt(args) == 0
         self.s = self._open(resume=True)
         assert self.s.engine.state is TradingState.ACTIVE
         STATS["halt_resets"] += 1
