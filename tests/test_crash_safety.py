@@ -115,6 +115,51 @@ def test_read_only_ledger_rolls_the_step_back_latches_halted_and_a_resume_starts
     assert len(buys) > 0  # trading again only after a person reset the halt
 
 
+def _read_only_at_step_4(tmp_path, run_id):
+    box = {}
+
+    def hook(call: int) -> None:
+        if call == 5:
+            box["s"].ledger.conn.execute("PRAGMA query_only=1")
+
+    s = make_session(tmp_path, symbols=[SYM], source=FrameSource(walk()), start="2021-01-20",
+                     router=ScriptedModel([SYM], prob=flip(), hook=hook), run_id=run_id)
+    box["s"] = s
+    return s.run()
+
+
+def test_reset_halt_clears_a_halt_marker_left_by_a_failed_step(tmp_path, capsys):
+    res = _read_only_at_step_4(tmp_path, "mk")
+    marker = halt_marker_path(res.ledger_path)
+    assert res.exit_code == 3 and marker.is_file()
+    assert main(["reset-halt", "mk", "--run-dir", str(tmp_path / "runs")]) == 0
+    assert "HALTED -> ACTIVE" in capsys.readouterr().out
+    assert not marker.exists()
+    with Ledger.open(res.ledger_path, readonly=True) as led:
+        st = led.load_state()
+    assert st.state == "ACTIVE"
+    sc = [r[0] for r in led_rows(res.ledger_path, "SELECT reason FROM state_changes "
+                                                  "WHERE scope='account' ORDER BY seq")]
+    assert sc[0].startswith("LEDGER_WRITE_FAILED: step=4") and sc[1].startswith("RESET_HALT")
+
+
+def test_a_halt_that_nothing_can_record_is_said_plainly(tmp_path, monkeypatch):
+    def no_new_file(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "touch", no_new_file)
+    res = _read_only_at_step_4(tmp_path, "nothing")
+    assert res.exit_code == 3 and res.summary["state"] == "HALTED"
+    assert ("The account is HALTED (NOT recorded: nothing could be written; a resume fails "
+            "the same way until the disk has room)") in res.summary["error"]
+    assert not halt_marker_path(res.ledger_path).exists()
+
+
+def led_rows(path, sql):
+    with Ledger.open(path, readonly=True) as led:
+        return led.conn.execute(sql).fetchall()
+
+
 def test_full_disk_rolls_the_step_back_latches_halted_and_a_cli_resume_starts_halted(
         tmp_path, capsys):
     cfg = write_config(tmp_path / "config", session={"kill_file": str(tmp_path / "kill.flag")})
