@@ -62,13 +62,16 @@ class _Baseline:
     def _signal(self, i: int) -> float | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _signals(self, rows: list[int]) -> list[float | None]:
+        """``_signal`` for many symbol indices; subclasses do it in one pass."""
+        return [self._signal(i) for i in rows]
+
     def predict(self, symbols: Sequence[str], X: np.ndarray | None = None) -> list[Prediction]:
-        out = []
-        for s in symbols:
-            p = self._signal(self.index[s])
-            out.append(Prediction(s, self.asset_classes.get(s, ""), self.name, p, None, None,
-                                  None if p is not None else "BASELINE_WARMUP"))
-        return out
+        index, classes, name = self.index, self.asset_classes, self.name
+        probs = self._signals([index[s] for s in symbols])
+        return [Prediction(s, classes.get(s, ""), name, p, None, None,
+                           None if p is not None else "BASELINE_WARMUP")
+                for s, p in zip(symbols, probs, strict=True)]
 
 
 class BuyAndHold(_Baseline):
@@ -76,6 +79,10 @@ class BuyAndHold(_Baseline):
 
     def _signal(self, i: int) -> float | None:
         return 1.0 if self.count[i] > 0 and np.isfinite(self.closes[i, -1]) else None
+
+    def _signals(self, rows: list[int]) -> list[float | None]:
+        ok = (self.count[rows] > 0) & np.isfinite(self.closes[rows, -1])
+        return [1.0 if k else None for k in ok.tolist()]
 
 
 class SmaCross(_Baseline):
@@ -91,6 +98,19 @@ class SmaCross(_Baseline):
         if not (np.isfinite(fast) and np.isfinite(slow)):
             return None
         return 1.0 if fast > slow else 0.0
+
+    def _signals(self, rows: list[int]) -> list[float | None]:
+        """All rows at once, with the same numbers as ``_signal``: each mean is a reduction
+        over one C-contiguous row of the same length (the summation order of a 1-D mean)."""
+        if len(rows) < 4:
+            return [self._signal(i) for i in rows]
+        C = self.closes[rows]  # a copy: C-contiguous rows
+        fast = np.mean(np.ascontiguousarray(C[:, -SMA_FAST:]), axis=1)
+        slow = np.mean(C, axis=1)
+        ok = (self.count[rows] >= SMA_SLOW) & np.isfinite(fast) & np.isfinite(slow)
+        up = fast > slow
+        return [(1.0 if u else 0.0) if k else None
+                for k, u in zip(ok.tolist(), up.tolist(), strict=True)]
 
 
 def make_baseline(name: str, symbols: Sequence[str],

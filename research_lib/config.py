@@ -471,6 +471,7 @@ class ConfigWatcher:
 
     def __init__(self, path: str | Path, loader: Callable[[Path], T]) -> None:
         self.path = Path(path)
+        self._fspath = os.fspath(self.path)  # stat()ed once per step: skip pathlib
         self.loader = loader
         self._stamp = self._stat()
         self.value: Any = loader(self.path)
@@ -478,7 +479,7 @@ class ConfigWatcher:
 
     def _stat(self) -> tuple[int, int] | None:
         try:
-            st = self.path.stat()
+            st = os.stat(self._fspath)
         except FileNotFoundError:
             return None
         return (st.st_mtime_ns, st.st_size)

@@ -160,6 +160,22 @@ class FeatureState:
         volume: np.ndarray,
     ) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
+        C, V = self._push(rows, close, volume)
+        out = _from_windows(
+            C, V, np.asarray(high, np.float64), np.asarray(low, np.float64),
+            np.asarray(dow, np.int64),
+        )
+        out[self.count[rows] < WARMUP] = np.nan
+        return out
+
+    def push(self, rows: np.ndarray | list[int], close: np.ndarray, volume: np.ndarray) -> None:
+        """Append one bar for each symbol index in ``rows`` without computing its features
+        (the loop's rule baselines need none): the windows and counts move exactly as in
+        :meth:`update`, so a later ``update`` gives the same numbers."""
+        self._push(np.asarray(rows, dtype=np.int64), close, volume)
+
+    def _push(self, rows: np.ndarray, close: np.ndarray,
+              volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         C = self.closes[rows]
         C[:, :-1] = C[:, 1:]
         C[:, -1] = close
@@ -169,12 +185,7 @@ class FeatureState:
         self.closes[rows] = C
         self.volumes[rows] = V
         self.count[rows] += 1
-        out = _from_windows(
-            C, V, np.asarray(high, np.float64), np.asarray(low, np.float64),
-            np.asarray(dow, np.int64),
-        )
-        out[self.count[rows] < WARMUP] = np.nan
-        return out
+        return C, V
 
     def update_one(self, row: int, ts: pd.Timestamp, bar: Mapping[str, float]) -> np.ndarray:
         """Convenience for one symbol and one bar; returns a 1-D feature row."""

@@ -91,12 +91,16 @@ from .telemetry import (
     LatencyRecorder,
     get_logger,
     log_event,
-    log_events,
+    log_rows,
     new_run_id,
     set_run_id,
 )
 
 log = get_logger("session")
+# the fields of the JSON records a step logs (risk_events rows, decisions)
+_RISK_EVENT_KEYS = ("step", "bar_ts", "symbol", "kind", "code", "reason", "client_order_id")
+_DECISION_KEYS = ("step", "bar_ts", "symbol", "asset_class", "model", "probability", "target",
+                  "verdict", "reason", "order", "fill", "latency_ms")
 
 CRYPTO_CALENDAR = "24/7"
 
@@ -314,12 +318,19 @@ class ReplayFeed:
         return len(self.clock)
 
     def __iter__(self) -> Iterator[StepBars]:
+        n = len(self.symbols)
+        every = self.has.all(axis=1).tolist()  # steps where every symbol has a bar
+        ohlcv = (self.O, self.H, self.L, self.C, self.V)
         for t in range(len(self.clock)):
-            rows = np.flatnonzero(self.has[t])
+            if every[t]:  # plain row copies: cheaper than fancy indexing
+                rows = np.arange(n)
+                o, h, lo, c, v = (a[t].copy() for a in ohlcv)
+            else:
+                rows = np.flatnonzero(self.has[t])
+                o, h, lo, c, v = (a[t, rows] for a in ohlcv)
             yield StepBars(
                 ts=self.ts[t], day=self.days[t], rows=rows,
-                open=self.O[t, rows], high=self.H[t, rows], low=self.L[t, rows],
-                close=self.C[t, rows], volume=self.V[t, rows],
+                open=o, high=h, low=lo, close=c, volume=v,
                 dow=np.full(len(rows), self.dow[t], dtype=np.int64),
                 fill_prices=self.fill[t], warmup=t < self.n_warmup,
                 bar_ns=np.full(len(rows), self.ns[t], dtype=np.int64),
@@ -866,7 +877,12 @@ class Session:
             return None
         self.prev_close[rows] = self.last_close[rows]
         self.last_close[rows] = bars.close
-        X = self.features.update(rows, bars.dow, bars.high, bars.low, bars.close, bars.volume)
+        if self.model.needs_features:
+            X = self.features.update(rows, bars.dow, bars.high, bars.low, bars.close,
+                                     bars.volume)
+        else:  # a rule baseline reads closes only: the windows move, no feature is computed
+            self.features.push(rows, bars.close, bars.volume)
+            X = np.empty((len(rows), 0))
         self.model.observe(rows, bars.close)
         return X
 
@@ -1072,15 +1088,21 @@ class Session:
         lim, sig = self.limits, self.settings.signal
         eng = self.engine
         price = float(self.last_close[i])
-        cur = self.broker.position(s).qty + self._open_qty.get(s, 0)
-        model = getattr(pred, "model", self.model_label) if pred is not None else self.model_label
-        prob = getattr(pred, "probability", None) if pred is not None else None
+        held = self.broker.positions.get(s)  # broker.position(s), without a flat Position
+        cur = (held.qty if held is not None else 0.0) + self._open_qty.get(s, 0)
+        if pred is None:
+            model, prob, shadow, shadow_prob, fallback = self.model_label, None, None, None, None
+        else:
+            model = getattr(pred, "model", self.model_label)
+            prob = getattr(pred, "probability", None)
+            shadow = getattr(pred, "shadow_model", None)
+            shadow_prob = getattr(pred, "shadow_probability", None)
+            fallback = getattr(pred, "fallback_reason", None)
         if prob is not None and not math.isfinite(prob):
             prob = None
-        plan = _Plan(i, s, pred, None, None, "signal")  # type: ignore[arg-type]
-        plan.decision = [rec.step, rec.ts, s, self.classes[s], model, prob,
-                         getattr(pred, "shadow_model", None), getattr(pred, "shadow_probability", None),
-                         getattr(pred, "fallback_reason", None)]
+        plan = _Plan(i, s, pred, None, None, "signal",  # type: ignore[arg-type]
+                     [rec.step, rec.ts, s, self.classes[s], model, prob, shadow, shadow_prob,
+                      fallback])
 
         def verdict(v: str, reason: str | None = None, target: float | None = None) -> _Plan:
             plan.decision += [target, v, reason, None, None]
@@ -1336,20 +1358,14 @@ class Session:
         if not log.isEnabledFor(logging.INFO):
             return
         plans, fills_now, events = self._pending_log
-        # one batch per step (log_events): the same JSON records, one write
-        batch: list[tuple[str, dict[str, Any]]] = [
-            ("risk_event", {"step": ev[0], "bar_ts": ev[1], "symbol": ev[2], "kind": ev[3],
-                            "code": ev[4], "reason": ev[5], "client_order_id": ev[6]})
-            for ev in events]  # clips, denials, rejections, breaches (rejections also at ERROR)
-        for p in plans:
-            d = p.decision
-            batch.append(("decision", {
-                "step": d[0], "bar_ts": d[1], "symbol": d[2], "asset_class": d[3],
-                "model": d[4], "probability": d[5], "target": d[9], "verdict": d[10],
-                "reason": d[11],
-                "order": None if d[12] is None else {"client_order_id": d[12], "qty": d[13]},
-                "fill": fills_now.get(d[2]), "latency_ms": d[14]}))
-        log_events(log, batch)
+        # batches (telemetry.log_rows): the same JSON records, one write per step
+        # clips, denials, rejections, breaches (rejections also at ERROR)
+        log_rows(log, "risk_event", _RISK_EVENT_KEYS, events)
+        log_rows(log, "decision", _DECISION_KEYS, [
+            (d[0], d[1], d[2], d[3], d[4], d[5], d[9], d[10], d[11],
+             None if d[12] is None else {"client_order_id": d[12], "qty": d[13]},
+             fills_now.get(d[2]), d[14])
+            for d in (p.decision for p in plans)])
 
     def _attach_log(self) -> logging.Handler | None:
         if not self.spec.log_file:

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,33 @@ def _handlers(logger: logging.Logger, level: int) -> list[logging.Handler] | Non
     return out
 
 
+_QUOTE = json.encoder.encode_basestring_ascii  # how the encoder writes a str (ensure_ascii)
+_HEAD = frozenset(("ts", "level", "logger", "run_id", "event"))
+_KEYS: dict[str, str] = {}
+
+
+def _value_json(v: Any) -> str:
+    """``v`` as :class:`JsonFormatter` writes a field value (after ``_jsonable``), with the
+    common types (str, float, None, int) written directly."""
+    t = type(v)
+    if t is str:
+        return _QUOTE(v)
+    if t is float:
+        return float.__repr__(v) if v - v == 0.0 else _QUOTE(str(v))
+    if v is None:
+        return "null"
+    if t is int:
+        return int.__repr__(v)
+    return _ENCODER.encode(_jsonable(v))
+
+
+def _key_json(k: str) -> str:
+    out = _KEYS.get(k)
+    if out is None:
+        out = _KEYS[k] = "," + _QUOTE(k) + ":"
+    return out
+
+
 def log_events(logger: logging.Logger, events: Iterable[tuple[str, dict[str, Any]]],
                level: int = logging.INFO) -> None:
     """Log many structured events at once: the same JSON records as :func:`log_event`,
@@ -162,11 +189,29 @@ def log_events(logger: logging.Logger, events: Iterable[tuple[str, dict[str, Any
     events.jsonl, a JSON stderr) the records are formatted here and written with one
     write per handler; the records of one batch share their ``ts`` (the moment of the
     batch). Any other handler gets ordinary log records, one per event."""
-    if not logger.isEnabledFor(level):
+    evs = list(events)
+    _emit(logger, level, len(evs),
+          lambda: [(e, tuple(f), tuple(f.values())) for e, f in evs],
+          lambda: evs)
+
+
+def log_rows(logger: logging.Logger, event: str, keys: Sequence[str],
+             rows: Iterable[Sequence[Any]], level: int = logging.INFO) -> None:
+    """:func:`log_events` for many records of one ``event`` whose fields are ``keys``,
+    one tuple of values per record (no dict per record): a paper step's decisions."""
+    keys, rows = tuple(keys), list(rows)
+    _emit(logger, level, len(rows), lambda: [(event, keys, r) for r in rows],
+          lambda: [(event, dict(zip(keys, r, strict=True))) for r in rows])
+
+
+def _emit(logger: logging.Logger, level: int, n: int,
+          as_rows: Callable[[], list[tuple[str, tuple, Sequence[Any]]]],
+          as_dicts: Callable[[], list[tuple[str, dict[str, Any]]]]) -> None:
+    if not n or not logger.isEnabledFor(level):
         return
     handlers = _handlers(logger, level)
     if handlers is None:  # filters decide per record: the ordinary path
-        for event, fields in events:
+        for event, fields in as_dicts():
             logger.log(level, event, extra={"fields": fields})
         return
     if not handlers:
@@ -175,14 +220,22 @@ def log_events(logger: logging.Logger, events: Iterable[tuple[str, dict[str, Any
             and isinstance(h, logging.StreamHandler) and not h.filters
             and getattr(h, "stream", None) is not None]
     slow = [h for h in handlers if h not in fast]
-    events = list(events)
     if fast:
         head = {"ts": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "level": logging.getLevelName(level), "logger": logger.name,
                 "run_id": get_run_id()}
-        encode = _ENCODER.encode
-        text = "".join([encode({**head, "event": e, **_jsonable_fields(f)}) + "\n"
-                        for e, f in events])
+        prefix = ("{" + ",".join(_QUOTE(k) + ":" + _value_json(v) for k, v in head.items())
+                  + ',"event":')
+        lines = []
+        for event, keys, values in as_rows():
+            if type(event) is str and all(type(k) is str and k not in _HEAD for k in keys):
+                lines.append(prefix + _QUOTE(event) + "".join(
+                    [_key_json(k) + _value_json(v) for k, v in zip(keys, values, strict=True)])
+                    + "}\n")
+            else:  # a field named like a head key, or not a str: as JsonFormatter does it
+                fields = _jsonable_fields(dict(zip(keys, values, strict=True)))
+                lines.append(_ENCODER.encode({**head, "event": event, **fields}) + "\n")
+        text = "".join(lines)
         for h in fast:
             h.acquire()
             try:
@@ -194,7 +247,7 @@ def log_events(logger: logging.Logger, events: Iterable[tuple[str, dict[str, Any
             finally:
                 h.release()
     if slow:
-        for event, fields in events:
+        for event, fields in as_dicts():
             rec = logger.makeRecord(logger.name, level, "(batch)", 0, event, (), None,
                                     extra={"fields": fields})
             for h in slow:

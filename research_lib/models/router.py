@@ -9,7 +9,10 @@
 The flag is read at every :meth:`Router.routes` and :meth:`Router.predict` call, so a flip
 takes effect on the next decision without a restart. Models are loaded lazily, one
 single-threaded onnxruntime session each, after their path and sha256 are checked; a file
-that changes on disk is checked again before it is used.
+that changes on disk is checked again before it is used. Each call stats every model it
+uses once (following symlinks): while the file it reaches is the very file that was
+checked (same device, inode, size and mtime), the checked model serves; anything else runs
+every check again (path inside ``models/`` after symlinks, sha256, ONNX load).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -49,7 +54,7 @@ class Route:
     checksum_ok: bool  # the deciding model passed its path, checksum and load checks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prediction:
     symbol: str
     asset_class: str
@@ -75,6 +80,9 @@ class Router:
         self._models_dir = Path(models_dir) if models_dir is not None else None
         self._slots: dict[str, _Slot] = {}
         self._classes: dict[str, tuple[str, str | None]] = {}
+        # name -> (assets, folder, the path as configured, its stat identity, slot key):
+        # the file last checked for ``name``, for the one-stat fast path of _load
+        self._checked: dict[str, tuple[AssetsConfig, Path, str, tuple, tuple]] = {}
         self._lock = threading.RLock()
 
     # -- configuration ------------------------------------------------------------
@@ -96,6 +104,7 @@ class Router:
         with self._lock:
             self._assets = assets
             self._classes.clear()
+            self._checked.clear()
         log_event(log, "router_assets_reloaded", source=assets.source_path)
 
     # -- models -------------------------------------------------------------------
@@ -123,6 +132,18 @@ class Router:
     def _load(self, name: str) -> tuple[OnnxModel | None, ModelStatus]:
         with self._lock:
             assets, folder = self.assets, self.models_dir
+            seen = self._checked.get(name)
+            if seen is not None and seen[0] is assets and seen[1] == folder:
+                try:
+                    st_now = os.stat(seen[2])  # follows symlinks to the file they reach now
+                except OSError:
+                    pass  # gone or unreadable: the full checks say what
+                else:
+                    slot = self._slots.get(name)
+                    if (slot is not None and slot.key == seen[4] and (
+                            st_now.st_dev, st_now.st_ino, st_now.st_size,
+                            st_now.st_mtime_ns) == seen[3]):
+                        return slot.model, slot.status
             shown = display_path(name, assets, folder)
             if name not in assets.models:
                 st = ModelStatus(name, shown, "invalid", f"model {name!r} is not under models")
@@ -147,6 +168,8 @@ class Router:
                     None,
                 )
             key = (str(path), entry.sha256, stt.st_mtime_ns, stt.st_size, stt.st_ino)
+            self._checked[name] = (assets, folder, str(folder / entry.path),
+                                   (stt.st_dev, stt.st_ino, stt.st_size, stt.st_mtime_ns), key)
             slot = self._slots.get(name)
             if slot is not None and slot.key == key:
                 return slot.model, slot.status
@@ -194,8 +217,15 @@ class Router:
         return memo[name]
 
     def _route(self, symbol: str, mode: str, memo: dict | None = None) -> Route:
-        uni = self.assets.universal_model
         cls, class_error = self._classify(symbol)
+        model, reason, shadow, ok = self._class_route(cls, class_error, mode, memo)
+        return Route(symbol, cls, model, mode, reason, shadow, ok)
+
+    def _class_route(self, cls: str, class_error: str | None, mode: str,
+                     memo: dict | None) -> tuple[str, str | None, str | None, bool]:
+        """(deciding model, fallback reason, shadow model, usable) for one asset class:
+        every symbol of the class routes the same way."""
+        uni = self.assets.universal_model
         class_model = uni if class_error else self.assets.asset_class(cls).model
         model, shadow, reason = uni, None, None
         if class_error and mode != "0":
@@ -216,7 +246,7 @@ class Router:
         if not ust.ok:
             extra = f"no usable model: {ust.problem}"
             reason = f"{reason}; {extra}" if reason else extra
-        return Route(symbol, cls, model, mode, reason, shadow, ust.ok)
+        return model, reason, shadow, ust.ok
 
     def routes(self, symbols: Sequence[str], mode: str | None = None) -> list[Route]:
         """Where each symbol goes now (reads the flag unless ``mode`` is given)."""
@@ -263,8 +293,14 @@ class Router:
             raise ModelError(f"predict expected float64 features, got dtype {X.dtype}")
         mode = asset_specific_mode()
         memo: dict = {}
-        by_symbol = {s: self._route(s, mode, memo) for s in dict.fromkeys(symbols)}
-        routes = [by_symbol[s] for s in symbols]
+        by_class: dict[tuple[str, str | None], tuple[str, str | None, str | None, bool]] = {}
+        routes = []  # per symbol: (asset class, model, fallback reason, shadow model)
+        for s in symbols:
+            c = self._classify(s)
+            r = by_class.get(c)
+            if r is None:
+                r = by_class[c] = self._class_route(c[0], c[1], mode, memo)
+            routes.append((c[0], r[0], r[1], r[2]))
         with np.errstate(over="ignore", invalid="ignore"):
             X32 = X.astype(np.float32)
         finite_in = np.isfinite(X32).all(axis=1)
@@ -273,36 +309,36 @@ class Router:
         why: dict[int, str] = {}
         swhy: dict[int, str] = {}
         idx = np.arange(n)
-        for name in dict.fromkeys(r.model for r in routes):
-            rows = idx[np.array([r.model == name for r in routes], dtype=bool) & finite_in]
+        models = [r[1] for r in routes]
+        for name in dict.fromkeys(models):
+            rows = idx[np.array([m == name for m in models], dtype=bool) & finite_in]
             self._run(name, X32, rows, prob, why, memo)
-        for name in dict.fromkeys(r.shadow_model for r in routes if r.shadow_model):
-            rows = idx[np.array([r.shadow_model == name for r in routes], dtype=bool) & finite_in]
+        shadows = [r[3] for r in routes]
+        for name in dict.fromkeys(m for m in shadows if m):
+            rows = idx[np.array([m == name for m in shadows], dtype=bool) & finite_in]
             self._run(name, X32, rows, sprob, swhy, memo)
         out = []
-        for i, (sym, r) in enumerate(zip(symbols, routes, strict=True)):
-            p = _finite(prob[i])
+        probs, sprobs, finite = prob.tolist(), sprob.tolist(), finite_in.tolist()
+        for i, (sym, (cls, model, reason, shadow)) in enumerate(zip(symbols, routes, strict=True)):
+            p = probs[i] if math.isfinite(probs[i]) else None
             if p is None:
-                self._log_no_signal(sym, r.model, bool(finite_in[i]), why.get(i), prob[i])
-            sp = _finite(sprob[i]) if r.shadow_model else None
-            if r.shadow_model:
+                self._log_no_signal(sym, model, finite[i], why.get(i), prob[i])
+            sp = None
+            if shadow:
+                sp = sprobs[i] if math.isfinite(sprobs[i]) else None
                 if sp is None:
-                    self._log_no_signal(
-                        sym, r.shadow_model, bool(finite_in[i]), swhy.get(i), sprob[i], shadow=True
-                    )
+                    self._log_no_signal(sym, shadow, finite[i], swhy.get(i), sprob[i], shadow=True)
                 log_event(
                     log,
                     "shadow_prediction",
                     symbol=sym,
-                    asset_class=r.asset_class,
-                    model=r.model,
+                    asset_class=cls,
+                    model=model,
                     probability=p,
-                    shadow_model=r.shadow_model,
+                    shadow_model=shadow,
                     shadow_probability=sp,
                 )
-            out.append(
-                Prediction(sym, r.asset_class, r.model, p, r.shadow_model, sp, r.fallback_reason)
-            )
+            out.append(Prediction(sym, cls, model, p, shadow, sp, reason))
         return out
 
     def _log_no_signal(
@@ -344,10 +380,6 @@ class Router:
                 reason=f"non-finite model output {value!r}",
                 shadow=shadow,
             )
-
-
-def _finite(v: float) -> float | None:
-    return float(v) if np.isfinite(v) else None
 
 
 # --------------------------------------------------------------------------- cli
