@@ -1,15 +1,33 @@
 """Exchange calendars: equities follow their exchange (sessions, holidays, half days);
-crypto trades 24/7. Backed by ``exchange_calendars``; calendars are cached per process."""
+crypto trades 24/7. Backed by ``exchange_calendars``; calendars are cached per process.
+
+Building a calendar costs about a second (importing exchange_calendars and working out
+its holiday rules), which a paper session would pay at every start for its sanity checks.
+So :func:`sessions` and :func:`is_session` answer from the calendar's session days kept in
+``<cache>/calendars/<NAME>.json`` (the data cache folder, see
+:func:`research_lib.data.sources.default_cache_dir`), written when the calendar is built
+and rebuilt when exchange_calendars changes version, or when a date after the last session
+it knows is asked on a later day than it was built. An unreadable or unwritable cache only
+means building the calendar as before.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 CRYPTO = "24/7"
 _FIRST = "1990-01-02"
+_NS_PER_DAY = 86_400 * 10**9
+_CACHE_FORMAT = 1
 
 
 @cache
@@ -17,6 +35,94 @@ def _xcal(name: str) -> Any:
     import exchange_calendars as xcals
 
     return xcals.get_calendar(name, start=_FIRST)
+
+
+@dataclass(frozen=True)
+class _SessionDays:
+    """All sessions of one calendar as days since 1970-01-01, with its first and last."""
+
+    days: np.ndarray  # int64, sorted
+    first: int
+    last: int
+    built_on: str  # UTC date the calendar was built
+    version: str  # of exchange_calendars
+
+
+_DAYS: dict[str, _SessionDays] = {}
+
+
+def _xcals_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("exchange_calendars")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _day_number(t: pd.Timestamp) -> int:
+    return int(t.value // _NS_PER_DAY)
+
+
+def _cache_file(name: str) -> Path:
+    from urllib.parse import quote
+
+    from .sources import default_cache_dir
+
+    return default_cache_dir() / "calendars" / f"{quote(name, safe='-_.')}.json"
+
+
+def _read_days(name: str, version: str) -> _SessionDays | None:
+    try:
+        doc = json.loads(_cache_file(name).read_text(encoding="utf-8"))
+        if doc.get("format") != _CACHE_FORMAT or doc.get("calendar") != name \
+                or doc.get("exchange_calendars") != version:
+            return None
+        days = np.asarray(doc["days"], dtype=np.int64)
+        first, last = int(doc["first"]), int(doc["last"])
+        if days.ndim != 1 or not len(days) or days[0] < first or days[-1] > last \
+                or (np.diff(days) <= 0).any():
+            return None
+        return _SessionDays(days, first, last, str(doc["built_on"]), version)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_days(name: str, d: _SessionDays) -> None:
+    path = _cache_file(name)
+    doc = {"format": _CACHE_FORMAT, "calendar": name, "exchange_calendars": d.version,
+           "built_on": d.built_on, "first": d.first, "last": d.last, "days": d.days.tolist()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, separators=(",", ":"))
+            os.replace(tmp, path)  # readers see the old file or the new one, never half
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        pass  # no cache: the next start builds the calendar again
+
+
+def _session_days(name: str, until: pd.Timestamp) -> _SessionDays:
+    """The session days of ``name``, good for questions up to ``until``."""
+    today = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
+    d = _DAYS.get(name)
+    if d is None:
+        d = _read_days(name, _xcals_version())
+    if d is not None and (_day_number(until) <= d.last or d.built_on == today):
+        _DAYS[name] = d
+        return d
+    cal = _xcal(name)
+    sess = pd.DatetimeIndex(cal.sessions).as_unit("ns")
+    d = _SessionDays(sess.asi8 // _NS_PER_DAY,
+                     _day_number(pd.Timestamp(cal.first_session)),
+                     _day_number(pd.Timestamp(cal.last_session)), today, _xcals_version())
+    _write_days(name, d)
+    _DAYS[name] = d
+    return d
 
 
 def _day(value: Any) -> pd.Timestamp:
@@ -31,12 +137,12 @@ def sessions(calendar: str, start: Any, end: Any) -> pd.DatetimeIndex:
     s, e = _day(start), _day(end)
     if calendar == CRYPTO:
         return pd.date_range(s, e, freq="D", tz="UTC")
-    cal = _xcal(calendar)
-    s = max(s, pd.Timestamp(cal.first_session))
-    e = min(e, pd.Timestamp(cal.last_session))
-    if s > e:
+    d = _session_days(calendar, e)
+    lo, hi = max(_day_number(s), d.first), min(_day_number(e), d.last)
+    if lo > hi:
         return pd.DatetimeIndex([], tz="UTC")
-    return pd.DatetimeIndex(cal.sessions_in_range(s, e)).tz_localize("UTC")
+    days = d.days[np.searchsorted(d.days, lo, "left"):np.searchsorted(d.days, hi, "right")]
+    return pd.DatetimeIndex((days * _NS_PER_DAY).astype("datetime64[ns]")).tz_localize("UTC")
 
 
 def is_session(calendar: str, day: Any) -> bool:
@@ -44,11 +150,13 @@ def is_session(calendar: str, day: Any) -> bool:
     sessions (nothing to hold against them; the future-timestamp check covers those)."""
     if calendar == CRYPTO:
         return True
-    cal = _xcal(calendar)
-    d = _day(day)
-    if d < pd.Timestamp(cal.first_session) or d > pd.Timestamp(cal.last_session):
+    t = _day(day)
+    d = _session_days(calendar, t)
+    n = _day_number(t)
+    if n < d.first or n > d.last:
         return True
-    return bool(cal.is_session(d))
+    k = int(np.searchsorted(d.days, n))
+    return k < len(d.days) and int(d.days[k]) == n
 
 
 def next_session(calendar: str, day: Any) -> pd.Timestamp:
