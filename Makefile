@@ -25,10 +25,10 @@ run: $(STAMP)
 	$(BIN)/research-lib report data_sanity -p symbols SPY,QQQ,BTC-USD,ETH-USD
 
 lint: $(STAMP)
-	$(BIN)/ruff check research_lib tests tools
+	$(BIN)/ruff check research_lib tests tools benchmarks
 
 test: $(STAMP)
-	$(BIN)/ruff check research_lib tests tools
+	$(BIN)/ruff check research_lib tests tools benchmarks
 	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS) tests \
 	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
@@ -48,3 +48,11 @@ models: $(STAMP)
 	$(BIN)/research-lib train --asset-class equities --symbols '^GSPC,^IXIC,GOOG' --start 1999-01-01 --end 2018-12-31 --out models/equities_v1.onnx
 	$(BIN)/research-lib train --asset-class crypto --symbols BTC-USD,ETH-USD,LTC-USD --start 2014-01-01 --end 2020-01-17 --out models/crypto_v1.onnx
 	$(BIN)/research-lib train --asset-class options --source synthetic-options --symbols SPX --start 2014-01-01 --end 2018-12-31 --out models/options_v1.onnx
+
+# Benchmarks (issue 6): figures printed as medians with min and max over repeated runs,
+# never timed tests. Installs the bench extra (backtesting.py, backtrader) for the
+# side-by-side comparison. BENCH_ARGS=--quick for a shorter run; see python -m benchmarks -h.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -1,0 +1,236 @@
+"""research_lib against backtesting.py and backtrader on the same SMA(10)/SMA(20) long-only
+strategy, the same bars and the same trades, in the same run.
+
+Run: ``python -m benchmarks.compare`` (or as part of ``python -m benchmarks``); needs the
+``bench`` extra (``pip install -c constraints.txt -e '.[bench]'``).
+
+The one strategy: at the close of bar i, long when SMA(10) > SMA(20) of closes, flat
+otherwise; the order fills at bar i+1's open (research_lib's replay fill; backtesting.py
+with ``trade_on_close=False``, its default; backtrader's default market order). No costs.
+Every library sees the same bars of each series and decides from the same bar on (its
+20th, the first with an SMA(20)), so the trades must match exactly: same entry and exit
+bars. research_lib runs with limits relaxed and costs off (a config dir made here),
+target weight 0.5 (0.9/N over N series), 10M cash like the others, and a rebalance band
+of 1.0 so a held position is never resized.
+
+Timing, fair to each: the data is in memory before the clock starts (research_lib reads it
+from an in-memory source); each library's own run is timed: research_lib's whole
+``Session.run()`` (set-up with the sanity suite, models, the SQLite ledger committed once
+per step, decision log, summary) and its loop alone; backtesting.py ``Backtest(...).run()``
+(its progress bar switched off, which only helps it); backtrader ``Cerebro`` set-up,
+``adddata`` and ``run()``. A universe of N series is one research_lib session and N runs
+of the others (each is single-series), over the same symbol-bars.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._common import (
+    FULL_END,
+    FULL_START,
+    NO_COSTS,
+    RELAXED_RISK,
+    Figure,
+    MemorySource,
+    frames_for,
+    run_timed,
+    tempdir,
+    universe,
+    write_config,
+)
+
+FAST, SLOW = 10, 20
+CASH = 1e7
+Trade = tuple[str, str, str]  # (symbol, fill date, BUY/SELL)
+
+
+def _sma(x: Any, n: int) -> np.ndarray:
+    import pandas as pd
+
+    return pd.Series(np.asarray(x, dtype=float)).rolling(n).mean().to_numpy()
+
+
+# -------------------------------------------------------------------- backtesting.py
+def run_backtesting(frames: dict[str, Any], weight: float) -> tuple[float, list[Trade]]:
+    from backtesting import Backtest, Strategy
+    from backtesting import backtesting as _bt
+
+    _bt._tqdm = lambda seq, **_: seq  # no progress bar: only makes it faster
+
+    class SmaCross(Strategy):
+        # NaN-free indicators: backtesting.py would otherwise begin calling next() one bar
+        # after the first SMA(20) (at bar index 20), research_lib and backtrader at 19
+        def init(self) -> None:
+            self.fast = self.I(lambda c: np.nan_to_num(_sma(c, FAST)), self.data.Close)
+            self.slow = self.I(lambda c: np.nan_to_num(_sma(c, SLOW)), self.data.Close)
+
+        def next(self) -> None:
+            if len(self.data) < SLOW:
+                return
+            if self.fast[-1] > self.slow[-1]:
+                if not self.position:
+                    self.buy(size=weight)
+            elif self.position:
+                self.position.close()
+
+    elapsed, trades = 0.0, []
+    for sym, df in frames.items():
+        t0 = time.perf_counter()
+        bt = Backtest(df, SmaCross, cash=CASH, commission=0.0, trade_on_close=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "trades remain open at the end"
+            stats = bt.run()
+        elapsed += time.perf_counter() - t0
+        st = stats._strategy
+        for tr in list(st.closed_trades) + list(st.trades):
+            trades.append((sym, str(tr.entry_time.date()), "BUY"))
+            if tr.exit_time is not None:
+                trades.append((sym, str(tr.exit_time.date()), "SELL"))
+    return elapsed, sorted(trades)
+
+
+# ------------------------------------------------------------------------ backtrader
+def run_backtrader(frames: dict[str, Any], weight: float) -> tuple[float, list[Trade]]:
+    import backtrader as bt
+
+    class SmaCross(bt.Strategy):
+        def __init__(self) -> None:
+            self.fast = bt.ind.SMA(self.data.close, period=FAST)
+            self.slow = bt.ind.SMA(self.data.close, period=SLOW)
+            self.fills: list[tuple[str, str]] = []
+
+        def notify_order(self, order: Any) -> None:
+            if order.status == order.Completed:
+                self.fills.append((str(self.data.datetime.date(0)),
+                                   "BUY" if order.isbuy() else "SELL"))
+
+        def next(self) -> None:  # first called at bar index 19 (SMA(20) min period)
+            if self.fast[0] > self.slow[0]:
+                if not self.position:
+                    self.order_target_percent(target=weight)
+            elif self.position:
+                self.close()
+
+    elapsed, trades = 0.0, []
+    for sym, df in frames.items():
+        t0 = time.perf_counter()
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.addstrategy(SmaCross)
+        cerebro.adddata(bt.feeds.PandasData(dataname=df))
+        cerebro.broker.setcash(CASH)
+        strat = cerebro.run()[0]
+        elapsed += time.perf_counter() - t0
+        trades += [(sym, d, side) for d, side in strat.fills]
+    return elapsed, sorted(trades)
+
+
+# ---------------------------------------------------------------------- research_lib
+def run_research_lib(frames: dict[str, Any], config: Any) -> tuple[float, float, int, list[Trade]]:
+    """One session over every series from its first bar (no warm-up history before the
+    start). Returns (whole run() seconds, loop seconds, symbol-bars, trades)."""
+    from research_lib.ledger import read_run
+
+    got: dict[str, Any] = {}
+    r = run_timed(symbols=list(frames), source=MemorySource(frames), start=FULL_START,
+                  end=FULL_END, model="baseline:sma_cross", config_dir=config,
+                  run_dir=tempdir("cmp"), on_ledger=lambda p: got.update(read_run(p)))
+    fills = got["fills"]
+    trades = sorted((str(f.symbol), str(f.ts.date()), "BUY" if f.qty > 0 else "SELL")
+                    for f in fills.itertuples())
+    return r.total_s, r.loop_s, r.symbol_bars + r.warmup_bars, trades
+
+
+# ---------------------------------------------------------------------------- driver
+def _ohlc(frames: dict[str, Any]) -> dict[str, Any]:
+    """The same bars in the capitalised, tz-naive shape both other libraries expect."""
+    out = {}
+    for s, df in frames.items():
+        d = df[["open", "high", "low", "close", "volume"]].rename(columns=str.capitalize)
+        d.index = d.index.tz_localize(None)
+        out[s] = d
+    return out
+
+
+def _check(name: str, got: list[Trade], want: list[Trade]) -> str:
+    if got == want:
+        return "same trades"
+    a, b = set(got), set(want)
+    return (f"DIFFERENT: {len(got)} vs {len(want)} fills; only {name}: {sorted(a - b)[:3]}; "
+            f"only research_lib: {sorted(b - a)[:3]}")
+
+
+def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
+            with_backtrader: bool = True) -> tuple[list[Figure], list[str]]:
+    """One universe (one series, or N replicated real series): the three libraries
+    ``repeats`` times, interleaved, so each ratio comes from one round."""
+    frames = frames_for(pairs)
+    n = len(frames)
+    weight = 0.5 if n == 1 else round(0.9 / n, 6)
+    cfg = write_config(tempdir("cmpcfg") / "config", risk=RELAXED_RISK,
+                       session={**NO_COSTS, "rebalance_band": 1.0, "initial_cash": CASH},
+                       signal={"target_weight": weight})
+    ohlc = _ohlc(frames)
+    bars = sum(len(df) for df in frames.values())
+    rl_run = Figure(f"{label}: research_lib, whole run()", "bars/s")
+    rl_loop = Figure(f"{label}: research_lib, loop only", "bars/s")
+    bp = Figure(f"{label}: backtesting.py 0.6.6", "bars/s")
+    btr = Figure(f"{label}: backtrader 1.9.78", "bars/s")
+    r_bp = Figure(f"{label}: ratio research_lib / backtesting.py", "x", note="whole run()")
+    r_bp_loop = Figure(f"{label}: ratio research_lib / backtesting.py", "x", note="loop only")
+    r_btr = Figure(f"{label}: ratio research_lib / backtrader", "x", note="whole run()")
+    r_btr_loop = Figure(f"{label}: ratio research_lib / backtrader", "x", note="loop only")
+    checks: list[str] = []
+    for rep in range(repeats):
+        total, loop, rl_bars, rl_trades = run_research_lib(frames, cfg)
+        if rl_bars != bars:
+            raise RuntimeError(f"research_lib stepped {rl_bars} bars, the others {bars}")
+        t_bp, bp_trades = run_backtesting(ohlc, weight)
+        rl_run.add(bars / total)
+        rl_loop.add(bars / loop)
+        bp.add(bars / t_bp)
+        r_bp.add(t_bp / total)
+        r_bp_loop.add(t_bp / loop)
+        if with_backtrader:
+            t_btr, btr_trades = run_backtrader(ohlc, weight)
+            btr.add(bars / t_btr)
+            r_btr.add(t_btr / total)
+            r_btr_loop.add(t_btr / loop)
+        if rep == 0:
+            checks.append(f"{label}: backtesting.py vs research_lib: "
+                          f"{_check('backtesting.py', bp_trades, rl_trades)} "
+                          f"({len(rl_trades)} fills over {bars:,} bars)")
+            if with_backtrader:
+                checks.append(f"{label}: backtrader vs research_lib: "
+                              f"{_check('backtrader', btr_trades, rl_trades)}")
+    rl_run.note = f"{bars:,} bars"
+    figs = [rl_run, rl_loop, bp] + ([btr] if with_backtrader else []) + [r_bp, r_bp_loop]
+    figs += [r_btr, r_btr_loop] if with_backtrader else []
+    return figs, checks
+
+
+def main(repeats: int = 5, universes: Sequence[int] = (10, 100), big_repeats: int = 3,
+         big_backtrader: bool = True) -> str:
+    from ._common import table
+
+    out, checks = [], []
+    for sym in ("^GSPC", "BTC-USD"):
+        f, c = compare(sym, [(sym, sym)], repeats)
+        out += f
+        checks += c
+    for n in universes:
+        f, c = compare(f"{n} series (replicated real)", universe(n), big_repeats,
+                       with_backtrader=n <= 10 or big_backtrader)
+        out += f
+        checks += c
+    text = table(out, "research_lib vs backtesting.py vs backtrader: SMA(10/20) long-only")
+    return text + "\n\nTrade check (entry and exit bars of every fill):\n  " + "\n  ".join(checks)
+
+
+if __name__ == "__main__":
+    print(main())
