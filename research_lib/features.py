@@ -40,10 +40,33 @@ WARMUP = WINDOW  # a row is defined once WINDOW closes exist
 _DOW = np.arange(7, dtype=np.float64) * (2.0 * np.pi / 7.0)
 DOW_SIN = np.sin(_DOW)
 DOW_COS = np.cos(_DOW)
+_DOW_SIN_COS = np.column_stack([DOW_SIN, DOW_COS])
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
+
+
+# np.mean / np.std along rows without their Python layers (numpy's own _mean and _var,
+# step for step: add.reduce, true_divide by the count as intp, square, sqrt), so the numbers
+# are the ones np.mean / np.std give, bit for bit (tests/test_features.py checks).
+def _mean_rows(a: np.ndarray) -> np.ndarray:
+    s = np.add.reduce(a, axis=1)
+    return np.true_divide(s, np.intp(a.shape[1]), out=s)
+
+
+def _std_rows(a: np.ndarray, ddof: int = 0) -> np.ndarray:
+    n = a.shape[1]
+    m = np.add.reduce(a, axis=1, keepdims=True)
+    np.true_divide(m, np.intp(n), out=m)
+    x = np.subtract(a, m)
+    np.square(x, out=x)
+    v = np.add.reduce(x, axis=1)
+    np.true_divide(v, np.intp(max(n - ddof, 0)), out=v)
+    return np.sqrt(v, out=v)
+
+
+_RET_LAGS = [-2, -6, -21]  # ret_1, ret_5, ret_20: close against these closes of the window
 
 
 def _from_windows(
@@ -57,30 +80,26 @@ def _from_windows(
     k = C.shape[0]
     out = np.empty((k, N_FEATURES), dtype=np.float64)
     c = C[:, -1]
-    out[:, 0] = c / C[:, -2] - 1.0
-    out[:, 1] = c / C[:, -6] - 1.0
-    out[:, 2] = c / C[:, -21] - 1.0
+    out[:, 0:3] = c[:, None] / C[:, _RET_LAGS] - 1.0
     r = _rows(C[:, -VOL_WINDOW:] / C[:, -VOL_WINDOW - 1 : -1] - 1.0)
-    out[:, 3] = np.std(r, axis=1, ddof=1)
+    out[:, 3] = _std_rows(r, ddof=1)
     d = _rows(C[:, -14:] - C[:, -15:-1])
-    gain = np.sum(_rows(np.where(d > 0.0, d, 0.0)), axis=1)
-    loss = np.sum(_rows(np.where(d < 0.0, -d, 0.0)), axis=1)
+    gain = np.add.reduce(_rows(np.where(d > 0.0, d, 0.0)), axis=1)
+    loss = np.add.reduce(_rows(np.where(d < 0.0, -d, 0.0)), axis=1)
     tot = gain + loss
     with np.errstate(invalid="ignore", divide="ignore"):
         out[:, 4] = np.where(tot > 0.0, gain / np.where(tot > 0.0, tot, 1.0) - 0.5, 0.0)
-        out[:, 5] = c / np.mean(_rows(C[:, -10:]), axis=1) - 1.0
-        out[:, 6] = c / np.mean(C, axis=1) - 1.0
+        out[:, 5] = c / _mean_rows(_rows(C[:, -10:])) - 1.0
+        out[:, 6] = c / _mean_rows(_rows(C)) - 1.0
         out[:, 7] = (high - low) / c
-        vm = np.mean(V, axis=1)
-        vs = np.std(V, axis=1)
+        vm = _mean_rows(_rows(V))
+        vs = _std_rows(_rows(V))
         z = (V[:, -1] - vm) / np.where(vs > 0.0, vs, 1.0)
         out[:, 8] = np.where(vs > 0.0, z, 0.0)
-    out[:, 9] = DOW_SIN[dow]
-    out[:, 10] = DOW_COS[dow]
-    bad = (
-        np.isnan(C).any(axis=1) | np.isnan(V).any(axis=1) | np.isnan(high) | np.isnan(low)
-        | ~np.isfinite(out).all(axis=1)
-    )
+    out[:, 9:11] = _DOW_SIN_COS[dow]
+    # a NaN close or high/low reaches a feature (SMA 50 spans the whole window, the range
+    # reads both), a NaN volume may not (volume_z is 0 when the std is not > 0)
+    bad = np.isnan(V).any(axis=1) | ~np.isfinite(out).all(axis=1)
     out[bad] = np.nan
     return out
 
