@@ -193,6 +193,12 @@ class PaperBroker:
     def position(self, symbol: str) -> Position:
         return self._positions.get(symbol) or Position(symbol)
 
+    def qty(self, symbol: str) -> float:
+        """``position(symbol).qty`` without building a flat Position (asked per symbol and
+        step by the loop)."""
+        p = self._positions.get(symbol)
+        return p.qty if p is not None else 0.0
+
     def open_qty(self, symbol: str) -> float:
         return sum(o.qty for o in self.open_orders.values() if o.symbol == symbol)
 

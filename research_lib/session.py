@@ -483,7 +483,7 @@ def signal_target(p: float, long_threshold: float, short_threshold: float,
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Plan:
     i: int
     symbol: str
@@ -972,7 +972,7 @@ class Session:
         proj_cash = broker.cash - sum(
             o.qty * o.decision_price * (1 + self._cost_rate(o.symbol, o.decision_price))
             for o in broker.open_orders.values() if o.qty > 0)
-        proj_gross = sum(abs((broker.position(s).qty + oq.get(s, 0)) * marks[s])
+        proj_gross = sum(abs((broker.qty(s) + oq.get(s, 0)) * marks[s])
                          for s in sym if (s in held or oq.get(s, 0)))
         state = {"cash": proj_cash, "gross": proj_gross}
         orders = [p for p in plans if p.target_qty is not None]
@@ -1076,11 +1076,11 @@ class Session:
         price = float(self.last_close[i])
         if not (math.isfinite(price) and price > 0 and equity > 0):
             return False
-        cur = self.broker.position(s).qty + self._open_qty.get(s, 0)
+        cur = self.broker.qty(s) + self._open_qty.get(s, 0)
         return abs(cur * price / equity) > self.limits.max_position_pct + EPS
 
     def _increases(self, p: _Plan) -> bool:
-        cur = self.broker.position(p.symbol).qty + self._open_qty.get(p.symbol, 0)
+        cur = self.broker.qty(p.symbol) + self._open_qty.get(p.symbol, 0)
         return abs(p.target_qty) > abs(cur) or (p.target_qty * cur < 0)
 
     def _plan(self, rec: StepRecord, i: int, pred: Any, equity: float) -> _Plan:
@@ -1088,8 +1088,7 @@ class Session:
         lim, sig = self.limits, self.settings.signal
         eng = self.engine
         price = float(self.last_close[i])
-        held = self.broker.positions.get(s)  # broker.position(s), without a flat Position
-        cur = (held.qty if held is not None else 0.0) + self._open_qty.get(s, 0)
+        cur = self.broker.qty(s) + self._open_qty.get(s, 0)
         if pred is None:
             model, prob, shadow, shadow_prob, fallback = self.model_label, None, None, None, None
         else:
@@ -1171,7 +1170,7 @@ class Session:
         lim = self.limits
         broker = self.broker
         price = float(self.last_close[i])
-        cur = broker.position(s).qty + self._open_qty.get(s, 0)
+        cur = broker.qty(s) + self._open_qty.get(s, 0)
         qty = round(p.target_qty - cur, QTY_DIGITS)
         rate = self._cost_rate(s, price)
         lot = self._lot(i)

@@ -157,7 +157,7 @@ def _handlers(logger: logging.Logger, level: int) -> list[logging.Handler] | Non
 
 _QUOTE = json.encoder.encode_basestring_ascii  # how the encoder writes a str (ensure_ascii)
 _HEAD = frozenset(("ts", "level", "logger", "run_id", "event"))
-_KEYS: dict[str, str] = {}
+_KEYS: dict[tuple, tuple[str, ...]] = {}
 
 
 def _value_json(v: Any) -> str:
@@ -175,10 +175,11 @@ def _value_json(v: Any) -> str:
     return _ENCODER.encode(_jsonable(v))
 
 
-def _key_json(k: str) -> str:
-    out = _KEYS.get(k)
+def _key_prefixes(keys: tuple) -> tuple[str, ...]:
+    """``,"key":`` for each of ``keys`` (str keys only), made once per key tuple."""
+    out = _KEYS.get(keys)
     if out is None:
-        out = _KEYS[k] = "," + _QUOTE(k) + ":"
+        out = _KEYS[keys] = tuple("," + _QUOTE(k) + ":" for k in keys)
     return out
 
 
@@ -227,11 +228,25 @@ def _emit(logger: logging.Logger, level: int, n: int,
         prefix = ("{" + ",".join(_QUOTE(k) + ":" + _value_json(v) for k, v in head.items())
                   + ',"event":')
         lines = []
+        quote, frepr, irepr = _QUOTE, float.__repr__, int.__repr__
         for event, keys, values in as_rows():
             if type(event) is str and all(type(k) is str and k not in _HEAD for k in keys):
-                lines.append(prefix + _QUOTE(event) + "".join(
-                    [_key_json(k) + _value_json(v) for k, v in zip(keys, values, strict=True)])
-                    + "}\n")
+                parts = [prefix, quote(event)]
+                # _value_json inlined (this loop runs per field of every decision)
+                for k, v in zip(_key_prefixes(keys), values, strict=True):
+                    t = type(v)
+                    if t is str:
+                        parts.append(k + quote(v))
+                    elif t is float:
+                        parts.append(k + (frepr(v) if v - v == 0.0 else quote(str(v))))
+                    elif v is None:
+                        parts.append(k + "null")
+                    elif t is int:
+                        parts.append(k + irepr(v))
+                    else:
+                        parts.append(k + _ENCODER.encode(_jsonable(v)))
+                parts.append("}\n")
+                lines.append("".join(parts))
             else:  # a field named like a head key, or not a str: as JsonFormatter does it
                 fields = _jsonable_fields(dict(zip(keys, values, strict=True)))
                 lines.append(_ENCODER.encode({**head, "event": event, **fields}) + "\n")

@@ -274,7 +274,10 @@ class Router:
                 why[int(i)] = f"model {name} unusable: {st.problem}"
             return
         try:
-            out[rows] = model.predict_proba_up(X32[rows])
+            if len(rows) == len(X32):  # every row (rows is sorted and unique): no copies
+                out[:] = model.predict_proba_up(X32)
+            else:
+                out[rows] = model.predict_proba_up(X32[rows])
         except ModelError as exc:
             log_event(log, "inference_failed", level=logging.ERROR, model=name, error=str(exc))
             for i in rows:
@@ -289,7 +292,7 @@ class Router:
             raise ModelError(
                 f"predict expected X of shape ({n}, {N_FEATURES}) for {n} symbols, got {X.shape}"
             )
-        if not np.issubdtype(X.dtype, np.floating):
+        if X.dtype.kind != "f":  # a floating dtype (np.issubdtype(X.dtype, np.floating))
             raise ModelError(f"predict expected float64 features, got dtype {X.dtype}")
         mode = asset_specific_mode()
         memo: dict = {}
@@ -305,16 +308,20 @@ class Router:
             X32 = X.astype(np.float32)
         finite_in = np.isfinite(X32).all(axis=1)
         prob = np.full(n, np.nan)
-        sprob = np.full(n, np.nan)
+        sprob = prob  # replaced below when a shadow model predicts
         why: dict[int, str] = {}
         swhy: dict[int, str] = {}
         idx = np.arange(n)
         models = [r[1] for r in routes]
-        for name in dict.fromkeys(models):
-            rows = idx[np.array([m == name for m in models], dtype=bool) & finite_in]
+        names = dict.fromkeys(models)
+        for name in names:
+            rows = idx[finite_in if len(names) == 1
+                       else np.array([m == name for m in models], dtype=bool) & finite_in]
             self._run(name, X32, rows, prob, why, memo)
         shadows = [r[3] for r in routes]
         for name in dict.fromkeys(m for m in shadows if m):
+            if sprob is prob:
+                sprob = np.full(n, np.nan)
             rows = idx[np.array([m == name for m in shadows], dtype=bool) & finite_in]
             self._run(name, X32, rows, sprob, swhy, memo)
         out = []
