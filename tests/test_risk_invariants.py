@@ -12,10 +12,11 @@ per symbol, a bar or none, a close move (mostly within 5%, one in eight a jump f
 +60%: past the bar gate, past the 25% price band, or a crash), a gap at the open (what
 pending orders fill at) and a probability (None / 0 / 0.5 / 1), a few hours to move the clock
 (days change now and then); before the step, now and then, ``FLAG_TRADING_HALTED`` or
-``kill.flag`` goes on or off (on about 10% of the steps) or the session restarts (the ledger
-is closed and a new session opened with ``--resume`` re-feeds the bars as ``run`` does); in
-one step in fifteen the model sets one of the two inside ``predict``, i.e. between the signal
-and the orders. A ``reset_halt`` rule runs ``research-lib reset-halt`` while HALTED.
+``kill.flag`` goes on or off (off eight times as often as on) or the session restarts (the
+ledger is closed and a new session opened with ``--resume`` re-feeds the bars as ``run``
+does); in one step in fifteen the model sets one of the two inside ``predict``, i.e. between
+the signal and the orders. A ``reset_halt`` rule runs the ``reset-halt`` handler while
+HALTED.
 
 Checked after every step, with E = the step's marked equity and p = each symbol's decision
 price (its last good close), "position" meaning held + pending (open orders) quantity:
@@ -103,7 +104,7 @@ probs = st.sampled_from([None, 0.0, 0.5, 1.0, 1.0, 1.0])
 bar_of = st.tuples(st.sampled_from([True, True, True, True, False]), moves, gaps, probs)
 # before a step, now and then: flip a kill switch, restart the session
 events = st.sampled_from([None] * 24 + ["flag_on", "file_on", "restart", "restart"]
-                         + ["flag_off", "file_off"] * 8)  # a switch is on ~10% of the steps
+                         + ["flag_off", "file_off"] * 8)  # "off" eight times as likely
 
 
 class StubModel:
