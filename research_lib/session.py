@@ -345,8 +345,12 @@ class LiveFeed:
     def __init__(self, source: Any, symbols: Sequence[str], interval: str, poll_seconds: float,
                  lookback_bars: int, should_stop: Callable[[], bool],
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 should_abort: Callable[[], bool] = lambda: False) -> None:
         self.source = source
+        # a second Ctrl+C: stop fetching at once (nothing of this poll is decided yet)
+        self.should_abort = should_abort
+        self.aborted = False
         self.symbols = list(symbols)
         self.interval = interval
         self.poll_seconds = poll_seconds
@@ -357,12 +361,18 @@ class LiveFeed:
         self.last_seen: dict[str, Any] = {}
         self.n_warmup = 0
 
-    def _poll(self) -> dict[str, Any]:
+    def _poll(self) -> dict[str, Any] | None:
+        """Fetch every symbol; ``None`` when a second interrupt abandons the poll."""
         import pandas as pd
 
         now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         out = {}
         for s in self.symbols:
+            if self.should_abort():
+                self.aborted = True
+                log_event(log, "live_poll_abandoned", level=30, at_symbol=s,
+                          reason="second interrupt: nothing of this poll was decided")
+                return None
             try:
                 df = self.source.fetch(s, start=now - pd.Timedelta(seconds=self.lookback_s),
                                        interval=self.interval)
@@ -390,6 +400,8 @@ class LiveFeed:
         first = True
         while not self.should_stop():
             frames = self._poll()
+            if frames is None:
+                return
             now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
             fill = np.full(n, np.nan)
             news: dict[int, Any] = {}
@@ -1263,7 +1275,8 @@ class Session:
             poll = spec.poll_seconds or interval_seconds(self.interval)
             self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval, poll,
                                  self.settings.session.warmup_bars, should_stop,
-                                 clock=spec.clock, sleep=spec.sleep)
+                                 clock=spec.clock, sleep=spec.sleep,
+                                 should_abort=lambda: self.ks.force)
         log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
                   model=self.model_label, ledger=str(self.ledger.path))

@@ -14,6 +14,7 @@ import pytest
 
 from research_lib.cli import main
 from research_lib.errors import ConfigError
+from research_lib.flags import KillSwitch
 from research_lib.ledger import Ledger, deterministic_dump, read_run
 from research_lib.session import parse_duration, signal_target
 from tests.acceptance.paper_kit import (
@@ -469,3 +470,41 @@ def test_serving_path_imports_no_training_or_plotting_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+def test_live_poll_when_second_interrupt_mid_fetch_then_stops_fetching_and_writes_nothing(
+        tmp_path):
+    """First Ctrl+C: the step in flight is finished and committed. A second one during a
+    live poll (slow fetches, rate-limit back-off) ends sooner: the remaining symbols are not
+    fetched, nothing of that poll is decided, so nothing is half-written; exit is clean."""
+    bars = {s: frame(list(np.linspace(100, 130, 80)), start="2021-01-04 00:00", freq="h",
+                     symbol=s) for s in ("AAA", "BBB", "CCC")}
+    now = {"t": bars["AAA"].index[59].timestamp()}
+    ks = KillSwitch(kill_file=None)
+    fetched: list[tuple[int, str]] = []
+    polls = {"n": 0}
+
+    class Growing(FrameSource):
+        def fetch(self, symbol, start=None, end=None, interval="1d"):
+            if symbol == "AAA":
+                polls["n"] += 1
+            fetched.append((polls["n"], symbol))
+            if polls["n"] == 3 and symbol == "AAA":  # two Ctrl+C while the 3rd poll fetches
+                ks.request_stop()
+                ks.request_stop()
+            df = super().fetch(symbol, start=start, interval=interval)
+            return df[df.index.map(lambda x: x.timestamp()) <= now["t"]]
+
+    def sleep(dt):
+        now["t"] += dt
+
+    write_config(tmp_path / "config", session={"warmup_bars": 55, **NO_COSTS})
+    res = make_session(tmp_path, symbols=["AAA", "BBB", "CCC"], source=Growing(bars),
+                       mode="live", interval="1h", poll_seconds=3600,
+                       clock=lambda: now["t"], sleep=sleep, kill_switch=ks,
+                       model="baseline:buy_and_hold").run()
+    assert res.exit_code == 0 and res.summary["stopped"] == "signal"
+    assert (3, "AAA") in fetched and (3, "BBB") not in fetched and (3, "CCC") not in fetched
+    assert res.summary["steps"] == 2  # polls 1 and 2 committed; poll 3 left no trace
+    run = read_run(res.ledger_path)
+    assert len(run["steps"]) == len(run["equity"]) == 2
