@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 
-SECTIONS = ("latency", "throughput", "memory", "startup", "report", "compare")
+SECTIONS = ("latency", "throughput", "profile", "memory", "startup", "report", "compare")
 
 
 def _machine() -> str:
@@ -72,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             print(table(per_bar, "Cost linearity: loop time per symbol-bar (flat = linear in "
                                  "symbols x bars)"))
             print()
+        if "profile" in only:
+            from .profile import profile
+
+            cases = [("100 symbols, ONNX router", 100, None, paper.FULL_START, paper.FULL_END),
+                     ("1 symbol, SMA baseline", 1, "baseline:sma_cross", paper.FULL_START,
+                      paper.FULL_END)]
+            if args.quick:
+                cases[0] = ("10 symbols, ONNX router", 10, None, paper.FULL_START,
+                            paper.FULL_END)
+            for label, figs in profile(data, max(1, min(reps, 2)), cases):
+                print(table(figs, f"Profile of the replay loop, {label} (full history)"))
+                print()
         if "memory" in only:
             figs, per_bar = paper.memory(max(1, reps // 2 + 1))
             print(table(figs, "Memory against history length (fresh process per run, ONNX "

@@ -158,6 +158,7 @@ def _handlers(logger: logging.Logger, level: int) -> list[logging.Handler] | Non
 _QUOTE = json.encoder.encode_basestring_ascii  # how the encoder writes a str (ensure_ascii)
 _HEAD = frozenset(("ts", "level", "logger", "run_id", "event"))
 _KEYS: dict[tuple, tuple[str, ...]] = {}
+_HEAD_TEXT: list[Any] = [None, ""]  # [(level, logger, run_id), its JSON after "ts"]
 
 
 def _value_json(v: Any) -> str:
@@ -225,8 +226,12 @@ def _emit(logger: logging.Logger, level: int, n: int,
         head = {"ts": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "level": logging.getLevelName(level), "logger": logger.name,
                 "run_id": get_run_id()}
-        prefix = ("{" + ",".join(_QUOTE(k) + ":" + _value_json(v) for k, v in head.items())
-                  + ',"event":')
+        rest = (head["level"], head["logger"], head["run_id"])
+        if _HEAD_TEXT[0] != rest:  # the part after "ts", made once per logger/level/run
+            _HEAD_TEXT[:] = [rest, "".join(f",{_QUOTE(k)}:{_value_json(head[k])}"
+                                           for k in ("level", "logger", "run_id"))
+                             + ',"event":']
+        prefix = '{"ts":' + _QUOTE(head["ts"]) + _HEAD_TEXT[1]
         lines = []
         quote, frepr, irepr = _QUOTE, float.__repr__, int.__repr__
         for event, keys, values in as_rows():
