@@ -76,26 +76,43 @@ def _from_windows(
     low: np.ndarray,
     dow: np.ndarray,
 ) -> np.ndarray:
-    """The one formula both paths call, on windows laid out the same way."""
+    """The one formula both paths call, on windows laid out the same way.
+
+    Reductions of equal length run together (gains and losses of the 14 changes; the
+    deviations of the 20 returns and of the 20 volumes), each row still reduced alone and
+    in the same order, so the numbers are those of one reduction per feature."""
     k = C.shape[0]
     out = np.empty((k, N_FEATURES), dtype=np.float64)
     c = C[:, -1]
     out[:, 0:3] = c[:, None] / C[:, _RET_LAGS] - 1.0
-    r = _rows(C[:, -VOL_WINDOW:] / C[:, -VOL_WINDOW - 1 : -1] - 1.0)
-    out[:, 3] = _std_rows(r, ddof=1)
-    d = _rows(C[:, -14:] - C[:, -15:-1])
-    gain = np.add.reduce(_rows(np.where(d > 0.0, d, 0.0)), axis=1)
-    loss = np.add.reduce(_rows(np.where(d < 0.0, -d, 0.0)), axis=1)
+    r = C[:, -VOL_WINDOW:] / C[:, -VOL_WINDOW - 1 : -1] - 1.0  # new array: C-contiguous
+    d = C[:, -14:] - C[:, -15:-1]
+    # rows k.. are the changes negated: where(-d > 0, -d, 0) == where(d < 0, -d, 0)
+    dd = np.concatenate((d, np.negative(d)))
+    gl = np.add.reduce(np.where(dd > 0.0, dd, 0.0), axis=1)
+    gain, loss = gl[:k], gl[k:]
     tot = gain + loss
+    # std of the returns (ddof=1) and of the volumes (ddof=0): _std_rows's steps on both
+    W = np.concatenate((r, V))
+    m = np.add.reduce(W, axis=1, keepdims=True)
+    np.true_divide(m, np.intp(VOL_WINDOW), out=m)
+    x = np.subtract(W, m)
+    np.square(x, out=x)
+    var = np.add.reduce(x, axis=1)
+    np.true_divide(var[:k], np.intp(VOL_WINDOW - 1), out=var[:k])
+    np.true_divide(var[k:], np.intp(VOL_WINDOW), out=var[k:])
+    np.sqrt(var, out=var)
+    out[:, 3] = var[:k]
+    vm, vs = m[k:, 0], var[k:]  # np.mean(V, axis=1), np.std(V, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out[:, 4] = np.where(tot > 0.0, gain / np.where(tot > 0.0, tot, 1.0) - 0.5, 0.0)
+        pos = tot > 0.0
+        out[:, 4] = np.where(pos, gain / np.where(pos, tot, 1.0) - 0.5, 0.0)
         out[:, 5] = c / _mean_rows(_rows(C[:, -10:])) - 1.0
         out[:, 6] = c / _mean_rows(_rows(C)) - 1.0
         out[:, 7] = (high - low) / c
-        vm = _mean_rows(_rows(V))
-        vs = _std_rows(_rows(V))
-        z = (V[:, -1] - vm) / np.where(vs > 0.0, vs, 1.0)
-        out[:, 8] = np.where(vs > 0.0, z, 0.0)
+        spread = vs > 0.0
+        z = (V[:, -1] - vm) / np.where(spread, vs, 1.0)
+        out[:, 8] = np.where(spread, z, 0.0)
     out[:, 9:11] = _DOW_SIN_COS[dow]
     # a NaN close or high/low reaches a feature (SMA 50 spans the whole window, the range
     # reads both), a NaN volume may not (volume_z is 0 when the std is not > 0)
@@ -168,6 +185,7 @@ class FeatureState:
         self.closes = np.full((self.n_symbols, WINDOW), np.nan)
         self.volumes = np.full((self.n_symbols, VOL_WINDOW), np.nan)
         self.count = np.zeros(self.n_symbols, dtype=np.int64)
+        self._warm = False  # every symbol has WARMUP bars
 
     def update(
         self,
@@ -184,7 +202,9 @@ class FeatureState:
             C, V, np.asarray(high, np.float64), np.asarray(low, np.float64),
             np.asarray(dow, np.int64),
         )
-        out[self.count[rows] < WARMUP] = np.nan
+        if not self._warm:  # counts only grow: once every symbol is warm, always warm
+            out[self.count[rows] < WARMUP] = np.nan
+            self._warm = bool(self.count.min() >= WARMUP)
         return out
 
     def push(self, rows: np.ndarray | list[int], close: np.ndarray, volume: np.ndarray) -> None:
@@ -195,12 +215,11 @@ class FeatureState:
 
     def _push(self, rows: np.ndarray, close: np.ndarray,
               volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        C = self.closes[rows]
-        C[:, :-1] = C[:, 1:]
-        C[:, -1] = close
-        V = self.volumes[rows]
-        V[:, :-1] = V[:, 1:]
-        V[:, -1] = volume
+        # each window drops its oldest value and takes the new one (new C-contiguous rows)
+        C = np.concatenate((self.closes[rows, 1:],
+                            np.asarray(close, dtype=np.float64).reshape(-1, 1)), axis=1)
+        V = np.concatenate((self.volumes[rows, 1:],
+                            np.asarray(volume, dtype=np.float64).reshape(-1, 1)), axis=1)
         self.closes[rows] = C
         self.volumes[rows] = V
         self.count[rows] += 1

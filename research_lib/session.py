@@ -1024,12 +1024,15 @@ class Session:
         out: dict[int, Any] = {}
         if self.model.needs_features:
             ok = np.isfinite(X).all(axis=1)
-            for k in np.flatnonzero(~ok):
-                i = int(rows[k])
-                out[i] = Prediction(sym[i], self.classes[sym[i]], self.model_label, None,
-                                    fallback_reason="FEATURES_NOT_READY: warm-up or NaN input")
-            sel = rows[ok]
-            Xs = X[ok]
+            if ok.all():  # after warm-up, the usual case: every row goes to the model
+                sel, Xs = rows, X
+            else:
+                for k in np.flatnonzero(~ok):
+                    i = int(rows[k])
+                    out[i] = Prediction(sym[i], self.classes[sym[i]], self.model_label, None,
+                                        fallback_reason="FEATURES_NOT_READY: warm-up or NaN input")
+                sel = rows[ok]
+                Xs = X[ok]
         else:
             sel, Xs = rows, X
         if len(sel):
