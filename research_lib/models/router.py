@@ -358,35 +358,11 @@ class Router:
         shadow: bool = False,
     ) -> None:
         if not finite_input:  # warm-up and gaps: expected, quiet
-            log_event(
-                log,
-                "no_signal",
-                level=logging.DEBUG,
-                symbol=symbol,
-                model=model,
-                reason="non-finite input features",
-                shadow=shadow,
-            )
-        elif why is not None:
-            log_event(
-                log,
-                "no_signal",
-                level=logging.WARNING,
-                symbol=symbol,
-                model=model,
-                reason=why,
-                shadow=shadow,
-            )
+            level, reason = logging.DEBUG, "non-finite input features"
         else:
-            log_event(
-                log,
-                "no_signal",
-                level=logging.WARNING,
-                symbol=symbol,
-                model=model,
-                reason=f"non-finite model output {value!r}",
-                shadow=shadow,
-            )
+            level, reason = logging.WARNING, why or f"non-finite model output {value!r}"
+        log_event(log, "no_signal", level=level, symbol=symbol, model=model, reason=reason,
+                  shadow=shadow)
 
 
 # --------------------------------------------------------------------------- cli
