@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="name the run (default paper-<UTC time>-<random>); must be new")
     pp.add_argument("--max-steps", type=int, default=None,
                     help="stop after this many committed steps (drills, tests)")
+    pp.add_argument("--fast", action="store_true",
+                    help="replay only: quiet steps (no order, fill or limit event) in batches, "
+                         "every other step by the step code; the same ledger, config read once")
 
     rh = sub.add_parser("reset-halt", help="clear a latched drawdown HALT after review")
     rh.add_argument("run", help="run id (folder under the run dir) or path to its ledger")

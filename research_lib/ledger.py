@@ -88,7 +88,7 @@ WALL_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
     "decisions": ("latency_ms",),
     "state_changes": ("wall_ts",),
 }
-WALL_CLOCK_META = ("created_at", "run_id", "ledger_path", "config_dir")  # when, who, where
+WALL_CLOCK_META = ("created_at", "run_id", "ledger_path", "config_dir", "engine")  # when, who, where, how
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -415,6 +415,39 @@ class Ledger:
             raise LedgerError(
                 f"{self.path}: step {rec.step} could not be committed ({exc}); it was rolled "
                 "back and the ledger still holds the previous step"
+            ) from exc
+        return True
+
+    def commit_rows(self, rows: Mapping[str, list[tuple[Any, ...]]]) -> bool:
+        """Write the rows of several steps (``rows["steps"]`` one per step, every table in
+        step order) in one transaction, as :meth:`commit_step` writes one: ``False`` (and
+        nothing written) if one of the steps was already committed; :class:`LedgerError`
+        after rolling back on any other failure."""
+        c = self.conn
+        steps = rows.get("steps") or []
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany(_INSERT["steps"], steps)
+            except sqlite3.IntegrityError:
+                c.execute("ROLLBACK")
+                log_event(log, "step_already_committed", level=30,
+                          steps=f"{steps[0][0]}..{steps[-1][0]}", ledger=str(self.path))
+                return False
+            for table, tr in rows.items():
+                if table != "steps" and tr:
+                    c.executemany(_INSERT[table], tr)
+            c.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                c.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            first = steps[0][0] if steps else "?"
+            last = steps[-1][0] if steps else "?"
+            raise LedgerError(
+                f"{self.path}: steps {first}..{last} could not be committed ({exc}); they were "
+                "rolled back and the ledger still holds the steps before them"
             ) from exc
         return True
 

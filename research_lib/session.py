@@ -317,24 +317,29 @@ class ReplayFeed:
     def __len__(self) -> int:
         return len(self.clock)
 
-    def __iter__(self) -> Iterator[StepBars]:
-        n = len(self.symbols)
-        every = self.has.all(axis=1).tolist()  # steps where every symbol has a bar
+    def bars_at(self, t: int, every: bool | None = None) -> StepBars:
+        """The bars of clock step ``t`` (``every``: every symbol has a bar, if known)."""
+        if every is None:
+            every = bool(self.has[t].all())
         ohlcv = (self.O, self.H, self.L, self.C, self.V)
+        if every:  # plain row copies: cheaper than fancy indexing
+            rows = np.arange(len(self.symbols))
+            o, h, lo, c, v = (a[t].copy() for a in ohlcv)
+        else:
+            rows = np.flatnonzero(self.has[t])
+            o, h, lo, c, v = (a[t, rows] for a in ohlcv)
+        return StepBars(
+            ts=self.ts[t], day=self.days[t], rows=rows,
+            open=o, high=h, low=lo, close=c, volume=v,
+            dow=np.full(len(rows), self.dow[t], dtype=np.int64),
+            fill_prices=self.fill[t], warmup=t < self.n_warmup,
+            bar_ns=np.full(len(rows), self.ns[t], dtype=np.int64),
+        )
+
+    def __iter__(self) -> Iterator[StepBars]:
+        every = self.has.all(axis=1).tolist()  # steps where every symbol has a bar
         for t in range(len(self.clock)):
-            if every[t]:  # plain row copies: cheaper than fancy indexing
-                rows = np.arange(n)
-                o, h, lo, c, v = (a[t].copy() for a in ohlcv)
-            else:
-                rows = np.flatnonzero(self.has[t])
-                o, h, lo, c, v = (a[t, rows] for a in ohlcv)
-            yield StepBars(
-                ts=self.ts[t], day=self.days[t], rows=rows,
-                open=o, high=h, low=lo, close=c, volume=v,
-                dow=np.full(len(rows), self.dow[t], dtype=np.int64),
-                fill_prices=self.fill[t], warmup=t < self.n_warmup,
-                bar_ns=np.full(len(rows), self.ns[t], dtype=np.int64),
-            )
+            yield self.bars_at(t, every[t])
 
 
 class LiveFeed:
@@ -475,6 +480,9 @@ class SessionSpec:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     log_file: bool = True
+    # replay only: quiet steps computed in batches, every other step by the step code;
+    # the same ledger rows (research_lib.fast_replay)
+    fast: bool = False
 
 
 @dataclass
@@ -745,6 +753,10 @@ class Session:
             self.initial_cash = self.settings.session.initial_cash
         if self.mode not in ("replay", "live"):
             raise ConfigError(f"--mode must be replay or live, got {self.mode!r}")
+        if spec.fast and self.mode != "replay":
+            raise ConfigError("--fast replays history only; a live session runs step by step "
+                              "(drop --fast, or pass --start/--end or a replay source)")
+        self.engine_name = "fast" if spec.fast else "step"
         set_run_id(self.run_id)
         self._classify()
         self.n = len(self.symbols)
@@ -789,6 +801,7 @@ class Session:
                          "model": self.model_name},
                 "config": self._snapshot(),
                 "config_dir": str(self.config_dir),  # where, not what: not compared
+                "engine": self.engine_name,  # how, not what: not compared
             }
             self.ledger = Ledger.create(path, meta, synchronous="FULL" if self.mode == "live"
                                         else "NORMAL")
@@ -898,9 +911,13 @@ class Session:
         self.model.observe(rows, bars.close)
         return X
 
-    def _step(self, step: int, bars: StepBars, t0: float) -> StepRecord:
+    def _step(self, step: int, bars: StepBars, t0: float, pre: Any = None) -> StepRecord:
+        """One step. ``pre`` (fast replay, :mod:`research_lib.fast_replay`): the step's gate
+        verdicts, predictions and closes, computed in a batch pass with this same code;
+        the config is not re-read."""
         rec = StepRecord(step, bars.ts, len(bars.rows))
-        self._reload(rec)
+        if pre is None:
+            self._reload(rec)
         if self._ks_at_start is not None:  # the session starts halted: say why, once
             self._state_row(rec, StateChange("kill_switch", "CLEAR", "ENGAGED",
                                              f"KILL_SWITCH_AT_START: {self._ks_at_start}"))
@@ -914,7 +931,7 @@ class Session:
             for ev in self._data_events:
                 rec.add("risk_events", (step, *ev))
         # the bar gate: a bad bar is recorded and used for nothing (fail closed)
-        bars, bad = self._gate(bars)
+        bars, bad = self._gate(bars) if pre is None else (pre.bars, pre.bad)
         for i, why in bad:
             rec.add("risk_events", (step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
 
@@ -940,7 +957,12 @@ class Session:
 
         # prices known now (features too), marks, latched account states, the breaker
         rows = bars.rows
-        X = self._observe(bars, gated=True)
+        if pre is None:
+            X = self._observe(bars, gated=True)
+        else:
+            X = None
+            self.last_close[:] = pre.last
+            self.prev_close[:] = pre.prev
         last = self.last_close.tolist()
         marks = dict(zip(sym, last, strict=True))
         equity, gross, net = broker.mark(marks)
@@ -955,8 +977,11 @@ class Session:
 
         # features and predictions for the symbols with a new bar
         preds: dict[int, Any] = {}
-        if X is not None and eng.state is not TradingState.HALTED:
-            preds = self._predict(rows, X)
+        if eng.state is not TradingState.HALTED:
+            if pre is not None:
+                preds = pre.preds
+            elif X is not None:
+                preds = self._predict(rows, X)
 
         # targets: HALTED flattens everything it holds; otherwise the signal decides, and a
         # position above max_position_pct is trimmed even when its symbol has no new bar
@@ -1284,6 +1309,16 @@ class Session:
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
                   model=self.model_label, ledger=str(self.ledger.path))
         try:
+            if spec.fast:
+                from .fast_replay import run_fast
+
+                def counted(n: int) -> None:
+                    nonlocal committed
+                    committed = n
+
+                stopped = run_fast(self, deadline, counted)
+                summary = self._finish(stopped, committed, None)
+                return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
             step = -1
             for bars in self.feed:
                 if bars.warmup:
@@ -1437,6 +1472,7 @@ class Session:
             "run_id": self.run_id,
             "ledger": str(self.ledger.path),
             "mode": self.mode,
+            "engine": getattr(self, "engine_name", "step"),
             "dry_run": self.dry_run,
             "model": self.model_label,
             "symbols": self.symbols,
@@ -1533,6 +1569,7 @@ def cli_paper(args: Any) -> int:
         resume=args.resume,
         config_dir=args.config_dir,
         max_steps=getattr(args, "max_steps", None),
+        fast=getattr(args, "fast", False),
         install_signal_handlers=True,
         restore_signal_handlers=False,
     )
