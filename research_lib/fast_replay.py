@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 log = get_logger("session")
 
 FLUSH_STEPS = 2048  # steps per ledger transaction
-BLOCK_STEPS = 1024  # steps tested at once for quiet
+BLOCK_MIN, BLOCK_MAX = 16, 4096  # steps tested at once for quiet: grows while all are
 
 
 # ---------------------------------------------------------------------------- pass 1
@@ -80,6 +80,8 @@ class Pass1:
         self.P = np.full((T, N), np.nan)  # probability (NaN: none) of a good bar at t
         self.ok = np.zeros((T, N), dtype=bool)  # a bar at t passed the gate
         self.bad: dict[int, tuple[Any, list[tuple[int, str]]]] = {}
+        self.block = BLOCK_MIN  # steps quiet_run tests next (grows while whole blocks pass)
+        self.known_event = -1  # a step quiet_run already found not quiet
 
     def preds_at(self, t: int, rows: np.ndarray) -> dict[int, Any]:  # pragma: no cover
         raise NotImplementedError
@@ -246,17 +248,18 @@ def _quiet_preconditions(s: Session) -> bool:
             and math.isfinite(s.last_equity) and s.last_equity > 0)
 
 
-def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch) -> int:
+def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
+              days_all: np.ndarray) -> int:
     """Write the rows of the quiet steps from ``step`` (before ``limit``) into ``batch``
     and advance the account's day, peak and equity past them; returns the first step that
     is not quiet (``step`` itself when it is not)."""
-    if step == 0 or not _quiet_preconditions(s):
+    if step == 0 or step == pre.known_event or not _quiet_preconditions(s):
         return step
     t_clock = time.perf_counter()
     feed, eng, lim = s.feed, s.engine, s.limits
     sig, band = s.settings.signal, s.settings.session.rebalance_band
     w = feed.n_warmup
-    t0, t1 = w + step, w + min(limit, step + BLOCK_STEPS)
+    t0, t1 = w + step, w + min(limit, step + pre.block)
     b = t1 - t0
     if b <= 0:
         return step
@@ -283,7 +286,7 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch) -> in
     with np.errstate(invalid="ignore", divide="ignore"):
         event |= ~(np.isfinite(equity) & (equity > 0))
         # the day's start equity, the peak, then the account limits (RiskEngine.on_mark)
-        days = np.asarray(feed.days[t0:t1])
+        days = days_all[t0:t1]
         newday = np.empty(b, dtype=bool)
         newday[0] = days[0] > eng.day
         newday[1:] = days[1:] > days[:-1]
@@ -330,6 +333,9 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch) -> in
             verdict_band = sized & ~hold & in_band
             event |= (sized & ~hold & ~in_band).any(axis=1)
     nq = int(np.argmax(event)) if event.any() else b
+    pre.block = min(pre.block * 4, BLOCK_MAX) if nq == b else BLOCK_MIN
+    if nq < b:
+        pre.known_event = step + nq
     if nq == 0:
         return step
 
@@ -437,6 +443,7 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
     if 0 < step <= n_steps and s.state is not None and s.state.last_ts:
         s._check_resume_clock(step - 1, feed.bars_at(w + step - 1))
     committed, quiet, slow = 0, 0, 0
+    days_all = np.asarray(feed.days)
     batch = Batch.empty()
     stopped = "end_of_data"
 
@@ -468,7 +475,7 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
             stopped = "max_steps"
             break
         limit = n_steps if spec.max_steps is None else min(n_steps, step + spec.max_steps - done)
-        nxt = quiet_run(s, pre, step, limit, batch)
+        nxt = quiet_run(s, pre, step, limit, batch, days_all)
         if nxt > step:
             quiet += nxt - step
             step = nxt
