@@ -19,7 +19,9 @@ from an in-memory source); each library's own run is timed: research_lib's whole
 per step, decision log, summary) and its loop alone; backtesting.py ``Backtest(...).run()``
 (its progress bar switched off, which only helps it); backtrader ``Cerebro`` set-up,
 ``adddata`` and ``run()``. A universe of N series is one research_lib session and N runs
-of the others (each is single-series), over the same symbol-bars.
+of the others (each is single-series), over the same symbol-bars. research_lib runs twice
+per round: the step loop and ``--fast`` (research_lib.fast_replay: the same ledger rows,
+quiet steps in numpy blocks); both must take the same trades.
 """
 
 from __future__ import annotations
@@ -131,15 +133,17 @@ def run_backtrader(frames: dict[str, Any], weight: float) -> tuple[float, list[T
 
 
 # ---------------------------------------------------------------------- research_lib
-def run_research_lib(frames: dict[str, Any], config: Any) -> tuple[float, float, int, list[Trade]]:
+def run_research_lib(frames: dict[str, Any], config: Any,
+                     fast: bool = False) -> tuple[float, float, int, list[Trade]]:
     """One session over every series from its first bar (no warm-up history before the
-    start). Returns (whole run() seconds, loop seconds, symbol-bars, trades)."""
+    start), by the step loop or ``fast`` (the same ledger). Returns (whole run() seconds,
+    loop seconds, symbol-bars, trades)."""
     from research_lib.ledger import read_run
 
     got: dict[str, Any] = {}
     r = run_timed(symbols=list(frames), source=MemorySource(frames), start=FULL_START,
                   end=FULL_END, model="baseline:sma_cross", config_dir=config,
-                  run_dir=tempdir("cmp"), on_ledger=lambda p: got.update(read_run(p)))
+                  run_dir=tempdir("cmp"), on_ledger=lambda p: got.update(read_run(p)), fast=fast)
     fills = got["fills"]
     trades = sorted((str(f.symbol), str(f.ts.date()), "BUY" if f.qty > 0 else "SELL")
                     for f in fills.itertuples())
@@ -179,6 +183,14 @@ def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
     bars = sum(len(df) for df in frames.values())
     rl_run = Figure(f"{label}: research_lib, whole run()", "bars/s")
     rl_loop = Figure(f"{label}: research_lib, loop only", "bars/s")
+    fr_run = Figure(f"{label}: research_lib --fast, whole run()", "bars/s")
+    fr_loop = Figure(f"{label}: research_lib --fast, loop only", "bars/s")
+    f_bp = Figure(f"{label}: ratio research_lib --fast / backtesting.py", "x", note="whole run()")
+    f_bp_loop = Figure(f"{label}: ratio research_lib --fast / backtesting.py", "x",
+                       note="loop only")
+    f_btr = Figure(f"{label}: ratio research_lib --fast / backtrader", "x", note="whole run()")
+    f_btr_loop = Figure(f"{label}: ratio research_lib --fast / backtrader", "x",
+                        note="loop only")
     bp = Figure(f"{label}: backtesting.py 0.6.6", "bars/s")
     btr = Figure(f"{label}: backtrader 1.9.78", "bars/s")
     r_bp = Figure(f"{label}: ratio research_lib / backtesting.py", "x", note="whole run()")
@@ -190,17 +202,26 @@ def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
         total, loop, rl_bars, rl_trades = run_research_lib(frames, cfg)
         if rl_bars != bars:
             raise RuntimeError(f"research_lib stepped {rl_bars} bars, the others {bars}")
+        f_total, f_loop, _, f_trades = run_research_lib(frames, cfg, fast=True)
+        if f_trades != rl_trades:
+            raise RuntimeError("research_lib --fast took other trades than the step loop")
         t_bp, bp_trades = run_backtesting(ohlc, weight)
         rl_run.add(bars / total)
         rl_loop.add(bars / loop)
+        fr_run.add(bars / f_total)
+        fr_loop.add(bars / f_loop)
         bp.add(bars / t_bp)
         r_bp.add(t_bp / total)
         r_bp_loop.add(t_bp / loop)
+        f_bp.add(t_bp / f_total)
+        f_bp_loop.add(t_bp / f_loop)
         if with_backtrader:
             t_btr, btr_trades = run_backtrader(ohlc, weight)
             btr.add(bars / t_btr)
             r_btr.add(t_btr / total)
             r_btr_loop.add(t_btr / loop)
+            f_btr.add(t_btr / f_total)
+            f_btr_loop.add(t_btr / f_loop)
         if rep == 0:
             checks.append(f"{label}: backtesting.py vs research_lib: "
                           f"{_check('backtesting.py', bp_trades, rl_trades)} "
@@ -209,8 +230,9 @@ def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
                 checks.append(f"{label}: backtrader vs research_lib: "
                               f"{_check('backtrader', btr_trades, rl_trades)}")
     rl_run.note = f"{bars:,} bars"
-    figs = [rl_run, rl_loop, bp] + ([btr] if with_backtrader else []) + [r_bp, r_bp_loop]
-    figs += [r_btr, r_btr_loop] if with_backtrader else []
+    figs = [rl_run, rl_loop, fr_run, fr_loop, bp] + ([btr] if with_backtrader else [])
+    figs += [r_bp, r_bp_loop, f_bp, f_bp_loop]
+    figs += [r_btr, r_btr_loop, f_btr, f_btr_loop] if with_backtrader else []
     return figs, checks
 
 

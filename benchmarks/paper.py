@@ -106,29 +106,34 @@ def latency(data: Data, repeats: int, sizes=SIZES, models=MODELS) -> list[Figure
 
 
 # ---------------------------------------------------------------------- throughput
-def throughput(data: Data, repeats: int, sizes=SIZES, models=MODELS) -> tuple[list[Figure], list[Figure]]:
+def throughput(data: Data, repeats: int, sizes=SIZES, models=MODELS,
+               engines=(False, True)) -> tuple[list[Figure], list[Figure]]:
     """Replay of the whole sample history (1999-01-04 .. 2020-01-17): symbol-bars decided
     per second of the loop (every step: gate, features, predict, size, risk, kill switch,
     ledger commit, decision log), and per second of the whole run() (with set-up: reading
-    the CSVs, the sanity suite, models, ledger)."""
+    the CSVs, the sanity suite, models, ledger); by the step loop and by ``--fast`` (the
+    same ledger rows; its loop includes pass 1, the batch of features and predictions)."""
     out, per_bar = [], []
     for model in models:
         for n in sizes:
             syms, src = data.csv(n)
-            loop = Figure(f"replay, {n} symbol(s), {_label(model)}", "symbol-bars/s")
-            whole = Figure("  the same, whole run() with set-up", "symbol-bars/s")
-            us = Figure(f"loop cost per symbol-bar, {n} symbol(s), {_label(model)}", "us")
-            for _ in range(repeats):
-                r = run_timed(symbols=syms, source=src, start=FULL_START, end=FULL_END,
-                              model=_model_arg(model), config_dir=data.config(n),
-                              run_dir=data.run_dir("tput"))
-                loop.add(r.throughput)
-                whole.add(r.throughput_total)
-                us.add(r.loop_s / r.symbol_bars * 1e6)
-            loop.note = f"{r.symbol_bars:,} symbol-bars in {r.steps:,} steps"
-            whole.note = f"set-up {r.setup_s:.2f} s"
-            out += [loop, whole]
-            per_bar.append(us)
+            for fast in engines:
+                tag = " --fast" if fast else ""
+                loop = Figure(f"replay{tag}, {n} symbol(s), {_label(model)}", "symbol-bars/s")
+                whole = Figure("  the same, whole run() with set-up", "symbol-bars/s")
+                us = Figure(f"loop cost per symbol-bar{tag}, {n} symbol(s), {_label(model)}",
+                            "us")
+                for _ in range(repeats):
+                    r = run_timed(symbols=syms, source=src, start=FULL_START, end=FULL_END,
+                                  model=_model_arg(model), config_dir=data.config(n),
+                                  run_dir=data.run_dir("tput"), fast=fast)
+                    loop.add(r.throughput)
+                    whole.add(r.throughput_total)
+                    us.add(r.loop_s / r.symbol_bars * 1e6)
+                loop.note = f"{r.symbol_bars:,} symbol-bars in {r.steps:,} steps"
+                whole.note = f"set-up {r.setup_s:.2f} s"
+                out += [loop, whole]
+                per_bar.append(us)
     return out, per_bar
 
 

@@ -1533,7 +1533,8 @@ def format_summary(s: dict[str, Any]) -> str:
     lines = [
         f"run        {s['run_id']}",
         f"ledger     {s['ledger']}",
-        f"session    {s['mode']}{' (dry run)' if s['dry_run'] else ''}, model {s['model']}, "
+        f"session    {s['mode']}{' (fast)' if s.get('engine') == 'fast' else ''}"
+        f"{' (dry run)' if s['dry_run'] else ''}, model {s['model']}, "
         f"{', '.join(s['symbols'])}",
         *(f"proxy      {sym}: {note}" for sym, note in (s.get("proxies") or {}).items()),
         f"steps      {s['steps']} ({s['first_step_ts']} .. {s['last_step_ts']}), "
