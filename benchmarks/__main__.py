@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             for label, figs in profile(data, max(1, min(reps, 2)), cases):
                 print(table(figs, f"Profile of the replay loop, {label} (full history)"))
                 print()
+            from .profile_fast import CASES, profile_fast
+
+            fast_cases = CASES[:1] + (("10 symbols, ONNX router", 10, None),) if args.quick \
+                else CASES
+            for label, figs in profile_fast(data, max(1, min(reps, 2)), fast_cases):
+                print(table(figs, f"Profile of a --fast replay, {label} (full history)"))
+                print()
         if "memory" in only:
             figs, per_bar = paper.memory(max(1, reps // 2 + 1))
             print(table(figs, "Memory against history length (fresh process per run, ONNX "
