@@ -475,6 +475,7 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
             stopped = "max_steps"
             break
         limit = n_steps if spec.max_steps is None else min(n_steps, step + spec.max_steps - done)
+        limit = min(limit, step + FLUSH_STEPS - batch.steps)  # a batch never passes FLUSH_STEPS
         nxt = quiet_run(s, pre, step, limit, batch, days_all)
         if nxt > step:
             quiet += nxt - step

@@ -214,10 +214,6 @@ def test_sigkill_fast_replay_mid_batch_then_resume_gives_the_step_run_ledger(
     check_against(reference, got)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: run_fast flushes once a batch holds >= FLUSH_STEPS steps, but quiet_run "
-    "adds up to BLOCK_MAX (4096) steps at once, so a batch overshoots (2050 steps here; "
-    "3722 for ^GSPC buy_and_hold) and a crash can lose more than FLUSH_STEPS"))
 def test_fast_replay_commits_in_batches_of_flush_steps(reference):
     """README and fast_replay: "the ledger commits every 2,048 steps (a crash loses at most
     those)": every commit point of the fast run (so every possible ledger at a kill) is a
