@@ -46,7 +46,7 @@ import numpy as np
 from .baselines import SMA_FAST, SMA_SLOW, BuyAndHold, Prediction, SmaCross
 from .broker import round_qty
 from .errors import LedgerError
-from .ledger import now_iso
+from .ledger import now_iso, step_rows
 from .risk import EPS, TradingState, clip_target
 from .telemetry import get_logger, log_event
 
@@ -232,9 +232,7 @@ class Batch:
             self.rows.setdefault(table, []).extend(rows)
 
     def add_record(self, rec: Any) -> None:
-        self.rows["steps"].append((rec.step, rec.ts, rec.n_bars, rec.wall_ts or now_iso(),
-                                   rec.e2d_ms))
-        for table, rows in rec.rows.items():
+        for table, rows in step_rows(rec).items():
             self.extend(table, rows)
         self.steps += 1
         self.last_step = rec.step

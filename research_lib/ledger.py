@@ -177,6 +177,13 @@ class StepRecord:
         self.rows.setdefault(table, []).append(row)
 
 
+def step_rows(rec: StepRecord) -> dict[str, list[tuple[Any, ...]]]:
+    """One step's rows per table, its ``steps`` row first (what :meth:`Ledger.commit_rows`
+    takes)."""
+    return {"steps": [(rec.step, rec.ts, rec.n_bars, rec.wall_ts or now_iso(), rec.e2d_ms)],
+            **{t: r for t, r in rec.rows.items() if t != "steps"}}
+
+
 @dataclass
 class LedgerState:
     """What a session needs to continue a run, rebuilt from the ledger."""
@@ -390,20 +397,29 @@ class Ledger:
         (a full disk, a read-only folder, a duplicate fill), leaving the previous step.
         ``pause`` (fault-injection drills only) sleeps inside the transaction, after the
         rows are written and before ``COMMIT``, so a kill can land there."""
+        return self.commit_rows(step_rows(rec), pause)
+
+    def commit_rows(self, rows: Mapping[str, list[tuple[Any, ...]]], pause: float = 0.0) -> bool:
+        """Write the rows of one or more steps (``rows["steps"]`` one per step, every table
+        in step order; :func:`step_rows` gives one step's) in one transaction: ``False``
+        (and nothing written) if one of the steps was already committed;
+        :class:`LedgerError` after rolling back on any other failure."""
         c = self.conn
+        steps = rows.get("steps") or []
+        span = (f"step {steps[0][0]}" if len(steps) == 1 else
+                f"steps {steps[0][0]}..{steps[-1][0]}" if steps else "no step")
         try:
             c.execute("BEGIN IMMEDIATE")
             try:
-                c.execute(_INSERT["steps"],
-                          (rec.step, rec.ts, rec.n_bars, rec.wall_ts or now_iso(), rec.e2d_ms))
+                c.executemany(_INSERT["steps"], steps)
             except sqlite3.IntegrityError:
                 c.execute("ROLLBACK")
-                log_event(log, "step_already_committed", level=30, step=rec.step,
+                log_event(log, "step_already_committed", level=30, steps=span,
                           ledger=str(self.path))
                 return False
-            for table, rows in rec.rows.items():
-                if rows:
-                    c.executemany(_INSERT[table], rows)
+            for table, tr in rows.items():
+                if table != "steps" and tr:
+                    c.executemany(_INSERT[table], tr)
             if pause > 0:
                 time.sleep(pause)
             c.execute("COMMIT")
@@ -413,41 +429,8 @@ class Ledger:
             except sqlite3.Error:
                 pass
             raise LedgerError(
-                f"{self.path}: step {rec.step} could not be committed ({exc}); it was rolled "
-                "back and the ledger still holds the previous step"
-            ) from exc
-        return True
-
-    def commit_rows(self, rows: Mapping[str, list[tuple[Any, ...]]]) -> bool:
-        """Write the rows of several steps (``rows["steps"]`` one per step, every table in
-        step order) in one transaction, as :meth:`commit_step` writes one: ``False`` (and
-        nothing written) if one of the steps was already committed; :class:`LedgerError`
-        after rolling back on any other failure."""
-        c = self.conn
-        steps = rows.get("steps") or []
-        try:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.executemany(_INSERT["steps"], steps)
-            except sqlite3.IntegrityError:
-                c.execute("ROLLBACK")
-                log_event(log, "step_already_committed", level=30,
-                          steps=f"{steps[0][0]}..{steps[-1][0]}", ledger=str(self.path))
-                return False
-            for table, tr in rows.items():
-                if table != "steps" and tr:
-                    c.executemany(_INSERT[table], tr)
-            c.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                c.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            first = steps[0][0] if steps else "?"
-            last = steps[-1][0] if steps else "?"
-            raise LedgerError(
-                f"{self.path}: steps {first}..{last} could not be committed ({exc}); they were "
-                "rolled back and the ledger still holds the steps before them"
+                f"{self.path}: {span} could not be committed ({exc}); it was rolled back and "
+                "the ledger still holds the steps before it"
             ) from exc
         return True
 
