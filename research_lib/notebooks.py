@@ -168,9 +168,15 @@ def run_report(name: str, parameters: dict[str, Any] | None = None,
                out: str | Path | None = None, keep_notebook: bool = False,
                progress: bool = True) -> Path:
     html = Path(out) if out else reports_dir() / f"{name}.html"
-    ipynb = html.with_suffix(".ipynb") if keep_notebook else None
-    executed = execute(name, parameters, ipynb, progress=progress)
+    # executed in a fresh temporary folder: a failed run never overwrites a kept notebook
+    executed = execute(name, parameters, None, progress=progress)
     path = to_html(executed, html)
+    if keep_notebook:
+        try:
+            write_atomic(html.with_suffix(".ipynb"), executed.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise NotebookError(f"cannot write {html.with_suffix('.ipynb')}: "
+                                f"{exc.strerror or exc}; the previous one is kept") from exc
     log_event(log, "report_written", notebook=name, html=str(path))
     return path
 

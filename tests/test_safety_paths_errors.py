@@ -605,3 +605,24 @@ def test_paper_live_when_network_drops_after_start_then_stops_after_bounded_fail
                        match=f"at {LIVE_MAX_FAILED_POLLS} polls in a row"):
         _live(tmp_path, src).run()
     assert src.calls == 1 + LIVE_MAX_FAILED_POLLS
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_report_when_the_notebook_fails_mid_run_then_previous_html_and_notebook_intact(
+        tmp_path, capsys, monkeypatch, keep):
+    import papermill
+
+    def fails(src, out, **kw):
+        Path(out).write_text('{"partial": ')  # papermill writes as it goes
+        raise papermill.PapermillExecutionError(0, 1, "", "ValueError", "boom", [])
+
+    monkeypatch.setattr(papermill, "execute_notebook", fails)
+    html = tmp_path / "r.html"
+    html.write_text("previous html")
+    html.with_suffix(".ipynb").write_text("previous notebook")
+    code = main(["report", "data_sanity", "--out", str(html),
+                 *(["--keep-notebook"] if keep else [])])
+    err = _err(capsys)
+    assert code == 2 and "failed in cell 1: ValueError: boom" in err
+    assert html.read_text() == "previous html"
+    assert html.with_suffix(".ipynb").read_text() == "previous notebook"
