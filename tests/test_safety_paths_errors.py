@@ -626,3 +626,49 @@ def test_report_when_the_notebook_fails_mid_run_then_previous_html_and_notebook_
     assert code == 2 and "failed in cell 1: ValueError: boom" in err
     assert html.read_text() == "previous html"
     assert html.with_suffix(".ipynb").read_text() == "previous notebook"
+
+
+@pytest.mark.parametrize("how", ["unreadable", "folder", "not utf-8"])
+def test_paper_when_a_config_file_cannot_be_read_then_exit_2_naming_it_and_no_run(
+        tmp_path, capsys, monkeypatch, how):
+    cfg = write_config(tmp_path / "config", session={"kill_file": str(tmp_path / "kill.flag")})
+    risk = cfg / "risk.yaml"
+    if how == "folder":
+        risk.unlink()
+        risk.mkdir()
+    elif how == "not utf-8":
+        risk.write_bytes(b"risk:\n  max_position_pct: \xff\xfe\n")
+    else:
+        real = Path.read_text
+
+        def read_text(self, *a, **k):
+            if self == risk:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return real(self, *a, **k)
+
+        monkeypatch.setattr(Path, "read_text", read_text)
+    code = main(_paper(tmp_path, *SAMPLE_WINDOW))
+    err = _err(capsys)
+    assert code == 2 and str(risk) in err
+    assert {"unreadable": "Permission denied", "folder": "Is a directory",
+            "not utf-8": "UTF-8"}[how] in err
+    assert _ledgers(tmp_path) == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_features_when_the_write_fails_mid_way_then_previous_file_intact(
+        tmp_path, capsys, monkeypatch, suffix):
+    out = tmp_path / f"f{suffix}"
+    out.write_text("previous features")
+
+    def full_disk(self, path, *a, **k):
+        Path(path).write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv" if suffix == ".csv" else "to_parquet", full_disk)
+    code = main(["features", "--out", str(out), "--symbols", "SPY", "--start", "2018-01-02",
+                 "--end", "2018-03-01"])
+    err = _err(capsys)
+    assert code == 2 and "No space left on device" in err and "kept" in err
+    assert out.read_text() == "previous features"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
