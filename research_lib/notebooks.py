@@ -170,13 +170,17 @@ def run_report(name: str, parameters: dict[str, Any] | None = None,
     html = Path(out) if out else reports_dir() / f"{name}.html"
     # executed in a fresh temporary folder: a failed run never overwrites a kept notebook
     executed = execute(name, parameters, None, progress=progress)
-    path = to_html(executed, html)
-    if keep_notebook:
-        try:
-            write_atomic(html.with_suffix(".ipynb"), executed.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise NotebookError(f"cannot write {html.with_suffix('.ipynb')}: "
-                                f"{exc.strerror or exc}; the previous one is kept") from exc
+    try:
+        path = to_html(executed, html)
+        if keep_notebook:
+            kept = html.with_suffix(".ipynb")
+            try:
+                write_atomic(kept, executed.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise NotebookError(f"cannot write {kept}: {exc.strerror or exc}; the "
+                                    "previous one is kept") from exc
+    finally:
+        shutil.rmtree(executed.parent, ignore_errors=True)  # execute()'s mkdtemp folder
     log_event(log, "report_written", notebook=name, html=str(path))
     return path
 

@@ -672,3 +672,39 @@ def test_features_when_the_write_fails_mid_way_then_previous_file_intact(
     assert code == 2 and "No space left on device" in err and "kept" in err
     assert out.read_text() == "previous features"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_report_html_when_target_is_a_symlink_then_link_replaced_and_its_target_untouched(
+        tmp_path):
+    import nbformat
+
+    from research_lib import notebooks
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# new report")])
+    ipynb = tmp_path / "done.ipynb"
+    nbformat.write(nb, str(ipynb))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    html = tmp_path / "reports" / "r.html"
+    html.parent.mkdir()
+    html.symlink_to(victim)
+    notebooks.to_html(ipynb, html)
+    assert victim.read_text() == "precious"
+    assert not html.is_symlink() and "new report" in html.read_text()
+
+
+def test_report_when_run_then_no_temporary_folder_is_left(tmp_path, monkeypatch):
+    import papermill
+
+    from research_lib import notebooks
+
+    def runs(src, out, **kw):
+        Path(out).write_text(Path(src).read_text())
+
+    monkeypatch.setattr(papermill, "execute_notebook", runs)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    notebooks.run_report("data_sanity", out=tmp_path / "r.html", keep_notebook=True,
+                         progress=False)
+    assert (tmp_path / "r.html").is_file() and (tmp_path / "r.ipynb").is_file()
+    assert list((tmp_path / "tmp").iterdir()) == []
