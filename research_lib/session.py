@@ -619,6 +619,9 @@ class Session:
             end = min(f.index[-1] for f in frames.values())
         if start is None:
             start = end - pd.Timedelta(days=round(365.25 * self.settings.session.replay_years))
+        if start > end and not self.end_arg:  # the end came from the data, not the user
+            raise DataError(f"--start {self.start_arg} is after the data's last common bar "
+                            f"({end.isoformat()}); pass a --start before it")
         if start > end:
             raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
         out = {}

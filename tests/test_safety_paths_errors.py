@@ -708,3 +708,14 @@ def test_report_when_run_then_no_temporary_folder_is_left(tmp_path, monkeypatch)
                          progress=False)
     assert (tmp_path / "r.html").is_file() and (tmp_path / "r.ipynb").is_file()
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_session_when_start_is_after_the_datas_end_and_no_end_given_then_no_phantom_end(
+        tmp_path):
+    bars = random_walk(200, start="2021-01-04")  # daily, to 2021-07-22
+    s = make_session(tmp_path, symbols=["SYN"], source=FrameSource({"SYN": bars}),
+                     start="2021-08-01", model="baseline:buy_and_hold")
+    with pytest.raises(ResearchLibError) as exc:
+        s.run()
+    msg = str(exc.value)
+    assert "--start 2021-08-01" in msg and "last common bar" in msg and "--end" not in msg
