@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import ResearchLibError
+from .errors import ConfigError, ResearchLibError
 
 # subcommand -> "module:function"; the function takes the parsed args and returns an exit code
 HANDLERS: dict[str, str] = {
@@ -27,6 +27,23 @@ HANDLERS: dict[str, str] = {
 }
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def check_window(args: argparse.Namespace) -> None:
+    """``--start``/``--end`` of any subcommand: each a date, and start not after end, before
+    anything is fetched or written (a ConfigError naming the option and the value)."""
+    start, end = getattr(args, "start", None), getattr(args, "end", None)
+    if not start and not end:
+        return
+    from .data.sources import parse_when
+
+    s, e = parse_when(start, "--start"), parse_when(end, "--end")
+    if s is not None and e is not None and s > e:
+        raise ConfigError(f"--start {start} is after --end {end}; pass a --start on or before "
+                          "--end")
+
+
 def _common_data(p: argparse.ArgumentParser, symbols_required: bool = True) -> None:
     p.add_argument("--symbols", required=symbols_required,
                    help="comma-separated tickers, e.g. SPY,QQQ,BTC-USD")
@@ -39,7 +56,8 @@ def _common_data(p: argparse.ArgumentParser, symbols_required: bool = True) -> N
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="research-lib", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="WARNING", help="JSON log level on stderr")
+    parser.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
+                        help="JSON log level on stderr: " + ", ".join(LOG_LEVELS))
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="data commands")
@@ -129,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(level=args.log_level)
     key = args.command if args.command != "data" else f"data {args.data_command}"
     try:
+        check_window(args)
         return int(_resolve(HANDLERS[key])(args) or 0)
     except ResearchLibError as exc:
         print(f"research-lib {key}: error: {exc}", file=sys.stderr)

@@ -61,6 +61,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{p}: file not found; create it or pass the right path") from exc
+    except OSError as exc:  # unreadable, a folder, ...: name the file and the OS reason
+        raise ConfigError(f"{p}: cannot read it ({exc.strerror or exc}); check that it is a "
+                          "file you can read") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc}); save it as UTF-8 YAML") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

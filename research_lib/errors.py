@@ -68,3 +68,13 @@ class TradingHaltedError(ResearchLibError):
 
 class NotebookError(ResearchLibError):
     """Raised when a report notebook is unknown or fails to execute."""
+
+
+class LedgerBusyError(LedgerError):
+    """Raised when another process holds a write lock on a run's ledger: another session
+    (or a tool) writes this run, so this one refuses; the account is not latched HALTED."""
+
+
+class FeedError(DataError):
+    """Raised when a live feed brings no data at all for too long (no network, a dead
+    source): the session stops with the reason instead of polling on silently."""

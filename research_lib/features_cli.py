@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .config import parse_symbols
 from .data import load
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .features import build_many
 
 
@@ -19,11 +20,21 @@ def write_features(symbols: list[str], source: str, start, end, out: str | Path,
     frames = load(symbols, source=source, start=start, end=end, interval=interval)
     matrix = build_many(frames)
     matrix.insert(2, "served_as", matrix["symbol"].map({s: f.attrs["served_as"] for s, f in frames.items()}))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        matrix.to_parquet(out, index=False)
-    else:
-        matrix.to_csv(out, index=False, float_format="%.17g", date_format="%Y-%m-%dT%H:%M:%S%z")
+    # written beside it, then renamed over it: a failed write (a full disk) keeps the old file
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            matrix.to_parquet(tmp, index=False)
+        else:
+            matrix.to_csv(tmp, index=False, float_format="%.17g",
+                          date_format="%Y-%m-%dT%H:%M:%S%z")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise DataError(f"--out {str(out)!r}: cannot write it ({exc.strerror or exc}); any "
+                        "previous file there is kept as it was") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
     return out, [f.attrs.get("label", s) for s, f in frames.items()]
 
 

@@ -74,8 +74,14 @@ class KillSwitch:
     def check(self) -> HaltStatus:
         if trading_halted_flag(self._env):
             return HaltStatus(True, "FLAG_TRADING_HALTED=1")
-        if self.kill_file is not None and self.kill_file.exists():
-            return HaltStatus(True, f"KILL_FILE: {self.kill_file}")
+        if self.kill_file is not None:
+            try:
+                present = self.kill_file.exists()
+            except OSError as exc:  # e.g. its folder cannot be read: fail closed
+                return HaltStatus(True, f"KILL_FILE: {self.kill_file} cannot be checked "
+                                        f"({exc.strerror or exc}); halted until it can")
+            if present:
+                return HaltStatus(True, f"KILL_FILE: {self.kill_file}")
         return HaltStatus(False, None)
 
     # -- graceful shutdown --------------------------------------------------------

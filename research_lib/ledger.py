@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .broker import Fill, Order, PaperBroker, Position
-from .errors import LedgerError
+from .errors import LedgerBusyError, LedgerError
+from .paths import inside, safe_id
 from .risk import TradingState
 from .telemetry import get_logger, log_event
 
@@ -135,12 +136,58 @@ _INSERT = {
 _ORDER_COLS = ", ".join(COLUMNS["orders"])
 
 
+BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock on the ledger
+
+
+def _write_error(path: Path, what: str, exc: sqlite3.Error, after: str) -> LedgerError:
+    """The error for a write that failed with ``exc``: :class:`LedgerBusyError` when another
+    process held the database lock (SQLITE_BUSY / "database is locked"), else LedgerError."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (5, 6) or "database is locked" in str(exc) or "database table is locked" in str(exc):
+        return LedgerBusyError(
+            f"{path}: another process holds run {path.parent.name}'s ledger locked ({exc}; "
+            f"waited {BUSY_TIMEOUT_MS / 1000:g} s), so {what} was not written{after}. A second "
+            "writer means another session or tool is working on this run: this session "
+            "refuses to continue (the account is NOT halted). Find and stop it (e.g. `fuser "
+            f"{path}`; a sqlite3 shell or notebook with an open transaction), then "
+            f"`research-lib paper --resume {path.parent.name}`")
+    return LedgerError(f"{path}: {what} could not be written ({exc}){after}")
+
+
+def discard_empty_run(path: str | Path) -> bool:
+    """Remove a run folder a failed setup left: its ledger (and lock, WAL) if the ledger
+    holds no step, then the folder if nothing else is in it. True if removed."""
+    p = Path(path)
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            steps = conn.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    if steps:
+        return False
+    try:
+        for f in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm"),
+                  p.with_name(p.name + ".lock")):
+            f.unlink(missing_ok=True)
+        p.parent.rmdir()  # only if empty: never a file that was there before
+    except OSError:
+        return False
+    return True
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def ledger_path(run_dir: str | Path, run_id: str) -> Path:
-    return Path(run_dir) / run_id / LEDGER_NAME
+def ledger_path(run_dir: str | Path, run_id: str, field: str = "run id") -> Path:
+    """``<run_dir>/<run_id>/ledger.sqlite``; ``run_id`` must be a plain name
+    (:func:`~research_lib.paths.safe_id`) and the folder must stay inside ``run_dir``."""
+    folder = Path(run_dir) / safe_id(run_id, field)
+    inside(run_dir, folder, field)
+    return folder / LEDGER_NAME
 
 
 def halt_marker_path(ledger: str | Path) -> Path:
@@ -285,7 +332,7 @@ class Ledger:
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{path}: could not switch the ledger to WAL (got {mode})")
             conn.execute(f"PRAGMA synchronous={synchronous}")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
         return conn
 
     @classmethod
@@ -428,11 +475,29 @@ class Ledger:
                 c.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            raise LedgerError(
-                f"{self.path}: {span} could not be committed ({exc}); it was rolled back and "
-                "the ledger still holds the steps before it"
-            ) from exc
+            err = _write_error(self.path, span, exc, "; it was rolled back and the ledger "
+                               "still holds the steps before it")
+            if not isinstance(err, LedgerBusyError):  # the message other tests rely on
+                err = LedgerError(
+                    f"{self.path}: {span} could not be committed ({exc}); it was rolled back "
+                    "and the ledger still holds the steps before it")
+            raise err from exc
         return True
+
+    def append_risk_event(self, kind: str, code: str, reason: str) -> None:
+        """A risk event outside any step (e.g. a live feed that failed), after the last step."""
+        last = self.conn.execute("SELECT step, ts FROM steps ORDER BY step DESC LIMIT 1").fetchone()
+        step, ts = last if last else (None, None)
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(_INSERT["risk_events"], (step, ts, None, kind, code, reason, None))
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise _write_error(self.path, f"the {code} event", exc, "") from exc
 
     def append_state_change(self, scope: str, from_state: str, to_state: str, reason: str,
                             equity: float | None, peak: float | None) -> None:
@@ -450,7 +515,10 @@ class Ledger:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            raise LedgerError(f"{self.path}: could not record {to_state} ({exc})") from exc
+            err = _write_error(self.path, to_state, exc, "")
+            if not isinstance(err, LedgerBusyError):
+                err = LedgerError(f"{self.path}: could not record {to_state} ({exc})")
+            raise err from exc
 
     def latch_halt(self, reason: str, equity: float | None) -> str:
         """After a step failed to commit: record the account HALTED where it still can be.

@@ -11,6 +11,7 @@ import argparse
 import ast
 import json
 import os
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 
 from .config import project_root
 from .errors import NotebookError
+from .paths import inside, safe_id
 from .telemetry import get_logger, get_run_id, log_event
 
 log = get_logger("notebooks")
@@ -47,17 +49,23 @@ def _coerce(value: str) -> Any:
 
 def kernelspec_dir() -> Path:
     """A private Jupyter data dir whose ``python3`` kernel is this interpreter, so a user's
-    or the system's ``python3`` kernelspec can never run our notebooks in another env."""
-    root = Path(tempfile.gettempdir()) / f"research_lib-jupyter-{os.getuid()}"
-    spec = root / "kernels" / "python3" / "kernel.json"
+    or the system's ``python3`` kernelspec can never run our notebooks in another env.
+
+    Made fresh for every call (``mkdtemp``: a new, owner-only folder nobody else could have
+    planted or linked), its ``kernel.json`` created exclusively without following links;
+    the caller removes it (:func:`kernel_env` does)."""
+    root = Path(tempfile.mkdtemp(prefix="research_lib-jupyter-"))
+    spec_dir = root / "kernels" / "python3"
+    spec_dir.mkdir(parents=True, mode=0o700)
     want = json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (research_lib)",
         "language": "python",
     }, indent=1)
-    if not spec.is_file() or spec.read_text() != want:
-        spec.parent.mkdir(parents=True, exist_ok=True)
-        spec.write_text(want)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(spec_dir / "kernel.json", flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(want)
     return root
 
 
@@ -70,13 +78,15 @@ def kernel_env():
                                             "RESEARCH_LIB_RUN_ID", "RESEARCH_LIB_HOME")}
     if saved["MPLBACKEND"] is not None and "inline" not in saved["MPLBACKEND"]:
         del os.environ["MPLBACKEND"]
-    paths = [str(kernelspec_dir())] + ([saved["JUPYTER_PATH"]] if saved["JUPYTER_PATH"] else [])
+    private = kernelspec_dir()
+    paths = [str(private)] + ([saved["JUPYTER_PATH"]] if saved["JUPYTER_PATH"] else [])
     os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
     os.environ.setdefault("RESEARCH_LIB_RUN_ID", get_run_id())
     os.environ.setdefault("RESEARCH_LIB_HOME", str(project_root()))
     try:
         yield
     finally:
+        shutil.rmtree(private, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -88,6 +98,7 @@ def execute(name: str, parameters: dict[str, Any] | None = None,
             out_ipynb: str | Path | None = None, progress: bool = True) -> Path:
     import papermill as pm
 
+    safe_id(name, "report NAME", rule=f"a notebook name from {available()}")
     src = notebooks_dir() / f"{name}.ipynb"
     if not src.is_file():
         raise NotebookError(f"no notebook {name!r} in {notebooks_dir()}; available: {available()}")
@@ -98,6 +109,7 @@ def execute(name: str, parameters: dict[str, Any] | None = None,
         raise NotebookError(
             f"notebook {name!r} has no parameter {unknown[0]!r}; parameters: {sorted(declared)}"
         )
+    src = inside(notebooks_dir(), src, f"report {name}")  # a link out of notebooks/: refused
     out = Path(out_ipynb) if out_ipynb else Path(tempfile.mkdtemp(prefix="rl-nb-")) / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     log_event(log, "notebook_start", notebook=name, parameters=params)
@@ -125,17 +137,50 @@ def to_html(ipynb: str | Path, html: str | Path) -> Path:
     body, _ = exporter.from_notebook_node(nb)
     html = Path(html)
     html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(body, encoding="utf-8")
+    try:
+        write_atomic(html, body)
+    except OSError as exc:
+        raise NotebookError(f"cannot write the report {html}: {exc.strerror or exc}; the "
+                            "previous report there is kept as it was; free disk space or "
+                            "pass --out to a writable place") from exc
     return html
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, flush it to disk, then rename it
+    over ``path``: a failed write (a full disk) leaves the previous file as it was."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain write would have made it
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def run_report(name: str, parameters: dict[str, Any] | None = None,
                out: str | Path | None = None, keep_notebook: bool = False,
                progress: bool = True) -> Path:
     html = Path(out) if out else reports_dir() / f"{name}.html"
-    ipynb = html.with_suffix(".ipynb") if keep_notebook else None
-    executed = execute(name, parameters, ipynb, progress=progress)
-    path = to_html(executed, html)
+    # executed in a fresh temporary folder: a failed run never overwrites a kept notebook
+    executed = execute(name, parameters, None, progress=progress)
+    try:
+        path = to_html(executed, html)
+        if keep_notebook:
+            kept = html.with_suffix(".ipynb")
+            try:
+                write_atomic(kept, executed.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise NotebookError(f"cannot write {kept}: {exc.strerror or exc}; the "
+                                    "previous one is kept") from exc
+    finally:
+        shutil.rmtree(executed.parent, ignore_errors=True)  # execute()'s mkdtemp folder
     log_event(log, "report_written", notebook=name, html=str(path))
     return path
 

@@ -65,7 +65,15 @@ from .config import (
     parse_symbols,
     project_root,
 )
-from .errors import ConfigError, DataError, LedgerError, ModelError
+from .errors import (
+    ConfigError,
+    DataError,
+    EmptyDataError,
+    FeedError,
+    LedgerBusyError,
+    LedgerError,
+    ModelError,
+)
 from .features import FeatureState
 from .flags import KillSwitch
 from .ledger import (
@@ -73,10 +81,12 @@ from .ledger import (
     Ledger,
     LedgerState,
     StepRecord,
+    discard_empty_run,
     ledger_path,
     now_iso,
     resolve_ledger,
 )
+from .paths import safe_id
 from .risk import (
     EPS,
     OrderCheck,
@@ -250,11 +260,26 @@ class StepBars:
     bar_ns: np.ndarray | None = None  # each row's bar timestamp (ns since epoch, UTC)
 
 
-def _utc(value: Any) -> Any:
-    import pandas as pd
+def _utc(value: Any, field: str = "date") -> Any:
+    from .data.sources import parse_when
 
-    t = pd.Timestamp(value)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return parse_when(value, field)  # a ConfigError naming field and value if not a date
+
+
+def _fetch_window(src: Any, sym: str, fetch_start: Any, end: Any, interval: str,
+                  start_arg: Any, end_arg: Any, warm: int) -> Any:
+    """``src.fetch`` from the warm-up start; a source finding nothing is reported with the
+    user's --start/--end (the warm-up start is internal), and the source's own reason."""
+    try:
+        return src.fetch(sym, start=fetch_start, end=end, interval=interval)
+    except EmptyDataError as exc:
+        if fetch_start is None:
+            raise
+        raise EmptyDataError(
+            sym, exc.source,
+            f"nothing for --start {start_arg} --end {end_arg or '(latest)'} (fetched from "
+            f"{fetch_start.date()} for {warm} warm-up bars): {exc}; pass --start/--end inside "
+            "its data") from None
 
 
 def _check_frame(sym: str, df: Any) -> Any:
@@ -342,6 +367,12 @@ class ReplayFeed:
             yield self.bars_at(t, every[t])
 
 
+LIVE_MAX_FAILED_POLLS = 3  # polls in a row that fetch nothing before a live session stops
+# sources that never get a new bar: polling them live would wait forever (a csv file or the
+# cache may be appended to by another process, so they stay allowed)
+REPLAY_ONLY_SOURCES = ("sample",)
+
+
 class LiveFeed:
     """Polls ``source`` every ``poll_seconds``: the first poll's history warms the
     indicators (its newest bar is the first decision), later polls bring new bars.
@@ -365,6 +396,8 @@ class LiveFeed:
         self.sleep = sleep
         self.last_seen: dict[str, Any] = {}
         self.n_warmup = 0
+        self.failed_polls = 0  # consecutive polls that fetched no symbol at all
+        self.errors: dict[str, str] = {}  # each symbol's last fetch error of this poll
 
     def _poll(self) -> dict[str, Any] | None:
         """Fetch every symbol; ``None`` when a second interrupt abandons the poll."""
@@ -383,9 +416,26 @@ class LiveFeed:
                                        interval=self.interval)
             except DataError as exc:
                 log_event(log, "live_fetch_failed", level=30, symbol=s, error=str(exc))
+                self.errors[s] = str(exc)
                 continue
             out[s] = _check_frame(s, df)
         return out
+
+    def _check_failures(self, frames: dict[str, Any], first: bool) -> None:
+        """No symbol fetched at the first poll, or at LIVE_MAX_FAILED_POLLS polls in a row:
+        a FeedError with each symbol's reason (a live session never polls on silently)."""
+        if frames:
+            self.failed_polls = 0
+            self.errors.clear()
+            return
+        self.failed_polls += 1
+        if first or self.failed_polls >= LIVE_MAX_FAILED_POLLS:
+            why = "; ".join(f"{s}: {e}" for s, e in self.errors.items()) or "no data"
+            when = ("at the first poll" if first else
+                    f"at {self.failed_polls} polls in a row")
+            raise FeedError(f"live: no symbol could be fetched {when} ({why}); check the "
+                            "network and the symbols, or replay history with --mode replay "
+                            "--source cache/sample/csv:PATH")
 
     def _wait(self) -> bool:
         end = self.clock() + self.poll_seconds
@@ -407,6 +457,7 @@ class LiveFeed:
             frames = self._poll()
             if frames is None:
                 return
+            self._check_failures(frames, first)
             now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
             fill = np.full(n, np.nan)
             news: dict[int, Any] = {}
@@ -550,13 +601,16 @@ class Session:
 
         src = get_source(source)
         interval = self.interval
-        start = _utc(self.start_arg) if self.start_arg else None
-        end = _utc(self.end_arg) if self.end_arg else None
+        start = _utc(self.start_arg, "--start") if self.start_arg else None
+        end = _utc(self.end_arg, "--end") if self.end_arg else None
+        if start is not None and end is not None and start > end:
+            raise ConfigError(f"--start {self.start_arg} is after --end {self.end_arg}; pass a "
+                              "--start on or before --end")
         warm = self.settings.session.warmup_bars
         fetch_start = (start - pd.Timedelta(seconds=warm * interval_seconds(interval) * 2)
                        - pd.Timedelta(days=10)) if start is not None else None
-        raw = {s: src.fetch(s, start=fetch_start, end=end, interval=interval)
-               for s in self.symbols}
+        raw = {s: _fetch_window(src, s, fetch_start, end, interval, self.start_arg,
+                                self.end_arg, warm) for s in self.symbols}
         frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
         self.labels = {s: raw[s].attrs.get("label", s) for s in self.symbols}
         self.proxies = {s: raw[s].attrs.get("proxy_note", "") for s in self.symbols}
@@ -565,6 +619,9 @@ class Session:
             end = min(f.index[-1] for f in frames.values())
         if start is None:
             start = end - pd.Timedelta(days=round(365.25 * self.settings.session.replay_years))
+        if start > end and not self.end_arg:  # the end came from the data, not the user
+            raise DataError(f"--start {self.start_arg} is after the data's last common bar "
+                            f"({end.isoformat()}); pass a --start before it")
         if start > end:
             raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
         out = {}
@@ -742,6 +799,8 @@ class Session:
                 self.ledger.conn.execute("PRAGMA synchronous=FULL")
         else:
             self.symbols = parse_symbols(list(spec.symbols))
+            if spec.run_id is not None:
+                safe_id(spec.run_id, "--run-id")  # a plain name: the run folder stays in runs/
             self.run_id = spec.run_id or new_run_id("paper")
             self.source_arg = spec.source or self.settings.session.source
             self.interval = spec.interval or self.settings.session.interval
@@ -753,6 +812,12 @@ class Session:
             self.initial_cash = self.settings.session.initial_cash
         if self.mode not in ("replay", "live"):
             raise ConfigError(f"--mode must be replay or live, got {self.mode!r}")
+        if self.mode == "live" and self.source_arg in REPLAY_ONLY_SOURCES:
+            raise ConfigError(
+                f"--mode live with --source {self.source_arg}: that source is fixed history "
+                "and never gets a new bar, so a live session would poll it forever; drop "
+                "--mode live to replay it, or use --source yfinance (or a csv:PATH another "
+                "process appends to)")
         if spec.fast and self.mode != "replay":
             raise ConfigError("--fast replays history only; a live session runs step by step "
                               "(drop --fast, or pass --start/--end or a replay source)")
@@ -786,7 +851,7 @@ class Session:
 
         # ledger
         if self.state is None:
-            path = ledger_path(self.run_dir, self.run_id)
+            path = ledger_path(self.run_dir, self.run_id, "--run-id")
             meta = {
                 "run_id": self.run_id,
                 "symbols": self.symbols,
@@ -1285,6 +1350,8 @@ class Session:
         except BaseException:
             if getattr(self, "ledger", None) is not None:
                 self.ledger.close()  # releases the run lock
+                if not spec.resume:  # a run this setup created and that failed: no trace
+                    discard_empty_run(self.ledger.path)
             raise
         duration = parse_duration(spec.duration)
         deadline = None if duration is None else t_start + duration
@@ -1361,6 +1428,15 @@ class Session:
                 elif deadline is not None and time.monotonic() >= deadline:
                     stopped = "duration"
             summary = self._finish(stopped, committed, None)
+        except LedgerBusyError as exc:  # another writer: refuse, never latch HALTED
+            log_event(log, "session_refused_ledger_busy", level=40, error=str(exc))
+            self._finish("ledger_busy", committed, str(exc))
+            raise
+        except FeedError as exc:  # a live feed that brings nothing: stop loudly, recorded
+            log_event(log, "session_stopped_feed_failed", level=40, error=str(exc))
+            self.ledger.append_risk_event("session", "FEED_FAILED", f"FEED_FAILED: {exc}")
+            self._finish("feed_failed", committed, str(exc))
+            raise
         except LedgerError as exc:
             log_event(log, "session_halted_ledger_error", level=50, error=str(exc))
             summary, exit_code = self._finish("ledger_error", committed, str(exc)), 3
@@ -1375,7 +1451,10 @@ class Session:
 
     def _halt_on_write_failure(self, step: int, exc: LedgerError) -> str:
         """A step the ledger could not take was rolled back: latch the account HALTED (in the
-        ledger if it still takes a row, else in a marker file beside it) and say so."""
+        ledger if it still takes a row, else in a marker file beside it) and say so.
+        A ledger busy with another process's write is re-raised as is: not latched."""
+        if isinstance(exc, LedgerBusyError):
+            raise exc
         reason = f"{LEDGER_WRITE_FAILED}: step={step} {exc}"
         where = self.ledger.latch_halt(reason, self.last_equity)
         self.engine.state = TradingState.HALTED

@@ -457,6 +457,23 @@ def has_errors(findings: Iterable[Finding]) -> bool:
     return any(f.severity == ERROR for f in findings)
 
 
+def parse_stale_after(value: Any) -> pd.Timedelta | None:
+    """``--stale-after``: ``5D``, ``36h``, ``90min`` -> a positive Timedelta; empty -> None;
+    anything else a ConfigError naming the value and the fix."""
+    from ..errors import ConfigError
+
+    if value is None or value == "":
+        return None
+    try:
+        td = pd.Timedelta(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(f"--stale-after {value!r} is not a duration ({exc}); use e.g. 5D, "
+                          "36h or 90min") from None
+    if pd.isna(td) or td <= pd.Timedelta(0):
+        raise ConfigError(f"--stale-after {value!r} must be a positive duration, e.g. 5D")
+    return td
+
+
 def check_symbols(
     symbols: Iterable[str],
     source: str = "sample",
@@ -471,9 +488,13 @@ def check_symbols(
     """Load each symbol and check it. A load failure becomes an error finding (the other
     symbols are still checked)."""
     from ..config import DEFAULT_ASSETS, config_dir, load_assets
-    from ..errors import DataError
+    from ..errors import ConfigError, DataError
     from .sources import get_source
 
+    stale_td = parse_stale_after(stale_after)
+    if jump_threshold is not None and not (math.isfinite(jump_threshold) and jump_threshold > 0):
+        raise ConfigError(f"--jump-threshold {jump_threshold!r} must be a positive fraction, "
+                          "e.g. 0.25 for 25%")
     if assets is None:
         assets = load_assets() if (config_dir() / "assets.yaml").is_file() else DEFAULT_ASSETS
     src = get_source(source)
@@ -489,7 +510,7 @@ def check_symbols(
         cal = df.attrs.get("calendar") or assets.calendar_for(sym)
         cfg = SanityConfig(
             calendar=cal, jump_threshold=jump_threshold,
-            stale_after=pd.Timedelta(stale_after) if stale_after else None,
+            stale_after=stale_td,
             now=now, interval=interval,
         )
         findings += check_frame(df, sym, cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from urllib.parse import quote, unquote
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, EmptyDataError, RateLimitError, UnknownSymbolError
+from ..errors import ConfigError, DataError, EmptyDataError, RateLimitError, UnknownSymbolError
+from ..paths import inside, safe_id
 from ..telemetry import get_logger, log_event
 
 log = get_logger("data")
@@ -38,15 +40,27 @@ SAMPLE_PROXIES: dict[str, tuple[str, str]] = {
 }
 
 
-def _ts(value: Any) -> pd.Timestamp | None:
+def parse_when(value: Any, field: str = "date") -> pd.Timestamp | None:
+    """A date or timestamp (naive = UTC) as a UTC Timestamp; ``None``/``""`` -> ``None``.
+    Anything else that is not a date is a ConfigError naming ``field`` and the value."""
     if value is None or value == "":
         return None
-    t = pd.Timestamp(value)
+    try:
+        t = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(f"{field} {value!r} is not a date ({exc}); use YYYY-MM-DD or an "
+                          "ISO timestamp, e.g. 2016-01-01 or 2016-01-01T14:30:00Z") from None
+    if pd.isna(t):
+        raise ConfigError(f"{field} {value!r} is not a date; use YYYY-MM-DD, e.g. 2016-01-01")
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
+def _ts(value: Any, field: str = "date") -> pd.Timestamp | None:
+    return parse_when(value, field)
+
+
 def _trim(df: pd.DataFrame, start: Any, end: Any) -> pd.DataFrame:
-    s, e = _ts(start), _ts(end)
+    s, e = _ts(start, "start"), _ts(end, "end")
     if s is not None:
         df = df[df.index >= s]
     if e is not None:
@@ -175,6 +189,26 @@ def _fname(text: str) -> str:
     return quote(text, safe="-_.=")
 
 
+_CACHE_INTERVAL = re.compile(r"[0-9]{1,4}[A-Za-z]{1,3}")
+
+
+def _foreign_check(p: Path, df: pd.DataFrame) -> pd.DatetimeIndex:
+    """The index of a cached frame as timestamps, after checking it is one this package
+    wrote (timestamp index, numeric OHLC); anything else is a DataError naming the file."""
+    fix = "delete it (the cache holds only files research-lib wrote) and re-download"
+    if isinstance(df.index, pd.MultiIndex) or not (
+            isinstance(df.index, pd.DatetimeIndex) or pd.api.types.is_datetime64_any_dtype(df.index)):
+        raise DataError(f"cache: {p} is not a price file: its index is {df.index.dtype} "
+                        f"(first {df.index[0] if len(df.index) else None!r}), not timestamps; {fix}")
+    missing = [c for c in ("open", "high", "low", "close") if c not in df.columns]
+    if missing:
+        raise DataError(f"cache: {p} lacks columns {missing} (has {list(map(str, df.columns))}); {fix}")
+    bad = [c for c in COLUMNS if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise DataError(f"cache: {p} column {bad[0]!r} is {df[bad[0]].dtype}, not numbers; {fix}")
+    return pd.DatetimeIndex(df.index)
+
+
 class CacheSource:
     """Read-through parquet cache written by :class:`YFinanceSource`; needs no network.
 
@@ -196,11 +230,23 @@ class CacheSource:
         return "adj" if self.auto_adjust else "raw"
 
     def path(self, symbol: str, interval: str) -> Path:
-        return self.directory / _fname(interval) / f"{_fname(symbol)}.{self._adj}.parquet"
+        """The file of (symbol, interval); the interval must look like one (``1d``, ``5m``,
+        ``1wk``) and the path must stay inside the cache folder."""
+        safe_id(interval, "--interval", _CACHE_INTERVAL,
+                "a bar interval such as 1m, 5m, 1h, 1d, 1wk or 1mo")
+        if not isinstance(symbol, str) or not symbol.strip():
+            raise ConfigError(f"--symbols {symbol!r} is not a symbol; use a ticker such as SPY")
+        p = self.directory / _fname(interval) / f"{_fname(symbol)}.{self._adj}.parquet"
+        inside(self.directory, p, f"cache file of {symbol!r} ({interval})")
+        return p
 
     def symbols(self) -> list[str]:
-        if not self.directory.exists():
-            return []
+        try:
+            if not self.directory.exists():
+                return []
+        except OSError as exc:
+            raise DataError(f"cache: cannot read folder {self.directory}: {exc.strerror}; "
+                            "check its permissions or set RESEARCH_LIB_CACHE") from None
         return sorted({unquote(p.name.rsplit(".", 2)[0])
                        for p in self.directory.glob(f"*/*.{self._adj}.parquet")})
 
@@ -217,7 +263,12 @@ class CacheSource:
 
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
         p = self.path(symbol, interval)
-        if not p.exists():
+        try:
+            exists = p.exists()
+        except OSError as exc:  # an unreadable cache folder
+            raise DataError(f"cache: cannot read {p.parent}: {exc.strerror}; check the "
+                            "folder's permissions or set RESEARCH_LIB_CACHE") from None
+        if not exists:
             raise UnknownSymbolError(
                 symbol, f"cache ({self.directory}, interval {interval}, {self._adj})",
                 self.symbols() or ["<empty: run once with --source yfinance to fill it>"],
@@ -226,7 +277,7 @@ class CacheSource:
             df = pd.read_parquet(p)
         except Exception as exc:  # a truncated or foreign file: say which
             raise DataError(f"cache: cannot read {p}: {exc}; delete it and re-download") from exc
-        idx = pd.DatetimeIndex(df.index)
+        idx = _foreign_check(p, df)
         df.index = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
         df = _trim(df, start, end)
         if df.empty:
@@ -359,7 +410,7 @@ class YFinanceSource:
         # yfinance parses only "YYYY-MM-DD" strings (or datetimes) as the exchange's local
         # date, and its end is exclusive. Ask one day wider on each side and trim in UTC
         # afterwards, so start/end mean what they mean for every other source (inclusive).
-        s, e = _ts(start), _ts(end)
+        s, e = _ts(start, "start"), _ts(end, "end")
         if s is None:
             kw["period"] = "max"  # without start, history() would give one month only
         else:
@@ -465,11 +516,21 @@ class CsvSource:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
+        try:
+            exists = self.path.exists()
+        except OSError as exc:  # a folder on the way cannot be read
+            raise DataError(f"csv: cannot read {self.path}: {exc.strerror}; check the "
+                            "permissions of its folders") from None
+        if not exists:
             raise DataError(f"csv: {self.path} does not exist; pass --source csv:PATH to a file or folder")
 
     def _files(self) -> dict[str, Path]:
         if self.path.is_dir():
+            try:
+                os.listdir(self.path)  # glob hides an unreadable folder as an empty one
+            except OSError as exc:
+                raise DataError(f"csv: cannot read folder {self.path}: {exc.strerror}; check "
+                                "its permissions") from None
             files = {_stem(p): p for p in sorted(self.path.glob("*.csv*"))}
             if not files:
                 raise DataError(f"csv: folder {self.path} has no *.csv files")
@@ -482,6 +543,9 @@ class CsvSource:
             df = pd.read_csv(p)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataError(f"csv: cannot parse {p}: {exc}") from exc
+        except OSError as exc:  # unreadable (permissions), a folder named *.csv, ...
+            raise DataError(f"csv: cannot read {p}: {exc.strerror or exc}; check the file's "
+                            "permissions") from None
         df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
         tcol = next((c for c in df.columns if c in _TIME_NAMES or c.startswith("unnamed")), None)
         if tcol is None and len(df) and str(df.iloc[0, 0]).strip().lower() == "ticker":
