@@ -36,10 +36,14 @@ DEFAULT_JUMP = {"XNYS": 0.25, CRYPTO: 0.60}
 SYMBOL_JUMP = {"^VIX": 1.5, "^VXN": 1.5, "^VVIX": 1.5}
 
 
-def jump_threshold_for(symbol: str, calendar: str, override: float | None = None) -> float:
+def jump_threshold_for(symbol: str, calendar: str, override: float | None = None,
+                       per_calendar: Mapping[str, float] | None = None) -> float:
+    """``override``, else the symbol's own (volatility indices), else the calendar's from
+    ``per_calendar`` (the session's ``gate`` config), else :data:`DEFAULT_JUMP`."""
     if override is not None:
         return override
-    return SYMBOL_JUMP.get(symbol, DEFAULT_JUMP.get(calendar, 0.25))
+    cal = {**DEFAULT_JUMP, **(per_calendar or {})}
+    return SYMBOL_JUMP.get(symbol, cal.get(calendar, cal["XNYS"]))
 
 
 @dataclass(frozen=True)
