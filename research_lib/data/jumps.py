@@ -4,7 +4,7 @@ A close beyond its calendar's jump threshold of the last good close is not refus
 rest of the run any more. :class:`JumpGate` tells three cases apart:
 
 * **likely split or unit error**: the close ratio is within ``split_tolerance`` of a split
-  ratio (1:2, 1:3, 2:3, 1:4, 1:5, 1:10, 1:20, 1:100 or the reverse) and the volume did not
+  ratio (1/2, 1/3, 2/3, 1/4, 1/5, 1/10, 2, 3, 4, 5 or 10) and the volume did not
   move with the price (an unadjusted 2:1 split halves the price and about doubles the
   volume), or the ratio is beyond 10.5x either way. The symbol is locked: every later bar
   beyond the threshold of the last good close is refused (``LIKELY_SPLIT``), until one
@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 JUMP_CODE = 8  # index of PRICE_JUMP in research_lib.data.sanity.BAR_FAULTS
-SPLIT_RATIOS = (1 / 2, 1 / 3, 2 / 3, 1 / 4, 1 / 5, 1 / 10, 1 / 20, 1 / 100,
-                3 / 2, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 100.0)
+# forward splits 2:1 3:1 3:2 4:1 5:1 10:1 and reverse splits 1:2 ... 1:10 (a reverse 2:3
+# is left out: a +50% close is a plausible takeover bid)
+SPLIT_RATIOS = (1 / 2, 1 / 3, 2 / 3, 1 / 4, 1 / 5, 1 / 10, 2.0, 3.0, 4.0, 5.0, 10.0)
 UNIT_ERROR_RATIO = 10.5  # a close more than this many times (or this fraction of) the last
 
 
