@@ -905,6 +905,9 @@ class Session:
             for i, why in bad:  # warm-up or resume re-feed: the start-up findings list them
                 log_event(log, "bad_bar_skipped", ts=bars.ts, symbol=self.symbols[i],
                           reason=why)
+            for i, code, why in self._jumps.notes:  # a jump confirmed or dropped here
+                log_event(log, "bar_jump_" + code.lower(), ts=bars.ts, symbol=self.symbols[i],
+                          reason=why)
         rows = bars.rows
         if not len(rows):
             return None

@@ -10,6 +10,7 @@ stale mark; the thresholds are validated config keys. Real series: the shipped s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +328,77 @@ def test_gate_config_when_not_given_then_defaults_match_the_shipped_file():
                           .read_text())
     assert set(text["gate"]) == {"jump_threshold_xnys", "jump_threshold_24_7",
                                  "jump_confirm_bars", "split_tolerance"}
+
+
+# --------------------------------------------------------------- variants (red team)
+def test_jump_when_it_happens_in_the_warmup_history_then_confirmed_there_and_the_window_trades(
+        tmp_path, spx):
+    early = spx.index[spx.index < pd.Timestamp(START, tz="UTC")]
+    df = scaled(spx, early[-10], 1.4)  # a held jump ten bars before the window
+
+    res, run = run_frame(tmp_path, df)
+
+    assert res.summary["bad_bars"] == 0
+    assert (run["decisions"]["verdict"] != "BAD_BAR").all()
+    assert mark_at(run, 0) == pytest.approx(float(df["close"].loc[at(spx, 0)]))
+    assert res.summary["fills"] >= 1
+
+
+def test_jump_when_still_pending_at_the_end_of_the_run_then_the_summary_names_the_stale_mark(
+        tmp_path, spx):
+    w = window(spx)
+    df = scaled(spx, w.index[-2], 1.4)  # the last two bars: no time to confirm
+
+    res, run = run_frame(tmp_path, df)
+
+    stale = res.summary["stale_marks"][SYM]
+    assert stale["bars_refused"] == 2 and stale["since"] == w.index[-2].isoformat()
+    assert stale["last_good"] == float(w["close"].iloc[-3])
+    assert res.summary["final_equity"] == pytest.approx(float(run["equity"]["equity"].iloc[-1]))
+
+
+def test_jump_when_a_crypto_symbol_moves_beyond_its_24_7_threshold_then_held_and_confirmed(
+        tmp_path):
+    btc = load(["BTC-USD"], start="2019-01-01", end="2019-06-30")["BTC-USD"]
+    k = btc.index[120]
+    df = scaled(btc, k, 1.45)  # +45%: inside the default 60%, beyond a 30% setting
+    cfg = gate_config(tmp_path / "config", jump_threshold_24_7=0.30, jump_confirm_bars=2)
+    res = run_session(symbols=["BTC-USD"], source=FrameSource({"BTC-USD": df}),
+                      start="2019-04-01", end="2019-06-30", model="baseline:buy_and_hold",
+                      config_dir=cfg, run_dir=tmp_path / "runs",
+                      kill_switch=quiet_switch(tmp_path), log_file=False)
+    run = read_run(res.ledger_path)
+    d = run["decisions"]
+    held = d[d["verdict"] == "BAD_BAR"]
+    assert list(pd.DatetimeIndex(held["ts"])) == list(btc.index[120:122])
+    conf = events(run, "JUMP_CONFIRMED")
+    assert list(pd.DatetimeIndex(conf["ts"])) == [btc.index[122]] and "threshold=0.3" in \
+        conf["reason"].iloc[0]
+    assert res.summary["stale_marks"] == {}
+
+
+@pytest.mark.parametrize("xnys, exit_code", [(None, 1), (0.5, 0)])
+def test_data_check_when_the_gate_threshold_is_configured_then_the_same_jumps_as_a_paper_run(
+        tmp_path, monkeypatch, capsys, spx, xnys, exit_code):
+    home = tmp_path / "home"
+    gate_config(home / "config", **({} if xnys is None else {"jump_threshold_xnys": xnys}))
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(home))
+    path = write_csv(tmp_path / "data", scaled(spx, at(spx, K), 1.4))
+
+    code = main(["data", "check", "--symbols", SYM, "--source", f"csv:{path}"])
+
+    out = capsys.readouterr().out
+    assert code == exit_code, out
+    assert bool(re.search(r"ERROR +PRICE_JUMP", out)) is (xnys is None)
+
+
+def test_report_when_a_position_is_marked_stale_then_the_report_lists_it(tmp_path, spx):
+    from research_lib.report import paper_session_report
+
+    res, _ = run_frame(tmp_path, scaled(spx, at(spx, K), 0.5, volume=2.0))
+
+    rep = paper_session_report(res.ledger_path)
+    t = rep.stale_marks()
+    assert list(t["symbol"]) == [SYM]
+    assert int(t["bars_refused"].iloc[0]) == res.summary["stale_marks"][SYM]["bars_refused"]
+    assert f"stale={SYM}@" in rep.summary_text()

@@ -474,12 +474,14 @@ def check_symbols(
 ) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
     """Load each symbol and check it. A load failure becomes an error finding (the other
     symbols are still checked)."""
-    from ..config import DEFAULT_ASSETS, config_dir, load_assets
+    from ..config import DEFAULT_ASSETS, GateConfig, config_dir, load_assets, load_session
     from ..errors import DataError
     from .sources import get_source
 
     if assets is None:
         assets = load_assets() if (config_dir() / "assets.yaml").is_file() else DEFAULT_ASSETS
+    # the session's gate thresholds (config/session.yaml, gate): the same jumps as a paper run
+    gate = (load_session().gate if (config_dir() / "session.yaml").is_file() else GateConfig())
     src = get_source(source)
     frames: dict[str, pd.DataFrame] = {}
     findings: list[Finding] = []
@@ -491,8 +493,10 @@ def check_symbols(
             continue
         frames[sym] = df
         cal = df.attrs.get("calendar") or assets.calendar_for(sym)
+        thr = jump_threshold_for(str(df.attrs.get("served_as", sym)), cal, jump_threshold,
+                                 gate.thresholds())
         cfg = SanityConfig(
-            calendar=cal, jump_threshold=jump_threshold,
+            calendar=cal, jump_threshold=thr,
             stale_after=pd.Timedelta(stale_after) if stale_after else None,
             now=now, interval=interval,
         )
