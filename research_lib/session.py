@@ -586,7 +586,7 @@ class Session:
         from .data.sanity import jump_threshold_for
 
         gate = self.settings.gate
-        self._jumps = JumpGate(len(self.symbols), gate.jump_confirm_bars, gate.split_tolerance)
+        self._jumps = JumpGate(gate.jump_confirm_bars, gate.split_tolerance)
         self._data_events: list[tuple[Any, ...]] = []
         self._interval_s = interval_seconds(self.interval)
         self._cal = [str(attrs.get(s, {}).get("calendar") or self.assets.calendar_for(s))
@@ -680,7 +680,8 @@ class Session:
         ref, thr = self.last_close[rows], self._jump_thr[rows]
         code = bar_faults(bars.open, bars.high, bars.low, bars.close, bars.volume, ref, thr,
                           bars.bar_ns, now_ns, stale)
-        held = self._jumps.review(rows, code, bars, ref, thr)  # jumps: pending, split, confirmed
+        held = self._jumps.review(rows, code, bars, ref, thr,  # jumps: held, split, confirmed
+                                  lambda i: self.features.volumes[i, -1])
         if not code.any():
             return bars, []
         import pandas as pd

@@ -101,6 +101,8 @@ def test_jump_when_a_takeover_like_rise_holds_then_accepted_after_the_confirm_ba
     assert res.summary["bad_bars"] == 3
     assert res.summary["stale_marks"] == {}
     assert res.summary["data_findings"]["JUMP_CONFIRMED"] == 1
+    sc = run["state_changes"]
+    assert sc[sc["scope"] == SYM].empty  # the price-band breaker sees held -> confirmed bars
     # the position gained the jump: equity above the run without it
     flat, _ = run_frame(tmp_path / "plain", spx)
     assert res.summary["final_equity"] > flat.summary["final_equity"] + 3000

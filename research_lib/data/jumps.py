@@ -26,6 +26,7 @@ The same object runs in the step loop and in the fast replay's pass 1 (both call
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,12 +71,11 @@ class _Pending:
 class JumpGate:
     """Per-symbol jump state of the bar gate (see the module docstring)."""
 
-    def __init__(self, n: int, confirm_bars: int, split_tolerance: float) -> None:
+    def __init__(self, confirm_bars: int, split_tolerance: float) -> None:
         self.confirm_bars = int(confirm_bars)
         self.split_tolerance = float(split_tolerance)
         self.pending: dict[int, _Pending] = {}
         self.locked: dict[int, str] = {}  # row -> since (a likely split)
-        self.last_volume = np.full(n, np.nan)  # of each symbol's last good bar
         # set by review(), read once by the step: data events, and held bars to feed first
         self.notes: list[tuple[int, str, str]] = []
         self.release: list[tuple[int, tuple[float, ...]]] = []
@@ -85,13 +85,13 @@ class JumpGate:
         self.release = []
 
     def review(self, rows: np.ndarray, code: np.ndarray, bars: Any, ref: np.ndarray,
-               thr: np.ndarray) -> dict[int, str]:
+               thr: np.ndarray, last_volume: Callable[[int], float]) -> dict[int, str]:
         """Revise ``code`` (the bar faults, in place) for jumps; returns, per position in
-        ``rows``, what to add to a refused bar's reason."""
+        ``rows``, what to add to a refused bar's reason. ``last_volume(row)``: the volume
+        of the symbol's last good bar (asked only when a jump needs it)."""
         self.clear()
         extra: dict[int, str] = {}
         if not self.pending and not (code == JUMP_CODE).any():
-            self._accepted(rows, code, bars)
             return extra
         for k in range(len(rows)):
             c = int(code[k])
@@ -131,7 +131,7 @@ class JumpGate:
                             f"after the jump at {p.since} (close {p.jump:.10g}) holds its level")
                 continue
             r = float(ref[k])
-            v0 = float(self.last_volume[i])
+            v0 = float(last_volume(i))
             with np.errstate(divide="ignore", invalid="ignore"):
                 vr = float(np.float64(bar[4]) / np.float64(v0)) if v0 == v0 else math.nan
             if i in self.locked:
@@ -149,12 +149,7 @@ class JumpGate:
             extra[k] = (f"; JUMP_PENDING: held for confirmation{restarted}: accepted at bar "
                         f"{self.confirm_bars} after it if each stays within {t:g} of "
                         f"close={close:.10g} and gives back less than half the move")
-        self._accepted(rows, code, bars)
         return extra
-
-    def _accepted(self, rows: np.ndarray, code: np.ndarray, bars: Any) -> None:
-        ok = code == 0
-        self.last_volume[rows[ok]] = bars.volume[ok]
 
 
 def stale_marks(conn: Any) -> dict[str, dict[str, Any]]:
