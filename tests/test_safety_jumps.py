@@ -24,7 +24,13 @@ from research_lib.data import load
 from research_lib.errors import ConfigError
 from research_lib.ledger import read_run
 from research_lib.session import Session, SessionSpec, format_summary, run_session
-from tests.acceptance.paper_kit import FrameSource, quiet_switch, random_walk, write_config
+from tests.acceptance.paper_kit import (
+    FrameSource,
+    ScriptedModel,
+    quiet_switch,
+    random_walk,
+    write_config,
+)
 from tests.test_bad_data import END, START, SYM, at, decision, mark_at, write_csv
 from tests.test_fast_replay import equivalent, resumed_matches
 
@@ -404,3 +410,47 @@ def test_report_when_a_position_is_marked_stale_then_the_report_lists_it(tmp_pat
     assert list(t["symbol"]) == [SYM]
     assert int(t["bars_refused"].iloc[0]) == res.summary["stale_marks"][SYM]["bars_refused"]
     assert f"stale={SYM}@" in rep.summary_text()
+
+
+def test_fast_replay_when_the_onnx_router_sees_a_confirmed_jump_then_same_ledger_as_steps(
+        tmp_path):
+    aaa = random_walk(260, seed=81, symbol="AAA")
+    aaa.iloc[200:, :4] *= 1.4  # held: confirmed, then the router gets the held bars
+    btc = random_walk(260, seed=82, price=9000.0, vol=0.04, symbol="BTC-USD")
+    btc.iloc[210:, :4] *= 0.5  # an unadjusted 2:1 split in a 24/7 series
+    btc.iloc[210:, 4] *= 2.0
+    src = FrameSource({"AAA": aaa, "BTC-USD": btc})
+    root = Path(__file__).resolve().parents[1]
+    step, _ = equivalent(tmp_path, symbols=["AAA", "BTC-USD"], source=src, start="2021-05-15",
+                         config_dir=root / "config", what="router + jump and split")
+    run = read_run(step.ledger_path)
+    assert list(events(run, "JUMP_CONFIRMED")["symbol"]) == ["AAA"]
+    d = run["decisions"]
+    assert d[(d["symbol"] == "BTC-USD") & (d["verdict"] == "BAD_BAR")]["reason"].str.contains(
+        "LIKELY_SPLIT").all()
+
+
+def test_hot_reload_when_the_gate_is_edited_mid_run_then_the_run_keeps_its_start_thresholds(
+        tmp_path):
+    aaa = random_walk(140, seed=91, symbol="AAA")
+    aaa.iloc[100:, :4] *= 1.4
+    cfg = gate_config(tmp_path / "config")
+
+    def hook(call: int) -> None:
+        if call == 3:  # a looser threshold would take the +40% as no jump at all
+            p = cfg / "session.yaml"
+            data = yaml.safe_load(p.read_text())
+            data["gate"] = {"jump_threshold_xnys": 0.5}
+            p.write_text(yaml.safe_dump(data))
+
+    s = Session(SessionSpec(symbols=["AAA"], source=FrameSource({"AAA": aaa}),
+                            start="2021-02-05", router=ScriptedModel(["AAA"], hook=hook),
+                            config_dir=cfg, run_dir=tmp_path / "runs",
+                            kill_switch=quiet_switch(tmp_path), log_file=False, run_id="r"))
+    s.run()
+    run = read_run(s.ledger.path)
+
+    d = run["decisions"]
+    held = d[d["reason"].str.contains("JUMP_PENDING", na=False)]
+    assert len(held) == 3
+    assert list(events(run, "JUMP_CONFIRMED")["symbol"]) == ["AAA"]
