@@ -454,3 +454,16 @@ def test_hot_reload_when_the_gate_is_edited_mid_run_then_the_run_keeps_its_start
     held = d[d["reason"].str.contains("JUMP_PENDING", na=False)]
     assert len(held) == 3
     assert list(events(run, "JUMP_CONFIRMED")["symbol"]) == ["AAA"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-0.25"])
+def test_data_check_when_jump_threshold_is_not_a_positive_number_then_exit_2_naming_it(
+        tmp_path, capsys, spx, value):
+    path = write_csv(tmp_path / "data", scaled(spx, at(spx, K), 1.4))
+
+    code = main(["data", "check", "--symbols", SYM, "--source", f"csv:{path}",
+                 "--jump-threshold", value])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--jump-threshold must be a number in (0, 10], got" in err and value.lstrip("-") in err

@@ -546,6 +546,14 @@ def cli_check(args: argparse.Namespace) -> int:
     from ..config import parse_symbols
 
     syms = parse_symbols(args.symbols)
+    thr = args.jump_threshold
+    if thr is not None and not (math.isfinite(thr) and 0 < thr <= 10):
+        from ..errors import ConfigError
+
+        # NaN would flag no jump at all (every comparison with it is false): fail closed
+        raise ConfigError(f"--jump-threshold must be a number in (0, 10], got {thr!r}; e.g. "
+                          "--jump-threshold 0.25 (or leave it out for config/session.yaml's "
+                          "gate thresholds)")
     stale = args.stale_after
     frames, findings = check_symbols(
         syms, source=args.source, start=args.start, end=args.end, interval=args.interval,
