@@ -81,8 +81,10 @@ class JumpGate:
         self.release: list[tuple[int, tuple[float, ...]]] = []
 
     def clear(self) -> None:
-        self.notes = []
-        self.release = []
+        if self.notes:  # new lists (a caller may keep the old ones); none on a quiet step
+            self.notes = []
+        if self.release:
+            self.release = []
 
     def review(self, rows: np.ndarray, code: np.ndarray, bars: Any, ref: np.ndarray,
                thr: np.ndarray, last_volume: Callable[[int], float]) -> dict[int, str]:
