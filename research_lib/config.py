@@ -203,6 +203,29 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """The bar gate's jump rules (``config/session.yaml``, section ``gate``); fixed for a
+    run (a resume re-feeds the history through the same rules). See
+    :mod:`research_lib.data.jumps`."""
+
+    jump_threshold_xnys: float = _f(0.25, _rng(0, 10, lo_open=True),
+                                    "XNYS symbols: |close / last good close - 1| above this is "
+                                    "a jump, held until confirmed (or refused as a split)")
+    jump_threshold_24_7: float = _f(0.60, _rng(0, 10, lo_open=True),
+                                    "24/7 (crypto) symbols: the same")
+    jump_confirm_bars: int = _f(3, _rng(1, 20),
+                                "bars after a jump that must hold the new level before it is "
+                                "accepted (the jump bar and the bars before are refused)")
+    split_tolerance: float = _f(0.02, _rng(0, 0.1),
+                                "a close ratio this close to a split ratio (1:2, 1:3, 2:3 ...) "
+                                "is a likely unadjusted split: refused, never confirmed")
+
+    def thresholds(self) -> dict[str, float]:
+        """Jump threshold per calendar."""
+        return {"XNYS": self.jump_threshold_xnys, "24/7": self.jump_threshold_24_7}
+
+
+@dataclass(frozen=True)
 class RiskConfig:
     limits: RiskLimits = field(default_factory=RiskLimits)
 
@@ -211,6 +234,7 @@ class RiskConfig:
 class SessionSettings:
     session: SessionConfig = field(default_factory=SessionConfig)
     signal: SignalConfig = field(default_factory=SignalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 def load_risk(path: str | Path | None = None) -> RiskLimits:
@@ -226,11 +250,12 @@ def load_risk(path: str | Path | None = None) -> RiskLimits:
 def load_session(path: str | Path | None = None) -> SessionSettings:
     p = Path(path) if path else config_dir() / "session.yaml"
     data = load_yaml(p)
-    _only_keys(p, data, {"session", "signal"})
+    _only_keys(p, data, {"session", "signal", "gate"})
     try:
         s = SessionSettings(
             session=build_section(SessionConfig, data.get("session"), "session"),
             signal=build_section(SignalConfig, data.get("signal"), "signal"),
+            gate=build_section(GateConfig, data.get("gate"), "gate"),
         )
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None

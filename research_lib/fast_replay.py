@@ -69,6 +69,7 @@ class StepInput:
     preds: dict[int, Any]
     last: np.ndarray  # last good closes after the step's bars
     prev: np.ndarray  # the good closes before those
+    notes: list[tuple[int, str, str]]  # the gate's jump events (research_lib.data.jumps)
 
 
 class Pass1:
@@ -80,6 +81,8 @@ class Pass1:
         self.P = np.full((T, N), np.nan)  # probability (NaN: none) of a good bar at t
         self.ok = np.zeros((T, N), dtype=bool)  # a bar at t passed the gate
         self.bad: dict[int, tuple[Any, list[tuple[int, str]]]] = {}
+        self.notes: dict[int, list[tuple[int, str, str]]] = {}  # jump events at step t
+        self.noted = np.zeros(T, dtype=bool)  # steps with jump events: never quiet
         self.block = BLOCK_MIN  # steps quiet_run tests next (grows while whole blocks pass)
         self.known_event = -1  # a step quiet_run already found not quiet
 
@@ -92,7 +95,8 @@ class Pass1:
 
     def step_input(self, s: Session, t: int, bars: StepBars) -> StepInput:
         gated, bad = self.bad.get(t, (bars, []))
-        return StepInput(gated, bad, self.preds_at(t, gated.rows), self.L[t], self.PL[t])
+        return StepInput(gated, bad, self.preds_at(t, gated.rows), self.L[t], self.PL[t],
+                         self.notes.get(t, []))
 
 
 class StepwisePass(Pass1):
@@ -113,6 +117,9 @@ class StepwisePass(Pass1):
                 g, bad = s._gate(bars)
                 if bad:
                     self.bad[t] = (g, bad)
+                if s._jumps.notes:
+                    self.notes[t] = list(s._jumps.notes)
+                    self.noted[t] = True
                 X = s._observe(g, gated=True)
                 rows = g.rows
                 self.ok[t, rows] = True
@@ -266,7 +273,7 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
     Lb = pre.L[t0:t1]
     PLb = pre.PL[t0:t1]
     P = pre.P[t0:t1]
-    event = (has != ok).any(axis=1)  # a refused bar
+    event = (has != ok).any(axis=1) | pre.noted[t0:t1]  # a refused bar, a jump event
 
     # marks and equity, summed in the broker's order (same floats as PaperBroker.mark)
     book = s.broker.positions

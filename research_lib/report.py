@@ -241,6 +241,17 @@ class PaperSessionReport:
             "no signal": g["probability"].agg(lambda s: int(s.isna().sum())),
         })
 
+    def stale_marks(self) -> pd.DataFrame:
+        """Open positions still marked at the last good close of a symbol whose latest bars
+        were refused (the summary's ``stale_marks``, :func:`research_lib.data.jumps.stale_marks`)."""
+        from .data.jumps import stale_marks
+        from .ledger import Ledger
+
+        with Ledger.open(self.meta["ledger_path"], readonly=True) as led:
+            marks = stale_marks(led.conn)
+        return pd.DataFrame([{"symbol": s, **m} for s, m in marks.items()],
+                            columns=["symbol", "since", "last_good", "bars_refused", "qty"])
+
     def latency_ms(self) -> pd.Series:
         s = self.run["steps"]
         return s["e2d_ms"].dropna().astype("float64") if "e2d_ms" in s else pd.Series(dtype="float64")
@@ -256,6 +267,8 @@ class PaperSessionReport:
         return (f"steps={len(eq)} orders={len(o)} fills={filled} "
                 f"risk_events={len(self.run['risk_events'])} final_equity={eq.iloc[-1]:.2f} "
                 f"return={ret:+.2%} max_drawdown={max_drawdown(eq.to_numpy()):.2%}"
+                + "".join(f" stale={r.symbol}@{r.last_good:.10g}({r.bars_refused} bars refused)"
+                          for r in self.stale_marks().itertuples())
                 if len(eq) else "no steps")
 
     # figures ---------------------------------------------------------------------

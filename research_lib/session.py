@@ -639,14 +639,18 @@ class Session:
     # ---------------------------------------------------------------- bad data
     def _init_gate(self, attrs: dict[str, Any]) -> None:
         """Per symbol: its calendar and the jump threshold the sanity suite uses for it."""
+        from .data.jumps import JumpGate
         from .data.sanity import jump_threshold_for
 
+        gate = self.settings.gate
+        self._jumps = JumpGate(gate.jump_confirm_bars, gate.split_tolerance)
         self._data_events: list[tuple[Any, ...]] = []
         self._interval_s = interval_seconds(self.interval)
         self._cal = [str(attrs.get(s, {}).get("calendar") or self.assets.calendar_for(s))
                      for s in self.symbols]
         self._jump_thr = np.array([
-            jump_threshold_for(str(attrs.get(s, {}).get("served_as", s)), c)
+            jump_threshold_for(str(attrs.get(s, {}).get("served_as", s)), c,
+                               per_calendar=gate.thresholds())
             for s, c in zip(self.symbols, self._cal, strict=True)])
 
     def _check_data(self, frames: dict[str, Any], start: Any, end: Any) -> None:
@@ -670,7 +674,8 @@ class Session:
         cap = 20  # events per symbol and code; the rest are counted in one more
         for j, (s, f) in enumerate(frames.items()):
             found = check_frame(f, s, SanityConfig(calendar=self._cal[j], now=now,
-                                                   interval=self.interval))
+                                                   interval=self.interval,
+                                                   jump_threshold=float(self._jump_thr[j])))
             last = f.index[-1]
             if stale_bar(self._cal[j], self._interval_s, last, end):
                 found.append(Finding(
@@ -716,6 +721,7 @@ class Session:
 
         rows = bars.rows
         if not len(rows):
+            self._jumps.clear()
             return bars, []
         now_ns = int(self.spec.clock() * 1e9)
         stale = None
@@ -731,6 +737,8 @@ class Session:
         ref, thr = self.last_close[rows], self._jump_thr[rows]
         code = bar_faults(bars.open, bars.high, bars.low, bars.close, bars.volume, ref, thr,
                           bars.bar_ns, now_ns, stale)
+        held = self._jumps.review(rows, code, bars, ref, thr,  # jumps: held, split, confirmed
+                                  lambda i: self.features.volumes[i, -1])
         if not code.any():
             return bars, []
         import pandas as pd
@@ -744,7 +752,7 @@ class Session:
                 int(code[k]), float(bars.open[k]), float(bars.high[k]), float(bars.low[k]),
                 float(bars.close[k]), float(bars.volume[k]), float(ref[k]), float(thr[k]),
                 stamp, pd.Timestamp(now_ns, unit="ns", tz="UTC").isoformat())
-            bad.append((i, f"BAD_BAR: {why} symbol={self.symbols[i]}"))
+            bad.append((i, f"BAD_BAR: {why}{held.get(int(k), '')} symbol={self.symbols[i]}"))
         ok = code == 0
         return dataclasses.replace(
             bars, rows=rows[ok], open=bars.open[ok], high=bars.high[ok], low=bars.low[ok],
@@ -901,6 +909,7 @@ class Session:
             "risk": dataclasses.asdict(self.limits),
             "session": dataclasses.asdict(self.settings.session),
             "signal": dataclasses.asdict(self.settings.signal),
+            "gate": dataclasses.asdict(self.settings.gate),
             "assets": {"universal_model": self.assets.universal_model,
                        "classes": {c.name: {"model": c.model, "calendar": c.calendar}
                                    for c in self.assets.classes}},
@@ -962,9 +971,14 @@ class Session:
             for i, why in bad:  # warm-up or resume re-feed: the start-up findings list them
                 log_event(log, "bad_bar_skipped", ts=bars.ts, symbol=self.symbols[i],
                           reason=why)
+            for i, code, why in self._jumps.notes:  # a jump confirmed or dropped here
+                log_event(log, "bar_jump_" + code.lower(), ts=bars.ts, symbol=self.symbols[i],
+                          reason=why)
         rows = bars.rows
         if not len(rows):
             return None
+        if self._jumps.release:
+            self._feed_held()
         self.prev_close[rows] = self.last_close[rows]
         self.last_close[rows] = bars.close
         if self.model.needs_features:
@@ -975,6 +989,21 @@ class Session:
             X = np.empty((len(rows), 0))
         self.model.observe(rows, bars.close)
         return X
+
+    def _feed_held(self) -> None:
+        """The bars a confirmed jump held back, to the closes, the features and the model,
+        in order, before the step's own bars (:mod:`research_lib.data.jumps`)."""
+        for i, (dow, h, lo, c, v) in self._jumps.release:
+            r = np.array([i])
+            self.prev_close[i] = self.last_close[i]
+            self.last_close[i] = c
+            if self.model.needs_features:
+                self.features.update(r, np.array([dow]), np.array([h]), np.array([lo]),
+                                     np.array([c]), np.array([v]))
+            else:
+                self.features.push(r, np.array([c]), np.array([v]))
+            self.model.observe(r, np.array([c]))
+        self._jumps.release = []
 
     def _step(self, step: int, bars: StepBars, t0: float, pre: Any = None) -> StepRecord:
         """One step. ``pre`` (fast replay, :mod:`research_lib.fast_replay`): the step's gate
@@ -999,6 +1028,8 @@ class Session:
         bars, bad = self._gate(bars) if pre is None else (pre.bars, pre.bad)
         for i, why in bad:
             rec.add("risk_events", (step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
+        for i, code, why in (self._jumps.notes if pre is None else pre.notes):
+            rec.add("risk_events", (step, bars.ts, sym[i], "data", code, why, None))
 
         # fills of open orders at this step's prices
         fills_now: dict[str, Any] = {}
@@ -1526,6 +1557,8 @@ class Session:
 
     # ---------------------------------------------------------------- summary
     def summary(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
+        from .data.jumps import stale_marks
+
         c = self.ledger.conn
         n_steps = c.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
         events = Counter(dict(c.execute(
@@ -1570,6 +1603,7 @@ class Session:
             "rejections_by_reason": rejections,
             "bad_bars": data.pop("BAD_BAR", 0),
             "data_findings": data,
+            "stale_marks": stale_marks(c),
             "initial_equity": self.initial_cash,
             "final_equity": final,
             "return_pct": (final / self.initial_cash - 1.0) * 100.0,
@@ -1582,7 +1616,8 @@ class Session:
 
 
 _RESTART_ONLY = {"initial_cash", "interval", "source", "run_dir", "warmup_bars", "seed",
-                 "kill_file", "replay_years"}
+                 "kill_file", "replay_years", "jump_threshold_xnys", "jump_threshold_24_7",
+                 "jump_confirm_bars", "split_tolerance"}
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -1623,6 +1658,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"denials    {den}",
         f"rejections {rej}",
         f"data       {s.get('bad_bars', 0)} bad bar(s) refused; findings: {data}",
+        *(f"stale      {sym} marked at {m['last_good']:.10g} since {m['since']} "
+          f"({m['bars_refused']} bars refused)" for sym, m in (s.get("stale_marks") or {}).items()),
         f"equity     {s['initial_equity']:.2f} -> {s['final_equity']:.2f} "
         f"({s['return_pct']:+.2f}%), max drawdown {s['max_drawdown_pct']:.2f}%",
         f"state      {s['state']}",

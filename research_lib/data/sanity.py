@@ -36,10 +36,14 @@ DEFAULT_JUMP = {"XNYS": 0.25, CRYPTO: 0.60}
 SYMBOL_JUMP = {"^VIX": 1.5, "^VXN": 1.5, "^VVIX": 1.5}
 
 
-def jump_threshold_for(symbol: str, calendar: str, override: float | None = None) -> float:
+def jump_threshold_for(symbol: str, calendar: str, override: float | None = None,
+                       per_calendar: Mapping[str, float] | None = None) -> float:
+    """``override``, else the symbol's own (volatility indices), else the calendar's from
+    ``per_calendar`` (the session's ``gate`` config), else :data:`DEFAULT_JUMP`."""
     if override is not None:
         return override
-    return SYMBOL_JUMP.get(symbol, DEFAULT_JUMP.get(calendar, 0.25))
+    cal = {**DEFAULT_JUMP, **(per_calendar or {})}
+    return SYMBOL_JUMP.get(symbol, cal.get(calendar, cal["XNYS"]))
 
 
 @dataclass(frozen=True)
@@ -487,16 +491,21 @@ def check_symbols(
 ) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
     """Load each symbol and check it. A load failure becomes an error finding (the other
     symbols are still checked)."""
-    from ..config import DEFAULT_ASSETS, config_dir, load_assets
+    from ..config import DEFAULT_ASSETS, GateConfig, config_dir, load_assets, load_session
     from ..errors import ConfigError, DataError
     from .sources import get_source
 
     stale_td = parse_stale_after(stale_after)
-    if jump_threshold is not None and not (math.isfinite(jump_threshold) and jump_threshold > 0):
-        raise ConfigError(f"--jump-threshold {jump_threshold!r} must be a positive fraction, "
-                          "e.g. 0.25 for 25%")
+    if jump_threshold is not None and not (math.isfinite(jump_threshold)
+                                           and 0 < jump_threshold <= 10):
+        # NaN would flag no jump at all (every comparison with it is false): fail closed
+        raise ConfigError(f"--jump-threshold must be a number in (0, 10], got {jump_threshold!r}; "
+                          "e.g. --jump-threshold 0.25 for 25% (or leave it out for "
+                          "config/session.yaml's gate thresholds)")
     if assets is None:
         assets = load_assets() if (config_dir() / "assets.yaml").is_file() else DEFAULT_ASSETS
+    # the session's gate thresholds (config/session.yaml, gate): the same jumps as a paper run
+    gate = (load_session().gate if (config_dir() / "session.yaml").is_file() else GateConfig())
     src = get_source(source)
     frames: dict[str, pd.DataFrame] = {}
     findings: list[Finding] = []
@@ -508,8 +517,10 @@ def check_symbols(
             continue
         frames[sym] = df
         cal = df.attrs.get("calendar") or assets.calendar_for(sym)
+        thr = jump_threshold_for(str(df.attrs.get("served_as", sym)), cal, jump_threshold,
+                                 gate.thresholds())
         cfg = SanityConfig(
-            calendar=cal, jump_threshold=jump_threshold,
+            calendar=cal, jump_threshold=thr,
             stale_after=stale_td,
             now=now, interval=interval,
         )
