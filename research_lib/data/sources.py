@@ -103,6 +103,72 @@ class Source(Protocol):
     ) -> pd.DataFrame: ...
 
 
+# ------------------------------------------------------------------- timestamps
+# Epoch integers are read in the unit their magnitude allows, and only when that is
+# unambiguous: 1e8 s is 1973-03-03 and 1e10 s is 2286, so [1e8, 1e10) can only be seconds,
+# [1e11, 1e13) milliseconds, [1e14, 1e16) microseconds and [1e17, 1e19) nanoseconds.
+# Anything else (a value in a gap, mixed units, a small integer) is refused: pandas would
+# read any integer as nanoseconds since 1970 (20200102 -> 1970-01-01 00:00:00.020200102).
+_EPOCH_UNITS = (("s", 1e8, 1e10), ("ms", 1e11, 1e13), ("us", 1e14, 1e16), ("ns", 1e17, 1e19))
+_TIME_FIX = ("write dates as text (2020-01-02 or 2020-01-02T14:30:00Z), as YYYYMMDD "
+             "integers, or as epoch seconds/milliseconds after 1973")
+
+
+def _yyyymmdd(v: np.ndarray) -> bool:
+    """Every value a real calendar date written as a YYYYMMDD integer (1900..2199)."""
+    if not len(v) or not np.all(v == np.floor(v)):
+        return False
+    y, md = np.divmod(v.astype(np.int64), 10000)
+    m, d = np.divmod(md, 100)
+    return bool(np.all((y >= 1900) & (y < 2200) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= 31)))
+
+
+def parse_timestamps(values: Any, where: str) -> pd.DatetimeIndex:
+    """A column (or index) of bar times as a UTC ``DatetimeIndex``, read as what it is.
+
+    Text goes through ``pd.to_datetime`` (naive stamps are UTC). Numbers are never read as
+    nanoseconds by default: YYYYMMDD integers are dates, epoch seconds / milliseconds /
+    micro- / nanoseconds are read in the one unit their size allows (see
+    ``_EPOCH_UNITS``); anything else is a :class:`DataError` naming ``where``, sample
+    values and the fix. Datetime values are taken as they are (naive: UTC)."""
+    if isinstance(values, pd.DatetimeIndex) or pd.api.types.is_datetime64_any_dtype(values):
+        idx = pd.DatetimeIndex(values)
+        return idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    s = pd.Series(values).reset_index(drop=True) if not isinstance(values, pd.Series) else values
+    if pd.api.types.is_bool_dtype(s):
+        raise DataError(f"{where} holds booleans, not timestamps; {_TIME_FIX}")
+    if s.dtype == object and len(s) and s.astype(str).str.fullmatch(r"\s*\d+(\.\d+)?\s*").all():
+        s = pd.to_numeric(s)  # digits only, e.g. quoted: the same reading as numbers
+    if pd.api.types.is_numeric_dtype(s):
+        v = s.to_numpy(dtype=np.float64)
+        sample = [x for x in s.head(3).tolist()]
+        if np.isnan(v).any():
+            raise DataError(f"{where} has an empty or NaN time in row "
+                            f"{int(np.flatnonzero(np.isnan(v))[0])}; every bar needs a time")
+        if _yyyymmdd(v):
+            try:
+                ts = pd.to_datetime(v.astype(np.int64).astype(str), format="%Y%m%d", utc=True)
+            except (ValueError, TypeError) as exc:
+                raise DataError(f"{where} looks like YYYYMMDD dates (e.g. {sample}) but "
+                                f"{exc}; {_TIME_FIX}") from exc
+            return pd.DatetimeIndex(ts, name=getattr(values, "name", None))
+        a = np.abs(v)
+        for unit, lo, hi in _EPOCH_UNITS:
+            if len(a) and np.all((a >= lo) & (a < hi)) and np.all(v > 0):
+                ts = pd.to_datetime(v if unit != "ns" else v.astype(np.int64), unit=unit, utc=True)
+                return pd.DatetimeIndex(ts, name=getattr(values, "name", None))
+        raise DataError(
+            f"{where} holds numbers (e.g. {sample}), which are neither YYYYMMDD dates nor "
+            "epoch times in one clear unit (seconds 1e8..1e10, milliseconds 1e11..1e13, "
+            f"micro- or nanoseconds); refusing to guess (they would read as nanoseconds since "
+            f"1970); {_TIME_FIX}")
+    try:
+        ts = pd.to_datetime(s, utc=True, format="mixed")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{where} has values that are not timestamps: {exc}; {_TIME_FIX}") from exc
+    return pd.DatetimeIndex(ts, name=getattr(values, "name", None))
+
+
 # ------------------------------------------------------------------------ sample
 @cache
 def _sample_long() -> pd.DataFrame:
@@ -226,8 +292,7 @@ class CacheSource:
             df = pd.read_parquet(p)
         except Exception as exc:  # a truncated or foreign file: say which
             raise DataError(f"cache: cannot read {p}: {exc}; delete it and re-download") from exc
-        idx = pd.DatetimeIndex(df.index)
-        df.index = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+        df.index = parse_timestamps(df.index, f"cache: {p} index")
         df = _trim(df, start, end)
         if df.empty:
             raise EmptyDataError(symbol, self.name, f"cached file {p} has no bars in range")
@@ -450,8 +515,20 @@ _TIME_NAMES = ("timestamp", "datetime", "date", "time", "")
 _SYMBOL_NAMES = ("symbol", "ticker")
 
 
+# what a data file may end with (pandas reads the compressed ones as they are)
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".csv.zst")
+
+
+def _csv_suffix(name: str) -> str | None:
+    low = name.lower()
+    return next((x for x in sorted(CSV_SUFFIXES, key=len, reverse=True) if low.endswith(x)), None)
+
+
 def _stem(p: Path) -> str:
-    return p.name.split(".")[0] if not p.name.startswith(".") else p.name
+    """The symbol a file serves: its name without the CSV suffix, dots kept
+    (``BRK.B.csv`` -> ``BRK.B``, ``SPX.csv.gz`` -> ``SPX``)."""
+    suffix = _csv_suffix(p.name)
+    return p.name[: -len(suffix)] if suffix else p.stem
 
 
 class CsvSource:
@@ -470,9 +547,21 @@ class CsvSource:
 
     def _files(self) -> dict[str, Path]:
         if self.path.is_dir():
-            files = {_stem(p): p for p in sorted(self.path.glob("*.csv*"))}
+            # only data files: SPX.csv.bak, SPX.csv~ or .SPX.csv are not bars of SPX
+            found = [p for p in sorted(self.path.iterdir())
+                     if _csv_suffix(p.name) and not p.name.startswith(".") and p.is_file()]
+            files: dict[str, Path] = {}
+            for p in found:
+                key = _stem(p)
+                twin = next((k for k in files if k.upper() == key.upper()), None)
+                if twin is not None:
+                    raise DataError(
+                        f"csv: folder {self.path} has two files for symbol {key!r}: "
+                        f"{files[twin].name} and {p.name}; keep one (move the other out)")
+                files[key] = p
             if not files:
-                raise DataError(f"csv: folder {self.path} has no *.csv files")
+                raise DataError(f"csv: folder {self.path} has no *.csv files "
+                                f"(accepted: {', '.join(CSV_SUFFIXES)})")
             return files
         return {_stem(self.path): self.path}
 
@@ -494,10 +583,7 @@ class CsvSource:
         if tcol is None:
             raise DataError(f"csv: {p} has no timestamp column; name one of timestamp/datetime/date "
                             f"(has {list(df.columns)})")
-        try:
-            ts = pd.to_datetime(df[tcol], utc=True, format="mixed")
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"csv: {p} column {tcol!r} has values that are not timestamps: {exc}") from exc
+        ts = parse_timestamps(df[tcol], f"csv: {p} column {tcol!r}")
         df = df.drop(columns=[tcol])
         df.index = pd.DatetimeIndex(ts, name="timestamp")
         for c in _SYMBOL_NAMES:

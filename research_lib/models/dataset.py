@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import features
 from ..data import load
+from ..data.sanity import refuse_bad_timeline
 from ..errors import DataError
 
 FEATURES = list(features.FEATURES)
@@ -172,6 +173,7 @@ def load_frames(
     outside the data are trimmed and a note says so."""
     symbols = expand_symbols(symbols, source)
     frames = load(symbols, source=resolve_source(source), start=start, end=end, interval=interval)
+    refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
     notes: list[str] = []
     served: dict[str, str] = {}
     synthetic = [s for s, f in frames.items() if f.attrs.get("synthetic")]
