@@ -143,6 +143,28 @@ def test_train_dataset_when_csv_dates_are_yyyymmdd_then_read_as_dates_and_number
         load_frames(["SPX"], source=f"csv:{bad}")
 
 
+def test_train_dataset_when_hourly_bars_loaded_as_1d_then_refused(tmp_path, spx):
+    from research_lib.models.dataset import load_frames
+
+    hourly = pd.date_range("2018-06-01 13:00", periods=len(spx), freq="h", tz="UTC")
+    path = write_dates(tmp_path / "data", spx, [t.isoformat() for t in hourly])
+    with pytest.raises(DataError, match="BAR_SPACING"):
+        load_frames(["SPX"], source=f"csv:{path}", interval="1d")
+
+
+def test_cache_source_when_parquet_index_is_small_integers_then_refused(tmp_path, spx):
+    from research_lib.data.sources import CacheSource
+
+    cache = CacheSource(tmp_path / "cache")
+    p = cache.path("SPX", "1d")
+    p.parent.mkdir(parents=True)
+    raw = spx[["open", "high", "low", "close", "volume"]].copy()
+    raw.index = pd.RangeIndex(len(raw))
+    raw.to_parquet(p)
+    with pytest.raises(DataError, match="index holds numbers"):
+        cache.fetch("SPX")
+
+
 def test_cache_source_when_parquet_index_is_epoch_seconds_then_read_as_seconds(tmp_path, spx):
     from research_lib.data.sources import CacheSource
 
@@ -254,6 +276,14 @@ def test_paper_when_model_probability_is_not_in_0_1_then_no_signal_recorded_and_
     assert d["reason"].str.startswith("MODEL_OUTPUT_INVALID").all()
     assert d["probability"].isna().all()
     assert len(run["orders"]) == 0 and res.summary["orders"] == 0
+
+
+def test_checked_prediction_when_shadow_probability_out_of_range_then_dropped_and_decision_kept():
+    from research_lib.baselines import Prediction
+    from research_lib.session import checked_prediction
+
+    p = checked_prediction(Prediction("SYN", "test", "m", 0.8, "shadow_m", 3.0), "SYN", "test", "m")
+    assert (p.probability, p.shadow_probability, p.fallback_reason) == (0.8, None, None)
 
 
 def test_paper_when_probability_turns_negative_while_long_then_the_position_is_kept(tmp_path):
