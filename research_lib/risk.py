@@ -231,7 +231,7 @@ _DOLLAR_PAIR = re.compile(r"^([A-Z0-9]{2,10}?)[-/_]?(USD|USDT|USDC)$")
 def underlying_key(symbol: str, served_as: str | None = None) -> str:
     """What a symbol is an exposure to: the series the source serves it as (``SPY`` on the
     sample is ``^GSPC``), the base coin of a dollar crypto pair, case-insensitive."""
-    name = str(served_as or symbol).strip().upper()
+    name = re.sub(r"\s+", "", str(served_as or symbol)).upper()  # OCC with or without space
     m = _DOLLAR_PAIR.match(name)
     return m.group(1) if m else name
 

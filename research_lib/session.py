@@ -153,6 +153,8 @@ def interval_seconds(interval: str) -> float:
     if not m:
         raise ConfigError(f"--interval {interval!r} is not a bar interval; use e.g. 1m, 5m, 1h, 1d")
     n, unit = int(m.group(1)), m.group(2)
+    if n < 1:
+        raise ConfigError(f"--interval {interval!r} is a bar of no length; use e.g. 1m, 5m, 1h, 1d")
     return n * {"m": 60, "h": 3600, "d": 86400, "wk": 7 * 86400, "mo": 30 * 86400}[unit]
 
 

@@ -371,6 +371,7 @@ def test_underlying_key_when_crypto_pair_is_spelled_differently_then_one_key():
 
     assert {underlying_key(s) for s in ("BTC-USD", "BTCUSDT", "BTC/USD", "btc-usdt")} == {"BTC"}
     assert underlying_key("SPY", "^GSPC") == "^GSPC"
+    assert underlying_key("SPY 251219C00600000") == underlying_key("SPY251219C00600000")
     assert underlying_key("AAPL") != underlying_key("MSFT")
     with pytest.raises(ConfigError, match="spy and SPY"):
         refuse_shared_underlying(["spy", "SPY"])
@@ -397,6 +398,15 @@ def test_cli_paper_when_max_steps_below_1_then_exit_2_and_no_run(tmp_path, capsy
 def test_session_when_max_steps_is_not_an_integer_then_config_error(tmp_path):
     with pytest.raises(ConfigError, match="--max-steps"):
         make_session(tmp_path, symbols=["SPY"], start=START, end=END, max_steps=2.5).run()
+
+
+def test_cli_paper_when_interval_has_no_length_then_exit_2_and_no_run(tmp_path, spx, capsys):
+    path = write_dates(tmp_path / "data", spx, [t.isoformat() for t in spx.index])
+    code = paper(tmp_path, "--symbols", "SPX", "--source", f"csv:{path}", "--interval", "0d",
+                 "--start", START, "--end", END)
+    assert code == 2
+    assert "--interval '0d' is a bar of no length" in capsys.readouterr().err
+    assert no_run_written(tmp_path)
 
 
 # ------------------------------------------------------------------ replay end

@@ -259,9 +259,10 @@ _INTERVAL_UNIT_S = {"m": 60, "min": 60, "h": 3600, "d": 86400, "wk": 7 * 86400, 
 def interval_length(interval: str) -> pd.Timedelta | None:
     """``1d`` -> 1 day, ``1h``, ``5m``, ``1wk``, ``1mo`` (30 days); None if not a bar interval."""
     m = _INTERVAL_RE.match(str(interval).strip().lower())
-    if not m:
+    if not m or m.group(1) in ("0", "00"):
         return None
-    return pd.Timedelta(seconds=int(m.group(1) or 1) * _INTERVAL_UNIT_S[m.group(2)])
+    n = int(m.group(1) or 1)
+    return pd.Timedelta(seconds=n * _INTERVAL_UNIT_S[m.group(2)]) if n else None
 
 
 def check_spacing(df: pd.DataFrame, sym: str, cfg: SanityConfig) -> list[Finding]:
