@@ -545,6 +545,9 @@ def checked_prediction(pr: Any, symbol: str, asset_class: str, label: str) -> An
         return pr
     prob = getattr(pr, "probability", None)
     shadow = getattr(pr, "shadow_probability", None)
+    if shadow is None and (prob is None or (type(prob) is float and (0.0 <= prob <= 1.0
+                                                                     or prob != prob))):
+        return pr  # the usual case, cheaply: a probability, None or NaN (no signal)
     bad, bad_shadow = _probability_problem(prob), _probability_problem(shadow)
     if bad is None and bad_shadow is None:
         return pr
