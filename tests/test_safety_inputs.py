@@ -209,6 +209,17 @@ def test_cli_paper_when_hourly_bars_replayed_as_1d_then_exit_2_and_no_run(tmp_pa
     assert no_run_written(tmp_path)
 
 
+def test_cli_features_when_hourly_bars_as_1d_then_exit_2_and_nothing_written(
+        tmp_path, spx, capsys):
+    hourly = pd.date_range("2018-06-01 13:00", periods=len(spx), freq="h", tz="UTC")
+    path = write_dates(tmp_path / "data", spx, [t.isoformat() for t in hourly])
+    out = tmp_path / "f.parquet"
+    code = main(["features", "--symbols", "SPX", "--source", f"csv:{path}", "--out", str(out)])
+    assert code == 2
+    assert "BAR_SPACING" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_data_check_when_daily_bars_checked_as_daily_then_no_spacing_finding(spx):
     found = check_frame(spx, "SPX", SanityConfig(now=pd.Timestamp("2026-01-01", tz="UTC")))
     assert not {f.code for f in found} & {"BAR_SPACING", "IMPLAUSIBLE_TIMESTAMP"}
