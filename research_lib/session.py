@@ -640,6 +640,9 @@ class Session:
             end_note = replay_end_note(frames)
         if start is None:
             start = end - pd.Timedelta(days=round(365.25 * self.settings.session.replay_years))
+        if start > end and end_note is not None:  # no --end: the first symbol to end set it
+            raise ConfigError(f"--start {start.date()} is after the last bar every symbol has: "
+                              f"{end_note}")
         if start > end:
             raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
         out = {}

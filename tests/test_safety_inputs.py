@@ -423,16 +423,29 @@ def test_cli_paper_when_interval_has_no_length_then_exit_2_and_no_run(tmp_path, 
 # ------------------------------------------------------------------ replay end
 def test_replay_without_end_when_a_symbol_ends_early_then_summary_stderr_and_ledger_say_so(
         tmp_path, capsys):
+    # real sample bars: ^GSPC ends on 2018-12-31, BTC-USD on 2020-01-17
+    code = paper(tmp_path, "--symbols", "^GSPC,BTC-USD", "--start", "2018-10-01",
+                 "--run-id", "early")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    note = ("^GSPC ends on 2018-12-31, before BTC-USD (last bar 2020-01-17); the replay stops "
+            "there (pass --end 2020-01-17")
+    assert f"note       {note}" in out
+    assert "replay_ends_early" in err and note in err
+    run = read_run(tmp_path / "runs" / "early")
+    assert run["steps"]["ts"].max() == pd.Timestamp("2018-12-31", tz="UTC")
+    ev = run["risk_events"]
+    assert ev[ev["code"] == "REPLAY_ENDS_EARLY"]["symbol"].tolist() == ["^GSPC"]
+
+
+def test_replay_without_end_when_start_is_after_the_first_symbols_end_then_refused_saying_why(
+        tmp_path):
     long = random_walk(120, seed=3, symbol="LONG")
     short = random_walk(60, seed=4, symbol="SHORT")
-    res = make_session(tmp_path, symbols=["LONG", "SHORT"], start=str(long.index[30].date()),
-                       source=FrameSource({"LONG": long, "SHORT": short}),
-                       model="baseline:buy_and_hold").run()
-    last = short.index[-1].date()
-    note = (f"SHORT ends on {last}, before LONG (last bar {long.index[-1].date()}); "
-            f"the replay stops there (pass --end {long.index[-1].date()}")
-    assert any(n.startswith(note) for n in res.summary["notes"])
-    assert res.summary["last_step_ts"].startswith(str(last))
-    ev = read_run(res.ledger_path)["risk_events"]
-    assert (ev["code"] == "REPLAY_ENDS_EARLY").sum() == 1
-    assert "replay_ends_early" in capsys.readouterr().err
+    with pytest.raises(ConfigError) as e:
+        make_session(tmp_path, symbols=["LONG", "SHORT"], start=str(long.index[80].date()),
+                     source=FrameSource({"LONG": long, "SHORT": short}),
+                     model="baseline:buy_and_hold").run()
+    msg = str(e.value)
+    assert f"SHORT ends on {short.index[-1].date()}" in msg
+    assert f"pass --end {long.index[-1].date()}" in msg
