@@ -449,3 +449,14 @@ def test_replay_without_end_when_start_is_after_the_first_symbols_end_then_refus
     msg = str(e.value)
     assert f"SHORT ends on {short.index[-1].date()}" in msg
     assert f"pass --end {long.index[-1].date()}" in msg
+
+
+def test_csv_source_when_dates_are_day_first_then_read_day_first_never_mixed(tmp_path, spx):
+    path = write_dates(tmp_path / "d", spx, [t.strftime("%d/%m/%Y") for t in spx.index])
+    assert list(CsvSource(path).fetch("SPX").index) == list(spx.index)
+    path = write_dates(tmp_path / "m", spx, [t.strftime("%m/%d/%Y") for t in spx.index])
+    assert list(CsvSource(path).fetch("SPX").index) == list(spx.index)
+    few = spx.iloc[:8]  # 2018-05-01 .. 2018-05-10: no field above 12
+    path = write_dates(tmp_path / "x", few, [t.strftime("%d/%m/%Y") for t in few.index])
+    with pytest.raises(DataError, match="write them as YYYY-MM-DD"):
+        CsvSource(path).fetch("SPX")

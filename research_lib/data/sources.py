@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -162,11 +163,32 @@ def parse_timestamps(values: Any, where: str) -> pd.DatetimeIndex:
             "epoch times in one clear unit (seconds 1e8..1e10, milliseconds 1e11..1e13, "
             f"micro- or nanoseconds); refusing to guess (they would read as nanoseconds since "
             f"1970); {_TIME_FIX}")
+    dayfirst = _day_first(s, where)
     try:
-        ts = pd.to_datetime(s, utc=True, format="mixed")
+        ts = pd.to_datetime(s, utc=True, format="mixed", dayfirst=dayfirst)
     except (ValueError, TypeError, OverflowError) as exc:
         raise DataError(f"{where} has values that are not timestamps: {exc}; {_TIME_FIX}") from exc
     return pd.DatetimeIndex(ts, name=getattr(values, "name", None))
+
+
+_DMY = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}\b")
+
+
+def _day_first(s: pd.Series, where: str) -> bool:
+    """Dates written ``NN/NN/YYYY``: day first (31/12/2020) or month first (12/31/2020),
+    decided for the whole column by a field above 12; a column where neither field ever
+    passes 12, or both do, is refused (pandas would read each value as it fits best,
+    mixing the two orders in one column)."""
+    parts = s.astype(str).str.extract(_DMY)
+    if not len(s) or parts[0].isna().any():
+        return False  # not (all) in that form: ISO dates and friends
+    a, b = parts[0].astype(int), parts[1].astype(int)
+    if (a > 12).any() and not (b > 12).any():
+        return True
+    if (b > 12).any() and not (a > 12).any():
+        return False
+    raise DataError(f"{where} has dates like {s.iloc[0]!r} whose day and month order cannot be "
+                    f"told apart (e.g. {s.iloc[-1]!r}); write them as YYYY-MM-DD")
 
 
 # ------------------------------------------------------------------------ sample
