@@ -460,3 +460,15 @@ def test_csv_source_when_dates_are_day_first_then_read_day_first_never_mixed(tmp
     path = write_dates(tmp_path / "x", few, [t.strftime("%d/%m/%Y") for t in few.index])
     with pytest.raises(DataError, match="write them as YYYY-MM-DD"):
         CsvSource(path).fetch("SPX")
+
+
+def test_csv_source_when_date_and_time_are_two_columns_then_both_make_the_bar_time(tmp_path, spx):
+    hourly = pd.date_range("2018-06-01 13:00", periods=len(spx), freq="h", tz="UTC")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    out = spx.reset_index(drop=True)
+    out.insert(0, "Date", [t.strftime("%Y-%m-%d") for t in hourly])
+    out.insert(1, "Time", [t.strftime("%H:%M:%S") for t in hourly])
+    out.to_csv(folder / "SPX.csv", index=False)
+    got = CsvSource(folder).fetch("SPX", interval="1h")
+    assert list(got.index) == list(hourly)

@@ -594,6 +594,9 @@ class CsvSource:
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataError(f"csv: cannot parse {p}: {exc}") from exc
         df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
+        if {"date", "time"} <= set(df.columns) and not {"timestamp", "datetime"} & set(df.columns):
+            # a date column and a time-of-day column: one bar time (not every bar at midnight)
+            df.insert(0, "datetime", df.pop("date").astype(str) + " " + df.pop("time").astype(str))
         tcol = next((c for c in df.columns if c in _TIME_NAMES or c.startswith("unnamed")), None)
         if tcol is None and len(df) and str(df.iloc[0, 0]).strip().lower() == "ticker":
             raise DataError(
