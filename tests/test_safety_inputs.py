@@ -472,3 +472,20 @@ def test_csv_source_when_date_and_time_are_two_columns_then_both_make_the_bar_ti
     out.to_csv(folder / "SPX.csv", index=False)
     got = CsvSource(folder).fetch("SPX", interval="1h")
     assert list(got.index) == list(hourly)
+
+
+@pytest.mark.parametrize("freq,interval,bad", [
+    ("h", "1d", True),     # hourly bars as daily
+    ("B", "1h", True),     # daily bars as hourly
+    ("W", "1d", True),     # weekly bars as daily
+    ("B", "1d", False),
+    ("h", "1h", False),
+    ("5min", "1m", False),  # a thin market's 1m bars skip empty minutes
+])
+def test_bar_spacing_when_bars_and_interval_differ_then_error_else_none(freq, interval, bad):
+    from tests.kit import make_bars
+
+    df = make_bars(n=60, start="2018-06-01", freq=freq)
+    found = check_frame(df, "SYN", SanityConfig(interval=interval,
+                                                now=pd.Timestamp("2026-01-01", tz="UTC")))
+    assert any(f.code == "BAR_SPACING" for f in found) is bad
