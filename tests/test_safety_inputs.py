@@ -489,3 +489,14 @@ def test_bar_spacing_when_bars_and_interval_differ_then_error_else_none(freq, in
     found = check_frame(df, "SYN", SanityConfig(interval=interval,
                                                 now=pd.Timestamp("2026-01-01", tz="UTC")))
     assert any(f.code == "BAR_SPACING" for f in found) is bad
+
+
+def test_train_dataset_when_two_spellings_of_one_coin_then_refused(tmp_path):
+    from research_lib.models.dataset import load_frames
+
+    btc = load(["BTC-USD"], start="2019-01-01", end="2019-12-31")["BTC-USD"]
+    folder = tmp_path / "data"
+    for name in ("BTC-USD", "BTC_USDT"):
+        write_dates(folder, btc, [t.isoformat() for t in btc.index], name=name)
+    with pytest.raises(ConfigError, match="BTC-USD and BTC_USDT are the same underlying BTC"):
+        load_frames(["BTC-USD", "BTC_USDT"], source=f"csv:{folder}")
