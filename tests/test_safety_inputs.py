@@ -500,3 +500,10 @@ def test_train_dataset_when_two_spellings_of_one_coin_then_refused(tmp_path):
         write_dates(folder, btc, [t.isoformat() for t in btc.index], name=name)
     with pytest.raises(ConfigError, match="BTC-USD and BTC_USDT are the same underlying BTC"):
         load_frames(["BTC-USD", "BTC_USDT"], source=f"csv:{folder}")
+
+
+def test_csv_source_when_dates_are_yyyymmddhhmm_integers_then_not_read_as_1976_milliseconds(
+        tmp_path, spx):
+    hourly = pd.date_range("2018-06-01 13:00", periods=len(spx), freq="h", tz="UTC")
+    path = write_dates(tmp_path / "data", spx, [int(t.strftime("%Y%m%d%H%M")) for t in hourly])
+    assert list(CsvSource(path).fetch("SPX", interval="1h").index) == list(hourly)

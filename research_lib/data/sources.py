@@ -115,13 +115,22 @@ _TIME_FIX = ("write dates as text (2020-01-02 or 2020-01-02T14:30:00Z), as YYYYM
              "integers, or as epoch seconds/milliseconds after 1973")
 
 
-def _yyyymmdd(v: np.ndarray) -> bool:
-    """Every value a real calendar date written as a YYYYMMDD integer (1900..2199)."""
-    if not len(v) or not np.all(v == np.floor(v)):
-        return False
-    y, md = np.divmod(v.astype(np.int64), 10000)
-    m, d = np.divmod(md, 100)
-    return bool(np.all((y >= 1900) & (y < 2200) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= 31)))
+# digits that spell a date: YYYYMMDD, YYYYMMDDHHMM, YYYYMMDDHHMMSS (years 1900..2199)
+_DIGIT_FORMATS = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
+
+
+def _digit_dates(v: np.ndarray) -> pd.DatetimeIndex | None:
+    """``v`` read as dates written in digits (every value the same length, each a real
+    date and time), or None. Checked before epoch units: YYYYMMDDHHMM integers would
+    otherwise pass for milliseconds in 1976."""
+    if not len(v) or not np.all(v == np.floor(v)) or not np.all(v > 0):
+        return None
+    text = pd.Series(v.astype(np.int64).astype(str))
+    n = text.str.len().unique()
+    if len(n) != 1 or int(n[0]) not in _DIGIT_FORMATS or not text.str.match(r"^(19|20|21)").all():
+        return None
+    ts = pd.to_datetime(text, format=_DIGIT_FORMATS[int(n[0])], utc=True, errors="coerce")
+    return None if ts.isna().any() else pd.DatetimeIndex(ts)
 
 
 def parse_timestamps(values: Any, where: str) -> pd.DatetimeIndex:
@@ -146,20 +155,16 @@ def parse_timestamps(values: Any, where: str) -> pd.DatetimeIndex:
         if np.isnan(v).any():
             raise DataError(f"{where} has an empty or NaN time in row "
                             f"{int(np.flatnonzero(np.isnan(v))[0])}; every bar needs a time")
-        if _yyyymmdd(v):
-            try:
-                ts = pd.to_datetime(v.astype(np.int64).astype(str), format="%Y%m%d", utc=True)
-            except (ValueError, TypeError) as exc:
-                raise DataError(f"{where} looks like YYYYMMDD dates (e.g. {sample}) but "
-                                f"{exc}; {_TIME_FIX}") from exc
-            return pd.DatetimeIndex(ts, name=getattr(values, "name", None))
+        digits = _digit_dates(v)
+        if digits is not None:
+            return pd.DatetimeIndex(digits, name=getattr(values, "name", None))
         a = np.abs(v)
         for unit, lo, hi in _EPOCH_UNITS:
             if len(a) and np.all((a >= lo) & (a < hi)) and np.all(v > 0):
                 ts = pd.to_datetime(v if unit != "ns" else v.astype(np.int64), unit=unit, utc=True)
                 return pd.DatetimeIndex(ts, name=getattr(values, "name", None))
         raise DataError(
-            f"{where} holds numbers (e.g. {sample}), which are neither YYYYMMDD dates nor "
+            f"{where} holds numbers (e.g. {sample}), which are neither YYYYMMDD[HHMM[SS]] dates nor "
             "epoch times in one clear unit (seconds 1e8..1e10, milliseconds 1e11..1e13, "
             f"micro- or nanoseconds); refusing to guess (they would read as nanoseconds since "
             f"1970); {_TIME_FIX}")
@@ -573,10 +578,11 @@ class CsvSource:
             found = [p for p in sorted(self.path.iterdir())
                      if _csv_suffix(p.name) and not p.name.startswith(".") and p.is_file()]
             files: dict[str, Path] = {}
+            upper: dict[str, str] = {}
             for p in found:
                 key = _stem(p)
-                twin = next((k for k in files if k.upper() == key.upper()), None)
-                if twin is not None:
+                twin = upper.setdefault(key.upper(), key)
+                if twin != key or key in files:
                     raise DataError(
                         f"csv: folder {self.path} has two files for symbol {key!r}: "
                         f"{files[twin].name} and {p.name}; keep one (move the other out)")
