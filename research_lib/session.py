@@ -389,6 +389,8 @@ class LiveFeed:
         """Fetch every symbol; ``None`` when a second interrupt abandons the poll."""
         import pandas as pd
 
+        from .data.sanity import refuse_bad_timeline
+
         now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         out = {}
         for s in self.symbols:
@@ -404,6 +406,7 @@ class LiveFeed:
                 log_event(log, "live_fetch_failed", level=30, symbol=s, error=str(exc))
                 continue
             out[s] = _check_frame(s, df)
+            refuse_bad_timeline({s: df}, self.interval)  # live bars of another interval
         return out
 
     def _wait(self) -> bool:

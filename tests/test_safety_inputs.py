@@ -507,3 +507,20 @@ def test_csv_source_when_dates_are_yyyymmddhhmm_integers_then_not_read_as_1976_m
     hourly = pd.date_range("2018-06-01 13:00", periods=len(spx), freq="h", tz="UTC")
     path = write_dates(tmp_path / "data", spx, [int(t.strftime("%Y%m%d%H%M")) for t in hourly])
     assert list(CsvSource(path).fetch("SPX", interval="1h").index) == list(hourly)
+
+
+def test_live_when_polled_bars_are_hourly_under_interval_1d_then_refused_before_any_step(
+        tmp_path, spx):
+    hourly = pd.date_range("2018-12-20 00:00", periods=len(spx), freq="h", tz="UTC")
+    path = write_dates(tmp_path / "data", spx, [t.isoformat() for t in hourly])
+    clock = {"t": hourly[-1].timestamp() + 60}
+
+    def sleep(dt: float) -> None:
+        clock["t"] += dt
+
+    s = make_session(tmp_path, symbols=["SPX"], source=f"csv:{path}", mode="live",
+                     interval="1d", model="baseline:buy_and_hold", poll_seconds=60,
+                     clock=lambda: clock["t"], sleep=sleep, max_steps=1, run_id="live")
+    with pytest.raises(DataError, match="SPX: BAR_SPACING"):
+        s.run()
+    assert len(read_run(tmp_path / "runs" / "live")["steps"]) == 0
