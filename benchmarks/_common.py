@@ -78,7 +78,9 @@ def frames_for(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     out = {}
     for name, base in pairs:
         df = real[base].copy()
-        df.attrs = {**real[base].attrs, "symbol": name}
+        # a replica is its own instrument here (sessions refuse two names for one served
+        # series: one position cap per underlying)
+        df.attrs = {**real[base].attrs, "symbol": name, "served_as": name}
         out[name] = df
     return out
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import parse_symbols
 from .data import load
+from .data.sanity import refuse_bad_timeline
 from .errors import ConfigError, DataError
 from .features import build_many
 
@@ -18,6 +19,7 @@ def write_features(symbols: list[str], source: str, start, end, out: str | Path,
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {str(out)!r} must end in .parquet or .csv")
     frames = load(symbols, source=source, start=start, end=end, interval=interval)
+    refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
     matrix = build_many(frames)
     matrix.insert(2, "served_as", matrix["symbol"].map({s: f.attrs["served_as"] for s, f in frames.items()}))
     # written beside it, then renamed over it: a failed write (a full disk) keeps the old file

@@ -18,6 +18,7 @@ above (1e-6) is denied.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -34,6 +35,8 @@ __all__ = [
     "daily_loss_breached",
     "drawdown_breached",
     "reason_code",
+    "refuse_shared_underlying",
+    "underlying_key",
 ]
 
 EPS = 1e-9
@@ -217,6 +220,42 @@ def drawdown_breached(equity: float, peak: float, limit: float) -> str | None:
     if dd >= limit - EPS:
         return f"MAX_DRAWDOWN: limit={_n(limit)} drawdown={_n(dd)} equity={_n(equity)} peak={_n(peak)}"
     return None
+
+
+# ------------------------------------------------------------- one underlying
+# A crypto pair quoted in a dollar or a dollar stablecoin is its base coin: BTC-USD,
+# BTCUSDT, BTC/USD and BTC-USDT are one exposure (the sample serves BTCUSDT as BTC-USD).
+_DOLLAR_PAIR = re.compile(r"^([A-Z0-9]{2,10}?)[-/_]?(USD|USDT|USDC)$")
+
+
+def underlying_key(symbol: str, served_as: str | None = None) -> str:
+    """What a symbol is an exposure to: the series the source serves it as (``SPY`` on the
+    sample is ``^GSPC``), the base coin of a dollar crypto pair, case-insensitive."""
+    name = re.sub(r"\s+", "", str(served_as or symbol)).upper()  # OCC with or without space
+    m = _DOLLAR_PAIR.match(name)
+    return m.group(1) if m else name
+
+
+def refuse_shared_underlying(symbols: list[str], served: dict[str, str] | None = None,
+                             where: str = "--symbols") -> None:
+    """Position limits are per underlying instrument, and a session holds one cap per
+    symbol: two symbols that resolve to the same underlying (``BTC-USD,BTCUSDT``; ``SPY``
+    and ``^GSPC`` on the sample, which serves one as the other) would get two caps on one
+    exposure. Refused (:class:`~research_lib.errors.ConfigError`), naming both."""
+    from .errors import ConfigError
+
+    seen: dict[str, str] = {}
+    for s in symbols:
+        key = underlying_key(s, (served or {}).get(s))
+        if key in seen:
+            other = seen[key]
+            via = (served or {}).get(s) or (served or {}).get(other)
+            how = f" (both served as {via})" if via and via not in (s, other) else ""
+            raise ConfigError(
+                f"{where}: {other} and {s} are the same underlying {key}{how}; each symbol "
+                "gets its own position cap, so together they would hold up to twice "
+                f"max_position_pct in {key}; list only one of them")
+        seen[key] = s
 
 
 def clip_target(weight: float, limits: RiskLimits) -> tuple[float, str | None]:

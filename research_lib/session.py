@@ -95,6 +95,7 @@ from .risk import (
     TradingState,
     clip_target,
     reason_code,
+    refuse_shared_underlying,
 )
 from .telemetry import (
     JsonFormatter,
@@ -162,6 +163,8 @@ def interval_seconds(interval: str) -> float:
     if not m:
         raise ConfigError(f"--interval {interval!r} is not a bar interval; use e.g. 1m, 5m, 1h, 1d")
     n, unit = int(m.group(1)), m.group(2)
+    if n < 1:
+        raise ConfigError(f"--interval {interval!r} is a bar of no length; use e.g. 1m, 5m, 1h, 1d")
     return n * {"m": 60, "h": 3600, "d": 86400, "wk": 7 * 86400, "mo": 30 * 86400}[unit]
 
 
@@ -307,6 +310,22 @@ def _check_frame(sym: str, df: Any) -> Any:
     return df
 
 
+def replay_end_note(frames: dict[str, Any]) -> str | None:
+    """Without ``--end`` a replay stops at the last bar every symbol has (a position is
+    never carried on past a symbol's last bar at a stale price unless asked for). When the
+    symbols end on different dates, the sentence that says so, naming the first to end and
+    the last, and the ``--end`` that replays further; None when they end together."""
+    ends = {s: f.index[-1] for s, f in frames.items()}
+    first = min(ends, key=lambda s: ends[s])
+    last = max(ends, key=lambda s: ends[s])
+    if ends[first] == ends[last]:
+        return None
+    later = sorted((s for s in ends if ends[s] > ends[first]), key=lambda s: (ends[s], s))
+    return (f"{first} ends on {ends[first].date()}, before {', '.join(later)} (last bar "
+            f"{ends[last].date()}); the replay stops there (pass --end {ends[last].date()} "
+            f"to replay on, {first} then marked at its last close, or drop {first})")
+
+
 class ReplayFeed:
     """Steps through history on the union of the symbols' timestamps."""
 
@@ -403,6 +422,8 @@ class LiveFeed:
         """Fetch every symbol; ``None`` when a second interrupt abandons the poll."""
         import pandas as pd
 
+        from .data.sanity import refuse_bad_timeline
+
         now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         out = {}
         for s in self.symbols:
@@ -419,6 +440,7 @@ class LiveFeed:
                 self.errors[s] = str(exc)
                 continue
             out[s] = _check_frame(s, df)
+            refuse_bad_timeline({s: df}, self.interval)  # live bars of another interval
         return out
 
     def _check_failures(self, frames: dict[str, Any], first: bool) -> None:
@@ -544,6 +566,56 @@ class SessionResult:
     exit_code: int = 0
 
 
+def check_max_steps(value: Any) -> None:
+    """``--max-steps`` is a whole number >= 1 (None: no cap); 0 or -1 would still run a
+    step, so they are refused."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"--max-steps must be a whole number >= 1, got {value!r}; "
+                          "omit it to run to the end of the data")
+
+
+def _probability_problem(value: Any) -> str | None:
+    """Why ``value`` is not a probability (a finite real number in [0, 1]), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        return f"{value!r} is a {type(value).__name__}, not a number"
+    v = float(value)
+    if not math.isfinite(v):
+        return None  # non-finite: no signal already (warm-up, NaN input)
+    if not 0.0 <= v <= 1.0:
+        return f"{v!r} is outside [0, 1]"
+    return None
+
+
+def checked_prediction(pr: Any, symbol: str, asset_class: str, label: str) -> Any:
+    """A model's prediction for ``symbol`` with every probability checked: one that is not
+    a number in [0, 1] (or not a number at all) becomes no signal, with the reason
+    ``MODEL_OUTPUT_INVALID: ...`` recorded as the decision's reason; never traded. A
+    shadow probability out of range is dropped the same way (it is recorded only)."""
+    if pr is None:
+        return pr
+    prob = getattr(pr, "probability", None)
+    shadow = getattr(pr, "shadow_probability", None)
+    if shadow is None and (prob is None or (type(prob) is float and (0.0 <= prob <= 1.0
+                                                                     or prob != prob))):
+        return pr  # the usual case, cheaply: a probability, None or NaN (no signal)
+    bad, bad_shadow = _probability_problem(prob), _probability_problem(shadow)
+    if bad is None and bad_shadow is None:
+        return pr
+    model = getattr(pr, "model", label)
+    why = getattr(pr, "fallback_reason", None)
+    if bad is not None:
+        why = f"MODEL_OUTPUT_INVALID: model {model} gave probability {bad}; no signal"
+        log_event(log, "model_output_invalid", level=40, symbol=symbol, model=model,
+                  probability=repr(prob))
+    return Prediction(symbol, getattr(pr, "asset_class", asset_class), model,
+                      None if bad is not None else prob, getattr(pr, "shadow_model", None),
+                      None if bad_shadow is not None else shadow, why)
+
+
 def signal_target(p: float, long_threshold: float, short_threshold: float,
                   target_weight: float, allow_short: bool) -> float | None:
     """p > long -> +target_weight; p < short -> 0 (or -target_weight); else ``None`` (hold)."""
@@ -598,6 +670,7 @@ class Session:
         import pandas as pd
 
         from .data import get_source
+        from .data.sanity import refuse_bad_timeline
 
         src = get_source(source)
         interval = self.interval
@@ -612,16 +685,22 @@ class Session:
         raw = {s: _fetch_window(src, s, fetch_start, end, interval, self.start_arg,
                                 self.end_arg, warm) for s in self.symbols}
         frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
+        refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
+        refuse_shared_underlying(self.symbols, {s: str(raw[s].attrs.get("served_as", s))
+                                                for s in self.symbols})
         self.labels = {s: raw[s].attrs.get("label", s) for s in self.symbols}
         self.proxies = {s: raw[s].attrs.get("proxy_note", "") for s in self.symbols}
         self._init_gate({s: raw[s].attrs for s in self.symbols})
+        end_note = None
         if end is None:
             end = min(f.index[-1] for f in frames.values())
+            end_note = replay_end_note(frames)
         if start is None:
             start = end - pd.Timedelta(days=round(365.25 * self.settings.session.replay_years))
         if start > end and not self.end_arg:  # the end came from the data, not the user
-            raise DataError(f"--start {self.start_arg} is after the data's last common bar "
-                            f"({end.isoformat()}); pass a --start before it")
+            raise ConfigError(f"--start {self.start_arg} is after the data's last common bar "
+                              f"({end.isoformat()}): "
+                              + (end_note or "pass a --start before it"))
         if start > end:
             raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
         out = {}
@@ -634,6 +713,12 @@ class Session:
                 )
             out[s] = pd.concat([f[f.index < start].iloc[-warm:], trade])
         self._check_data(out, start, end)
+        self.end_note = end_note
+        if end_note is not None:  # said on stderr, in the summary and in the ledger
+            log_event(log, "replay_ends_early", level=logging.WARNING, note=end_note)
+            first = min(frames, key=lambda s: frames[s].index[-1])
+            self._data_events.append((None, first, "data",
+                                      "REPLAY_ENDS_EARLY", f"REPLAY_ENDS_EARLY: {end_note}", None))
         return out, start, end
 
     # ---------------------------------------------------------------- bad data
@@ -781,6 +866,7 @@ class Session:
 
     def _setup(self) -> None:
         spec = self.spec
+        check_max_steps(spec.max_steps)
         self._configs()
         self.run_dir = self._resolve_run_dir()
         self.state: LedgerState | None = None
@@ -831,6 +917,7 @@ class Session:
                               "(drop --fast, or pass --start/--end or a replay source)")
         self.engine_name = "fast" if spec.fast else "step"
         set_run_id(self.run_id)
+        refuse_shared_underlying(self.symbols)  # one position cap per underlying
         self._classify()
         self.n = len(self.symbols)
 
@@ -1169,7 +1256,8 @@ class Session:
                                   fallback_reason=f"MODEL_ERROR: {type(exc).__name__}: {exc}")
                        for s in names]
             for i, pr in zip(sel, res, strict=True):
-                out[int(i)] = pr
+                out[int(i)] = checked_prediction(pr, sym[int(i)], self.classes[sym[int(i)]],
+                                                 self.model_label)
         return out
 
     def _open_qty_by_symbol(self) -> dict[str, float]:
@@ -1612,6 +1700,7 @@ class Session:
             "e2d_p50_ms": lat["p50_ms"],
             "e2d_p99_ms": lat["p99_ms"],
             "e2d_max_ms": lat["max_ms"],
+            "notes": [n for n in (getattr(self, "end_note", None),) if n],
         }
 
 
@@ -1665,6 +1754,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"state      {s['state']}",
         f"e2d        p50 {s['e2d_p50_ms']:.3f} ms, p99 {s['e2d_p99_ms']:.3f} ms",
     ]
+    lines += [f"note       {n}" for n in s.get("notes", ())]
     if s.get("error"):
         lines.append(f"error      {s['error']}")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -248,6 +249,63 @@ def check_time(df: pd.DataFrame, sym: str, cfg: SanityConfig) -> list[Finding]:
     return out
 
 
+# ------------------------------------------------------------------- bar spacing
+# Bars before this are not market data this package can have: an integer date read as
+# nanoseconds since 1970 lands here (20200102 -> 1970-01-01 00:00:00.020200102).
+PLAUSIBLE_FROM = pd.Timestamp("1971-01-01", tz="UTC")
+# The median gap between bars over the interval's length must lie in this band: weekends
+# and overnight gaps leave the median of real daily or hourly bars at one interval. Intraday
+# bars of a thin market skip empty minutes, so their upper bound is wider (daily bars
+# checked as 1h are still 24x).
+SPACING_BAND = (0.5, 3.0)
+SPACING_MAX_INTRADAY = 10.0
+_INTERVAL_RE = re.compile(r"^(\d*)(m|min|h|d|wk|mo)$")
+_INTERVAL_UNIT_S = {"m": 60, "min": 60, "h": 3600, "d": 86400, "wk": 7 * 86400, "mo": 30 * 86400}
+
+
+def interval_length(interval: str) -> pd.Timedelta | None:
+    """``1d`` -> 1 day, ``1h``, ``5m``, ``1wk``, ``1mo`` (30 days); None if not a bar interval."""
+    m = _INTERVAL_RE.match(str(interval).strip().lower())
+    if not m or m.group(1) in ("0", "00"):
+        return None
+    n = int(m.group(1) or 1)
+    return pd.Timedelta(seconds=n * _INTERVAL_UNIT_S[m.group(2)]) if n else None
+
+
+def check_spacing(df: pd.DataFrame, sym: str, cfg: SanityConfig) -> list[Finding]:
+    """Bars stamped before 1971 (IMPLAUSIBLE_TIMESTAMP), and a median spacing that does not
+    match the interval (BAR_SPACING: hourly bars under ``--interval 1d``, daily bars as
+    ``1h``, bars packed into a millisecond): both errors, the bars would be replayed,
+    featured and annualised as something they are not."""
+    out: list[Finding] = []
+    if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None or len(df) == 0:
+        return out
+    early = np.flatnonzero(df.index < PLAUSIBLE_FROM)
+    if len(early):
+        i = int(early[0])
+        out.append(_f("IMPLAUSIBLE_TIMESTAMP", ERROR, sym, df, i,
+                      f"{len(early)} bar(s) stamped before {PLAUSIBLE_FROM.date()} (first "
+                      f"{df.index[i].isoformat()}): integer dates read as nanoseconds? write "
+                      "dates as text (2020-01-02) or YYYYMMDD"))
+    want = interval_length(cfg.interval)
+    if want is None or len(df) < 3:
+        return out
+    gaps = np.diff(df.index.as_unit("ns").asi8)
+    gaps = gaps[gaps > 0]
+    if not len(gaps):
+        return out
+    median = pd.Timedelta(int(np.median(gaps)), unit="ns")
+    ratio = median / want
+    hi = SPACING_BAND[1] if want >= pd.Timedelta(days=1) else SPACING_MAX_INTRADAY
+    if not SPACING_BAND[0] <= ratio <= hi:
+        out.append(Finding(
+            "BAR_SPACING", ERROR, sym, None, None,
+            f"the median gap between bars is {median} but the interval is {cfg.interval!r} "
+            f"({want}); the bars are not {cfg.interval} bars: pass the --interval they have, "
+            "or resample them"))
+    return out
+
+
 # ------------------------------------------------------------------- per-bar gate
 # What a single new bar can fail with, in the order the rules are tried (the first wins).
 # The codes and rules are those of the whole-frame checks above.
@@ -435,6 +493,7 @@ def check_frame(df: pd.DataFrame, symbol: str | None = None,
     out += check_jumps(df, sym, thr)
     out += check_stale_run(df, sym, cfg.stale_run)
     out += check_time(df, sym, cfg)
+    out += check_spacing(df, sym, cfg)
     out += check_calendar(df, sym, cfg)
     attrs = df.attrs
     if attrs.get("proxy"):
@@ -449,6 +508,19 @@ def check_frame(df: pd.DataFrame, symbol: str | None = None,
                            "adjustment state is unknown (split/dividend adjusted or raw?); "
                            "a split will show as a PRICE_JUMP. Prefer adjusted data"))
     return sorted(out, key=lambda f: (_RANK[f.severity], -1 if f.row is None else f.row, f.code))
+
+
+def refuse_bad_timeline(frames: Mapping[str, pd.DataFrame], interval: str) -> None:
+    """Raise :class:`~research_lib.errors.DataError` when a frame's bars are not bars of
+    ``interval`` or are stamped before 1971 (:func:`check_spacing`): a session or a
+    training run never steps through them."""
+    from ..errors import DataError
+
+    bad = [f for s, df in frames.items()
+           for f in check_spacing(df, s, SanityConfig(interval=interval))]
+    if bad:
+        raise DataError("; ".join(f"{f.symbol}: {f.code}: {f.message}" for f in bad)
+                        + "; refusing to use these bars")
 
 
 def findings_frame(findings: Iterable[Finding]) -> pd.DataFrame:

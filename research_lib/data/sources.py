@@ -117,6 +117,98 @@ class Source(Protocol):
     ) -> pd.DataFrame: ...
 
 
+# ------------------------------------------------------------------- timestamps
+# Epoch integers are read in the unit their magnitude allows, and only when that is
+# unambiguous: 1e8 s is 1973-03-03 and 1e10 s is 2286, so [1e8, 1e10) can only be seconds,
+# [1e11, 1e13) milliseconds, [1e14, 1e16) microseconds and [1e17, 1e19) nanoseconds.
+# Anything else (a value in a gap, mixed units, a small integer) is refused: pandas would
+# read any integer as nanoseconds since 1970 (20200102 -> 1970-01-01 00:00:00.020200102).
+_EPOCH_UNITS = (("s", 1e8, 1e10), ("ms", 1e11, 1e13), ("us", 1e14, 1e16), ("ns", 1e17, 1e19))
+_TIME_FIX = ("write dates as text (2020-01-02 or 2020-01-02T14:30:00Z), as YYYYMMDD "
+             "integers, or as epoch seconds/milliseconds after 1973")
+
+
+# digits that spell a date: YYYYMMDD, YYYYMMDDHHMM, YYYYMMDDHHMMSS (years 1900..2199)
+_DIGIT_FORMATS = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
+
+
+def _digit_dates(v: np.ndarray) -> pd.DatetimeIndex | None:
+    """``v`` read as dates written in digits (every value the same length, each a real
+    date and time), or None. Checked before epoch units: YYYYMMDDHHMM integers would
+    otherwise pass for milliseconds in 1976."""
+    if not len(v) or not np.all(v == np.floor(v)) or not np.all(v > 0):
+        return None
+    text = pd.Series(v.astype(np.int64).astype(str))
+    n = text.str.len().unique()
+    if len(n) != 1 or int(n[0]) not in _DIGIT_FORMATS or not text.str.match(r"^(19|20|21)").all():
+        return None
+    ts = pd.to_datetime(text, format=_DIGIT_FORMATS[int(n[0])], utc=True, errors="coerce")
+    return None if ts.isna().any() else pd.DatetimeIndex(ts)
+
+
+def parse_timestamps(values: Any, where: str) -> pd.DatetimeIndex:
+    """A column (or index) of bar times as a UTC ``DatetimeIndex``, read as what it is.
+
+    Text goes through ``pd.to_datetime`` (naive stamps are UTC). Numbers are never read as
+    nanoseconds by default: YYYYMMDD integers are dates, epoch seconds / milliseconds /
+    micro- / nanoseconds are read in the one unit their size allows (see
+    ``_EPOCH_UNITS``); anything else is a :class:`DataError` naming ``where``, sample
+    values and the fix. Datetime values are taken as they are (naive: UTC)."""
+    if isinstance(values, pd.DatetimeIndex) or pd.api.types.is_datetime64_any_dtype(values):
+        idx = pd.DatetimeIndex(values)
+        return idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    s = pd.Series(values).reset_index(drop=True) if not isinstance(values, pd.Series) else values
+    if pd.api.types.is_bool_dtype(s):
+        raise DataError(f"{where} holds booleans, not timestamps; {_TIME_FIX}")
+    if s.dtype == object and len(s) and s.astype(str).str.fullmatch(r"\s*\d+(\.\d+)?\s*").all():
+        s = pd.to_numeric(s)  # digits only, e.g. quoted: the same reading as numbers
+    if pd.api.types.is_numeric_dtype(s):
+        v = s.to_numpy(dtype=np.float64)
+        sample = [x for x in s.head(3).tolist()]
+        if np.isnan(v).any():
+            raise DataError(f"{where} has an empty or NaN time in row "
+                            f"{int(np.flatnonzero(np.isnan(v))[0])}; every bar needs a time")
+        digits = _digit_dates(v)
+        if digits is not None:
+            return pd.DatetimeIndex(digits, name=getattr(values, "name", None))
+        a = np.abs(v)
+        for unit, lo, hi in _EPOCH_UNITS:
+            if len(a) and np.all((a >= lo) & (a < hi)) and np.all(v > 0):
+                ts = pd.to_datetime(v if unit != "ns" else v.astype(np.int64), unit=unit, utc=True)
+                return pd.DatetimeIndex(ts, name=getattr(values, "name", None))
+        raise DataError(
+            f"{where} holds numbers (e.g. {sample}), which are neither YYYYMMDD[HHMM[SS]] dates nor "
+            "epoch times in one clear unit (seconds 1e8..1e10, milliseconds 1e11..1e13, "
+            f"micro- or nanoseconds); refusing to guess (they would read as nanoseconds since "
+            f"1970); {_TIME_FIX}")
+    dayfirst = _day_first(s, where)
+    try:
+        ts = pd.to_datetime(s, utc=True, format="mixed", dayfirst=dayfirst)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{where} has values that are not timestamps: {exc}; {_TIME_FIX}") from exc
+    return pd.DatetimeIndex(ts, name=getattr(values, "name", None))
+
+
+_DMY = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}\b")
+
+
+def _day_first(s: pd.Series, where: str) -> bool:
+    """Dates written ``NN/NN/YYYY``: day first (31/12/2020) or month first (12/31/2020),
+    decided for the whole column by a field above 12; a column where neither field ever
+    passes 12, or both do, is refused (pandas would read each value as it fits best,
+    mixing the two orders in one column)."""
+    parts = s.astype(str).str.extract(_DMY)
+    if not len(s) or parts[0].isna().any():
+        return False  # not (all) in that form: ISO dates and friends
+    a, b = parts[0].astype(int), parts[1].astype(int)
+    if (a > 12).any() and not (b > 12).any():
+        return True
+    if (b > 12).any() and not (a > 12).any():
+        return False
+    raise DataError(f"{where} has dates like {s.iloc[0]!r} whose day and month order cannot be "
+                    f"told apart (e.g. {s.iloc[-1]!r}); write them as YYYY-MM-DD")
+
+
 # ------------------------------------------------------------------------ sample
 @cache
 def _sample_long() -> pd.DataFrame:
@@ -196,17 +288,22 @@ def _foreign_check(p: Path, df: pd.DataFrame) -> pd.DatetimeIndex:
     """The index of a cached frame as timestamps, after checking it is one this package
     wrote (timestamp index, numeric OHLC); anything else is a DataError naming the file."""
     fix = "delete it (the cache holds only files research-lib wrote) and re-download"
-    if isinstance(df.index, pd.MultiIndex) or not (
-            isinstance(df.index, pd.DatetimeIndex) or pd.api.types.is_datetime64_any_dtype(df.index)):
+    first = df.index[0] if len(df.index) else None
+    if isinstance(df.index, pd.MultiIndex):
+        raise DataError(f"cache: {p} is not a price file: its index has {df.index.nlevels} "
+                        f"levels (first {first!r}), not timestamps; {fix}")
+    try:  # epoch numbers and YYYYMMDD are read as what they are, as in a CSV
+        idx = parse_timestamps(df.index, f"cache: {p} index")
+    except DataError as exc:
         raise DataError(f"cache: {p} is not a price file: its index is {df.index.dtype} "
-                        f"(first {df.index[0] if len(df.index) else None!r}), not timestamps; {fix}")
+                        f"(first {first!r}), not timestamps ({exc}); {fix}") from None
     missing = [c for c in ("open", "high", "low", "close") if c not in df.columns]
     if missing:
         raise DataError(f"cache: {p} lacks columns {missing} (has {list(map(str, df.columns))}); {fix}")
     bad = [c for c in COLUMNS if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise DataError(f"cache: {p} column {bad[0]!r} is {df[bad[0]].dtype}, not numbers; {fix}")
-    return pd.DatetimeIndex(df.index)
+    return idx
 
 
 class CacheSource:
@@ -277,8 +374,7 @@ class CacheSource:
             df = pd.read_parquet(p)
         except Exception as exc:  # a truncated or foreign file: say which
             raise DataError(f"cache: cannot read {p}: {exc}; delete it and re-download") from exc
-        idx = _foreign_check(p, df)
-        df.index = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+        df.index = _foreign_check(p, df)
         df = _trim(df, start, end)
         if df.empty:
             raise EmptyDataError(symbol, self.name, f"cached file {p} has no bars in range")
@@ -501,8 +597,20 @@ _TIME_NAMES = ("timestamp", "datetime", "date", "time", "")
 _SYMBOL_NAMES = ("symbol", "ticker")
 
 
+# what a data file may end with (pandas reads the compressed ones as they are)
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".csv.zst")
+
+
+def _csv_suffix(name: str) -> str | None:
+    low = name.lower()
+    return next((x for x in sorted(CSV_SUFFIXES, key=len, reverse=True) if low.endswith(x)), None)
+
+
 def _stem(p: Path) -> str:
-    return p.name.split(".")[0] if not p.name.startswith(".") else p.name
+    """The symbol a file serves: its name without the CSV suffix, dots kept
+    (``BRK.B.csv`` -> ``BRK.B``, ``SPX.csv.gz`` -> ``SPX``)."""
+    suffix = _csv_suffix(p.name)
+    return p.name[: -len(suffix)] if suffix else p.stem
 
 
 class CsvSource:
@@ -526,14 +634,27 @@ class CsvSource:
 
     def _files(self) -> dict[str, Path]:
         if self.path.is_dir():
-            try:
-                os.listdir(self.path)  # glob hides an unreadable folder as an empty one
+            try:  # iterdir on an unreadable folder: a DataError naming it, not a traceback
+                entries = sorted(self.path.iterdir())
             except OSError as exc:
                 raise DataError(f"csv: cannot read folder {self.path}: {exc.strerror}; check "
                                 "its permissions") from None
-            files = {_stem(p): p for p in sorted(self.path.glob("*.csv*"))}
+            # only data files: SPX.csv.bak, SPX.csv~ or .SPX.csv are not bars of SPX
+            found = [p for p in entries
+                     if _csv_suffix(p.name) and not p.name.startswith(".") and p.is_file()]
+            files: dict[str, Path] = {}
+            upper: dict[str, str] = {}
+            for p in found:
+                key = _stem(p)
+                twin = upper.setdefault(key.upper(), key)
+                if twin != key or key in files:
+                    raise DataError(
+                        f"csv: folder {self.path} has two files for symbol {key!r}: "
+                        f"{files[twin].name} and {p.name}; keep one (move the other out)")
+                files[key] = p
             if not files:
-                raise DataError(f"csv: folder {self.path} has no *.csv files")
+                raise DataError(f"csv: folder {self.path} has no *.csv files "
+                                f"(accepted: {', '.join(CSV_SUFFIXES)})")
             return files
         return {_stem(self.path): self.path}
 
@@ -547,6 +668,9 @@ class CsvSource:
             raise DataError(f"csv: cannot read {p}: {exc.strerror or exc}; check the file's "
                             "permissions") from None
         df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
+        if {"date", "time"} <= set(df.columns) and not {"timestamp", "datetime"} & set(df.columns):
+            # a date column and a time-of-day column: one bar time (not every bar at midnight)
+            df.insert(0, "datetime", df.pop("date").astype(str) + " " + df.pop("time").astype(str))
         tcol = next((c for c in df.columns if c in _TIME_NAMES or c.startswith("unnamed")), None)
         if tcol is None and len(df) and str(df.iloc[0, 0]).strip().lower() == "ticker":
             raise DataError(
@@ -558,10 +682,7 @@ class CsvSource:
         if tcol is None:
             raise DataError(f"csv: {p} has no timestamp column; name one of timestamp/datetime/date "
                             f"(has {list(df.columns)})")
-        try:
-            ts = pd.to_datetime(df[tcol], utc=True, format="mixed")
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"csv: {p} column {tcol!r} has values that are not timestamps: {exc}") from exc
+        ts = parse_timestamps(df[tcol], f"csv: {p} column {tcol!r}")
         df = df.drop(columns=[tcol])
         df.index = pd.DatetimeIndex(ts, name="timestamp")
         for c in _SYMBOL_NAMES:

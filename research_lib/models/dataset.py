@@ -17,7 +17,9 @@ import pandas as pd
 
 from .. import features
 from ..data import load
+from ..data.sanity import refuse_bad_timeline
 from ..errors import DataError
+from ..risk import refuse_shared_underlying
 
 FEATURES = list(features.FEATURES)
 
@@ -172,6 +174,7 @@ def load_frames(
     outside the data are trimmed and a note says so."""
     symbols = expand_symbols(symbols, source)
     frames = load(symbols, source=resolve_source(source), start=start, end=end, interval=interval)
+    refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
     notes: list[str] = []
     served: dict[str, str] = {}
     synthetic = [s for s, f in frames.items() if f.attrs.get("synthetic")]
@@ -198,6 +201,9 @@ def load_frames(
                 f"{sym}: the source has the close only (open/high/low = close, volume 0); "
                 "range_1 and volume_z_20 are constant for it"
             )
+    # one underlying under two spellings (BTC-USD and BTC/USD): its rows would count twice
+    real = [s for s, f in frames.items() if not f.attrs.get("synthetic")]
+    refuse_shared_underlying(real, {s: str(frames[s].attrs.get("served_as", s)) for s in real})
     return frames, notes
 
 

@@ -269,7 +269,10 @@ class OnnxModel:
 
     def predict_proba_up(self, X32: np.ndarray) -> np.ndarray:
         """p(up) for each row, float32, shape ``(n,)``. Non-finite outputs are returned as
-        they are (the router turns them into no signal)."""
+        they are (the router turns them into no signal); a row that is not a probability
+        pair (each in [0, 1], summing to 1 within ``PAIR_TOLERANCE``) is NaN too, its
+        reason in ``self.output_problems`` (row -> text, the last call's)."""
+        self.output_problems: dict[int, str] = {}
         self.check_input(X32)
         if X32.shape[0] == 0:
             return np.empty(0, dtype=np.float32)
@@ -284,10 +287,40 @@ class OnnxModel:
                 f"{self.path}: output {PROBA_OUTPUT!r} expected shape ({X32.shape[0]}, 2), "
                 f"got {proba.shape}"
             )
-        return proba[:, 1]
+        up = proba[:, 1]
+        bad = pair_problems(proba)
+        if bad:
+            up = up.copy()
+            for r, why in bad.items():
+                up[r] = np.nan
+                self.output_problems[r] = f"{self.path.name}: {why}"
+        return up
 
     def __repr__(self) -> str:
         return f"OnnxModel({str(self.path)!r}, sha256={self.sha256[:12]})"
+
+
+# --------------------------------------------------------------- output checks
+PAIR_TOLERANCE = 1e-3  # |p(down) + p(up) - 1| above this: not a probability pair
+
+
+def pair_problems(proba: np.ndarray) -> dict[int, str]:
+    """Rows of an ``(n, 2)`` output that are not a probability pair: a finite value outside
+    [0, 1], or two finite values not summing to 1. Non-finite rows are left to the caller
+    (no signal already)."""
+    p = np.asarray(proba, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(p).all(axis=1)
+        out_of_range = finite & ((p < 0) | (p > 1)).any(axis=1)
+        unsummed = finite & ~out_of_range & (np.abs(p.sum(axis=1) - 1.0) > PAIR_TOLERANCE)
+    out: dict[int, str] = {}
+    for r in np.flatnonzero(out_of_range):
+        out[int(r)] = (f"output {PROBA_OUTPUT!r} row {int(r)} = [{p[r, 0]:g}, {p[r, 1]:g}] is "
+                       "not a probability pair (a value outside [0, 1])")
+    for r in np.flatnonzero(unsummed):
+        out[int(r)] = (f"output {PROBA_OUTPUT!r} row {int(r)} = [{p[r, 0]:g}, {p[r, 1]:g}] is "
+                       f"not a probability pair (sums to {p[r].sum():g}, not 1)")
+    return out
 
 
 # ------------------------------------------------------------------------ parity

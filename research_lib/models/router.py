@@ -274,10 +274,14 @@ class Router:
                 why[int(i)] = f"model {name} unusable: {st.problem}"
             return
         try:
-            if len(rows) == len(X32):  # every row (rows is sorted and unique): no copies
+            every = len(rows) == len(X32)  # every row (rows is sorted and unique): no copies
+            if every:
                 out[:] = model.predict_proba_up(X32)
             else:
                 out[rows] = model.predict_proba_up(X32[rows])
+            # rows that were not a probability pair are NaN (no signal): say why
+            for r, text in (getattr(model, "output_problems", None) or {}).items():
+                why[r if every else int(rows[r])] = f"MODEL_OUTPUT_INVALID: {text}"
         except ModelError as exc:
             log_event(log, "inference_failed", level=logging.ERROR, model=name, error=str(exc))
             for i in rows:
@@ -345,6 +349,8 @@ class Router:
                     shadow_model=shadow,
                     shadow_probability=sp,
                 )
+            if p is None and reason is None and why.get(i, "").startswith("MODEL_OUTPUT_INVALID"):
+                reason = why[i]  # the model ran and its output was refused: say why
             out.append(Prediction(sym, cls, model, p, shadow, sp, reason))
         return out
 
