@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -272,6 +273,20 @@ def _check_header(path: Path) -> None:
         )
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a new name in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - not POSIX
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on a folder
+        pass
+    finally:
+        os.close(fd)
+
+
 class RunLock:
     """An exclusive advisory lock on ``<ledger>.lock`` held by the one process writing a run:
     a second session on the same run is refused instead of interleaving steps."""
@@ -349,9 +364,15 @@ class Ledger:
             lock = RunLock(p).acquire()
         except OSError as exc:
             raise LedgerError(f"{p}: cannot create the run folder ({exc})") from exc
+        # built whole under a private name, then linked into place: a kill at any moment
+        # leaves either no ledger or one with its schema and meta, never a half-made file
+        # (a resume of which could only fail with "no such table")
+        tmp = p.with_name(f".{p.name}.creating")
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            conn = cls._connect(p, readonly=False, synchronous=synchronous)
+            for leftover in (tmp, *(tmp.with_name(tmp.name + x) for x in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)  # a kill during an earlier create (we hold the lock)
+            conn = cls._connect(tmp, readonly=False, synchronous=synchronous)
             conn.execute("BEGIN IMMEDIATE")
             for stmt in _DDL.strip().split(";"):
                 if stmt.strip():
@@ -360,6 +381,15 @@ class Ledger:
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
                              [(k, json.dumps(v, sort_keys=True)) for k, v in rows.items()])
             conn.execute("COMMIT")
+            conn.close()  # the last connection: the WAL is checkpointed into the file
+            os.link(tmp, p)  # never replaces a ledger another creator linked first
+            tmp.unlink()
+            _fsync_dir(p.parent)
+            conn = cls._connect(p, readonly=False, synchronous=synchronous)
+        except FileExistsError:
+            lock.release()
+            raise LedgerError(f"{p}: a ledger already exists for this run; resume it with "
+                              f"--resume {p.parent.name}, or choose another run id") from None
         except sqlite3.Error as exc:
             lock.release()
             raise LedgerError(f"{p}: cannot create the ledger ({exc})") from exc

@@ -162,3 +162,32 @@ def test_read_run_gives_frames_and_meta_for_reports(finished):
     assert meta["run_id"] == "led" and meta["symbols"] == ["AAA", "BBB"]
     assert meta["labels"]["AAA"] == "AAA (synthetic)"
     assert meta["config"]["risk"]["max_position_pct"] == 0.15
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL: no except clause of the package catches it, nothing cleans up."""
+
+
+def test_ledger_create_when_killed_before_its_meta_is_written_then_no_ledger_file_is_left(
+        tmp_path, monkeypatch):
+    # a kill between the file appearing and its schema committing left a ledger with no
+    # tables: every resume failed with "no such table: steps"
+    import research_lib.ledger as ledger_mod
+
+    path = tmp_path / "runs" / "r1" / "ledger.sqlite"
+
+    def killed() -> str:
+        raise _Killed
+
+    monkeypatch.setattr(ledger_mod, "now_iso", killed)
+    with pytest.raises(_Killed):
+        Ledger.create(path, {"run_id": "r1"})
+    assert not path.exists()
+    with pytest.raises(LedgerError):
+        Ledger.open(path)  # nothing to resume: said so, not "no such table"
+    monkeypatch.undo()
+    import gc
+
+    gc.collect()  # the killed attempt's lock handle (a dead process would drop it)
+    with Ledger.create(path, {"run_id": "r1"}) as led:
+        assert led.meta()["run_id"] == "r1"
