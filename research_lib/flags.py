@@ -6,7 +6,7 @@
 * ``FLAG_TRADING_HALTED=1`` and the ``kill.flag`` file: no order passes and no open order
   fills while either is set. Anything at the kill path counts (a file, a folder, a fifo, a
   symlink, dangling or looping); a path that cannot be checked (an unsearchable folder, a
-  folder gone) counts as set too: the switch fails closed.
+  file where a folder should be) counts as set too: the switch fails closed.
 * SIGINT/SIGTERM: :class:`KillSwitch` records a graceful stop request.
 
 Nothing is cached: flipping a flag takes effect at the next decision, with no restart.
@@ -121,8 +121,10 @@ class KillSwitch:
 
     def __init__(self, kill_file: str | Path | None = "kill.flag",
                  env: Mapping[str, str] | None = None) -> None:
-        # None (code only, e.g. tests) has no kill file; "" or a blank setting is an error
-        self.kill_file = None if kill_file is None else Path(check_kill_setting(kill_file))
+        # None (code only, e.g. tests) has no kill file; "" or a blank setting is an error.
+        # Made absolute once: the reason names the very path that is checked.
+        self.kill_file = (None if kill_file is None
+                          else Path(os.path.abspath(check_kill_setting(kill_file))))
         self._env = env
         self.stop_requested = False
         self.force = False
@@ -146,29 +148,23 @@ class KillSwitch:
         try:
             st = os.lstat(path)
         except FileNotFoundError:
-            folder = os.path.dirname(path) or "."
-            try:
-                if stat.S_ISDIR(os.stat(folder).st_mode):
-                    return None  # nothing there, in a folder that exists: not halted
-                return f"KILL_FILE: {path} cannot be checked: {folder!r} is not a folder"
-            except OSError as exc:
-                return (f"KILL_FILE: {path} cannot be checked: folder {folder!r}: "
-                        f"{exc.strerror or exc}")
+            return None  # nothing there (a missing folder too: `mkdir -p` and touch sets it)
         except OSError as exc:  # no search permission, a file as a parent folder, ...
             return f"KILL_FILE: {path} cannot be checked: {exc.strerror or exc}"
         return f"KILL_FILE: {path}{_kind(path, st)}"
 
     def ensure_usable(self) -> None:
-        """At start: a :class:`ConfigError` when the kill path cannot be checked (its folder
-        missing or unsearchable), so a session never starts with a switch nobody can set."""
+        """At start: a :class:`ConfigError` when the kill path cannot be checked (a folder on
+        the way is unsearchable, or is a file), so a session never starts with a switch that
+        cannot be read or set."""
         if self.kill_file is None:
             return
         why = self._kill_file_reason()
         if why is not None and " cannot be checked: " in why:
             raise ConfigError(
                 f"session.kill_file {os.fspath(self.kill_file)!r} is unusable: "
-                f"{why.split(' cannot be checked: ', 1)[1]}; create the folder (readable and "
-                "searchable by this user) or set session.kill_file to a path in one")
+                f"{why.split(' cannot be checked: ', 1)[1]}; make its folder searchable by "
+                "this user or set session.kill_file to a path in such a folder")
 
     # -- graceful shutdown --------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: object = None) -> None:

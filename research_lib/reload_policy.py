@@ -59,3 +59,24 @@ def session_reload_problem(old: Any, new: Any) -> str | None:
     return (f"changes {'a key' if len(bad) == 1 else 'keys'} read only at start "
             f"({'; '.join(bad)}); restart the session to apply "
             f"{'it' if len(bad) == 1 else 'them'}")
+
+
+def assets_reload_problem(old: Any, new: Any, symbols: Any) -> str | None:
+    """Why the ``new`` assets config may not replace the running one for a session trading
+    ``symbols``: a symbol's asset class or calendar is fixed at start (lot sizes, the bar
+    gate's jump threshold and the ledger's meta use them), so changing one needs a restart.
+    Models and patterns that move no traded symbol reload freely."""
+    bad = []
+    for s in symbols:
+        try:
+            before = (old.classify(s), old.calendar_for(s))
+            after = (new.classify(s), new.calendar_for(s))
+        except Exception as exc:  # a traded symbol the new file cannot classify
+            bad.append(f"{s}: {exc}")
+            continue
+        if before != after:
+            bad.append(f"{s}: class {before[0]!r} ({before[1]}) -> {after[0]!r} ({after[1]})")
+    if not bad:
+        return None
+    return (f"moves traded symbols to another asset class or calendar ({'; '.join(bad)}); "
+            "a symbol's class is fixed at start: restart the session to apply it")

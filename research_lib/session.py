@@ -77,7 +77,12 @@ from .ledger import (
     now_iso,
     resolve_ledger,
 )
-from .reload_policy import RESTART_ONLY, risk_reload_problem, session_reload_problem
+from .reload_policy import (
+    RESTART_ONLY,
+    assets_reload_problem,
+    risk_reload_problem,
+    session_reload_problem,
+)
 from .risk import (
     EPS,
     OrderCheck,
@@ -528,7 +533,8 @@ class Session:
         self.w_risk = ConfigWatcher(cdir / "risk.yaml", load_risk, check=risk_reload_problem)
         self.w_session = ConfigWatcher(cdir / "session.yaml", load_session,
                                        check=session_reload_problem)
-        self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets)
+        self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets, check=lambda o, n:
+                                      assets_reload_problem(o, n, getattr(self, "symbols", ())))
         self.limits: RiskLimits = self.w_risk.value
         self.settings: SessionSettings = self.w_session.value
         self.assets: AssetsConfig = self.w_assets.value

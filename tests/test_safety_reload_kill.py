@@ -210,6 +210,31 @@ def test_reload_when_assets_yaml_drops_the_overrides_then_rejected(tmp_path):
     assert s.assets.overrides  # kept
 
 
+def test_reload_when_assets_yaml_moves_a_traded_symbol_to_another_class_then_rejected(
+        tmp_path):
+    def edit(cfg: Path) -> None:
+        data = yaml.safe_load((cfg / "assets.yaml").read_text())
+        data["overrides"]["AAA"] = "crypto"  # 24/7, fractional lots, a 60% jump gate
+        write(cfg, "assets.yaml", yaml.safe_dump(data))
+
+    s, _ = run_with_edit(tmp_path, edit)
+    [row] = config_rows(s.ledger.path)
+    assert row.to_state == "REJECTED"
+    assert "AAA: class 'equities' (XNYS) -> 'crypto' (24/7)" in row.reason
+    assert s.classes["AAA"] == "equities" and not s.crypto[0]
+
+
+def test_reload_when_assets_yaml_changes_no_traded_symbol_then_reloaded(tmp_path):
+    def edit(cfg: Path) -> None:
+        data = yaml.safe_load((cfg / "assets.yaml").read_text())
+        data["overrides"]["ZZZ"] = "crypto"  # not traded here
+        write(cfg, "assets.yaml", yaml.safe_dump(data))
+
+    s, _ = run_with_edit(tmp_path, edit)
+    [row] = config_rows(s.ledger.path)
+    assert row.to_state == "RELOADED" and s.assets.overrides["ZZZ"] == "crypto"
+
+
 def test_watcher_when_a_refused_edit_is_fixed_then_the_fixed_file_applies(tmp_path):
     p = tmp_path / "risk.yaml"
     p.write_text("risk:\n  max_position_pct: 0.05\n  max_drawdown_pct: 0.05\n")
@@ -358,6 +383,14 @@ def test_kill_path_when_anything_is_there_then_halted_naming_what(tmp_path, kind
     assert st.reason.startswith(f"KILL_FILE: {p}{shown}")
 
 
+def test_kill_path_when_set_relative_then_reason_names_the_absolute_path_checked(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ks = KillSwitch("kill.flag", env={})
+    (tmp_path / "kill.flag").touch()
+    assert ks.check().reason == f"KILL_FILE: {tmp_path / 'kill.flag'}"
+
+
 def test_kill_path_when_nothing_is_there_then_not_halted(tmp_path):
     assert KillSwitch(tmp_path / "kill.flag", env={}).check().halted is False
 
@@ -372,20 +405,21 @@ def test_session_when_dangling_kill_symlink_at_start_then_no_order_passes(tmp_pa
     assert res.summary["denials_by_reason"] == {"KILL_SWITCH": res.summary["denied"]}
 
 
-def test_kill_path_when_its_folder_goes_away_mid_run_then_halted(tmp_path):
-    folder = tmp_path / "flags"
-    folder.mkdir()
+def test_kill_path_when_its_folder_is_missing_then_not_halted_until_made_and_set(tmp_path):
+    folder = tmp_path / "flags"  # decided: nothing is there; `mkdir -p` + touch sets it
     ks = KillSwitch(folder / "kill.flag", env={})
+    ks.ensure_usable()
     assert not ks.check().halted
-    folder.rmdir()
-    st = ks.check()
-    assert st.halted and "cannot be checked" in st.reason and str(folder) in st.reason
+    folder.mkdir()
+    (folder / "kill.flag").touch()
+    assert ks.check().halted
 
 
 def test_kill_path_when_its_parent_is_a_file_then_halted(tmp_path):
     (tmp_path / "plain").write_text("x")
     st = KillSwitch(tmp_path / "plain" / "kill.flag", env={}).check()
     assert st.halted and "cannot be checked" in st.reason
+    assert st.reason.startswith(f"KILL_FILE: {tmp_path / 'plain' / 'kill.flag'}")
 
 
 def test_kill_path_when_the_folder_cannot_be_searched_then_halted_fail_closed(
@@ -405,11 +439,21 @@ def test_kill_path_when_the_folder_cannot_be_searched_then_halted_fail_closed(
     assert st.halted and "Permission denied" in st.reason and str(p) in st.reason
 
 
-@pytest.mark.parametrize("where", ["missing folder", "parent is a file"])
+@pytest.mark.parametrize("where", ["parent is a file", "folder not searchable"])
 def test_session_when_kill_path_unusable_at_start_then_config_error_and_no_run_folder(
-        tmp_path, where):
+        tmp_path, monkeypatch, where):
     (tmp_path / "plain").write_text("x")
-    bad = tmp_path / ("missing" if where == "missing folder" else "plain") / "kill.flag"
+    bad = tmp_path / "plain" / "kill.flag"
+    if where == "folder not searchable":  # root ignores chmod: fake the EACCES
+        bad = tmp_path / "locked" / "kill.flag"
+        real = os.lstat
+
+        def denied(path, *a, **k):
+            if os.fspath(path) == str(bad):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *a, **k)
+
+        monkeypatch.setattr(os, "lstat", denied)
     cfg = write_config(tmp_path / "config", session={"kill_file": str(bad)})
     with pytest.raises(ConfigError, match=r"session\.kill_file .* is unusable") as e:
         make_session(tmp_path, symbols=["AAA"], source=two_symbols(), start="2021-01-20",
