@@ -329,6 +329,25 @@ def test_open_order_when_kill_file_gone_again_then_not_refilled_later(tmp_path):
     assert first["client_order_id"].iloc[0] not in set(fills["client_order_id"])
 
 
+def test_resume_when_kill_file_set_with_an_order_open_then_cancelled_at_the_first_step(
+        tmp_path):
+    kill = tmp_path / "kill.flag"
+    kw = dict(symbols=["AAA"], source=two_symbols(), start="2021-01-20",
+              model="baseline:buy_and_hold", run_id="rs")
+    first = make_session(tmp_path, max_steps=1, kill_switch=KillSwitch(kill, env={}), **kw)
+    first.run()
+    with Ledger.open(first.ledger.path, readonly=True) as led:
+        assert len(led.load_state().open_orders) == 1  # decided at step 0, fills at step 1
+    kill.touch()
+    kw.pop("symbols")
+    res = make_session(tmp_path, resume="rs", max_steps=1, kill_switch=KillSwitch(kill, env={}),
+                       **{k: v for k, v in kw.items() if k == "source"}).run()
+    run = read_run(res.ledger_path)
+    assert run["fills"].empty
+    ev = run["order_events"]
+    assert ev[ev["event"] == "OrderCancelled"]["step"].tolist() == [1]
+
+
 def test_fast_replay_when_kill_file_appears_with_open_orders_then_same_ledger_as_step_loop(
         tmp_path):
     from tests.test_fast_replay import equivalent
