@@ -490,7 +490,7 @@ def key_paths(data: Mapping[str, Any]) -> set[str]:
 class ConfigWatcher:
     """Holds the last valid value of a config file and reloads it when the file changes.
 
-    ``current()`` checks the file's mtime/size; on change it reads the file once and parses
+    ``current()`` checks the file's stat (:meth:`_stat`); on change it reads the file once and parses
     it with ``loader(path, data=mapping)``. A reload is the whole file or nothing: an edit is
     refused, and the previous value kept, when it does not parse, when it leaves out a key
     the last accepted file named (the key would fall back to its built-in default), or when
@@ -510,12 +510,14 @@ class ConfigWatcher:
         self.keys = key_paths(data)  # what the last accepted file named
         self.last_error: str | None = None
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> tuple[int, int, int, int] | None:
+        """What tells an edit apart: mtime and size, plus the inode (an editor's save by
+        rename) and ctime (a write that kept size and mtime, e.g. a restored mtime)."""
         try:
             st = os.stat(self._fspath)
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
     def _read(self) -> tuple[Any, set[str]]:
         data = load_yaml(self.path)

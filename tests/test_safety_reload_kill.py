@@ -235,6 +235,16 @@ def test_reload_when_assets_yaml_changes_no_traded_symbol_then_reloaded(tmp_path
     assert row.to_state == "RELOADED" and s.assets.overrides["ZZZ"] == "crypto"
 
 
+def test_watcher_when_an_edit_keeps_size_and_mtime_then_still_seen(tmp_path):
+    p = tmp_path / "risk.yaml"
+    p.write_text("risk:\n  max_position_pct: 0.15\n")
+    w = ConfigWatcher(p, load_risk)
+    st = os.stat(p)
+    p.write_text("risk:\n  max_position_pct: 0.05\n")  # same size
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # the old mtime back
+    assert w.current().max_position_pct == 0.05
+
+
 def test_watcher_when_a_refused_edit_is_fixed_then_the_fixed_file_applies(tmp_path):
     p = tmp_path / "risk.yaml"
     p.write_text("risk:\n  max_position_pct: 0.05\n  max_drawdown_pct: 0.05\n")
