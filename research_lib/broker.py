@@ -15,7 +15,8 @@
 
 Events are in the past tense: :class:`OrderSubmitted`, :class:`OrderFilled`,
 :class:`OrderDenied` (risk or kill switch said no), :class:`OrderRejected` (the broker
-could not fill).
+could not fill), :class:`OrderCancelled` (an open order a kill switch stopped before it
+filled).
 """
 
 from __future__ import annotations
@@ -155,7 +156,14 @@ class OrderFilled:
     reason: str | None = None
 
 
-OrderEvent = OrderSubmitted | OrderDenied | OrderRejected | OrderFilled
+@dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    order: Order
+    reason: str
+    event: str = "OrderCancelled"
+
+
+OrderEvent = OrderSubmitted | OrderDenied | OrderRejected | OrderFilled | OrderCancelled
 
 
 @dataclass
@@ -276,6 +284,12 @@ class PaperBroker:
             self.fills.append(f)
             self._book(f)
             events.append(OrderFilled(o, f))
+        return events
+
+    def cancel_open(self, reason: str) -> list[OrderCancelled]:
+        """Cancel every open order (a kill switch is set), in submission order."""
+        events = [OrderCancelled(o, reason) for o in self.open_orders.values()]
+        self.open_orders.clear()
         return events
 
     def _reject(self, o: Order, step: int, ts: str, reason: str) -> OrderRejected:

@@ -96,6 +96,14 @@ def _rng(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: boo
     return check
 
 
+def _kill_path(v: str) -> str | None:
+    if not v.strip():
+        return "must name a file (the kill switch cannot be turned off; e.g. kill.flag)"
+    if "\x00" in v:
+        return "must not contain a NUL byte"
+    return None
+
+
 def _f(default: Any, check: Callable[[Any], str | None] | None = None, doc: str = "") -> Any:
     return field(default=default, metadata={"check": check, "doc": doc})
 
@@ -189,7 +197,9 @@ class SessionConfig:
     crypto_lot_size: float = _f(0.0001, _rng(0, 1, lo_open=True), "crypto quantity step")
     interval: str = _f("1d", None, "bar interval")
     source: str = _f("sample", None, "default data source")
-    kill_file: str = _f("kill.flag", None, "kill switch file (relative to the working directory)")
+    kill_file: str = _f("kill.flag", _kill_path,
+                        "kill switch path (relative to the working directory); anything there "
+                        "halts trading; never empty")
     run_dir: str = _f("runs", None, "where run folders with ledgers are written")
     warmup_bars: int = _f(60, _rng(1, 10_000), "history fetched before the first decision")
     seed: int = _f(7, _rng(0, None), "seed for anything random")
@@ -237,9 +247,11 @@ class SessionSettings:
     gate: GateConfig = field(default_factory=GateConfig)
 
 
-def load_risk(path: str | Path | None = None) -> RiskLimits:
+def load_risk(path: str | Path | None = None,
+              data: Mapping[str, Any] | None = None) -> RiskLimits:
+    """``risk.yaml`` (``data``: its mapping, already read, e.g. by :class:`ConfigWatcher`)."""
     p = Path(path) if path else config_dir() / "risk.yaml"
-    data = load_yaml(p)
+    data = load_yaml(p) if data is None else data
     _only_keys(p, data, {"risk"})
     try:
         return build_section(RiskLimits, data.get("risk"), "risk")
@@ -247,9 +259,10 @@ def load_risk(path: str | Path | None = None) -> RiskLimits:
         raise ConfigError(f"{p}: {exc}") from None
 
 
-def load_session(path: str | Path | None = None) -> SessionSettings:
+def load_session(path: str | Path | None = None,
+                 data: Mapping[str, Any] | None = None) -> SessionSettings:
     p = Path(path) if path else config_dir() / "session.yaml"
-    data = load_yaml(p)
+    data = load_yaml(p) if data is None else data
     _only_keys(p, data, {"session", "signal", "gate"})
     try:
         s = SessionSettings(
@@ -445,9 +458,10 @@ def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> Assets
     )
 
 
-def load_assets(path: str | Path | None = None) -> AssetsConfig:
+def load_assets(path: str | Path | None = None,
+                data: Mapping[str, Any] | None = None) -> AssetsConfig:
     p = Path(path) if path else config_dir() / "assets.yaml"
-    return parse_assets(load_yaml(p), source=str(p))
+    return parse_assets(load_yaml(p) if data is None else data, source=str(p))
 
 
 DEFAULT_ASSETS = parse_assets(
@@ -492,34 +506,71 @@ def parse_symbols(value: str | list[Any]) -> list[str]:
 
 
 # -------------------------------------------------------------------- hot reload
+def key_paths(data: Mapping[str, Any]) -> set[str]:
+    """The keys a config file names: ``risk``, ``risk.max_position_pct``, ... (top level
+    and, under a mapping, one level down)."""
+    out: set[str] = set()
+    for k, v in data.items():
+        out.add(str(k))
+        if isinstance(v, Mapping):
+            out.update(f"{k}.{sub}" for sub in v)
+    return out
+
+
 class ConfigWatcher:
     """Holds the last valid value of a config file and reloads it when the file changes.
 
-    ``current()`` checks the file's mtime/size; on change it parses the file with
-    ``loader``. An invalid edit keeps the previous value and logs ``config_reload_failed``.
+    ``current()`` checks the file's stat (:meth:`_stat`); on change it reads the file once and parses
+    it with ``loader(path, data=mapping)``. A reload is the whole file or nothing: an edit is
+    refused, and the previous value kept, when it does not parse, when it leaves out a key
+    the last accepted file named (the key would fall back to its built-in default), or when
+    ``check(old, new)`` names a problem (the session refuses loosened risk limits and keys
+    that need a restart). A refusal sets ``last_error`` and logs ``config_reload_failed``.
     """
 
-    def __init__(self, path: str | Path, loader: Callable[[Path], T]) -> None:
+    def __init__(self, path: str | Path, loader: Callable[..., T],
+                 check: Callable[[Any, Any], str | None] | None = None) -> None:
         self.path = Path(path)
         self._fspath = os.fspath(self.path)  # stat()ed once per step: skip pathlib
         self.loader = loader
+        self.check = check
         self._stamp = self._stat()
-        self.value: Any = loader(self.path)
+        data = load_yaml(self.path)
+        self.value: Any = loader(self.path, data=data)
+        self.keys = key_paths(data)  # what the last accepted file named
         self.last_error: str | None = None
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> tuple[int, int, int, int] | None:
+        """What tells an edit apart: mtime and size, plus the inode (an editor's save by
+        rename) and ctime (a write that kept size and mtime, e.g. a restored mtime)."""
         try:
             st = os.stat(self._fspath)
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+    def _read(self) -> tuple[Any, set[str]]:
+        data = load_yaml(self.path)
+        new = self.loader(self.path, data=data)
+        keys = key_paths(data)
+        missing = sorted(self.keys - keys)
+        if missing:
+            raise ConfigError(
+                f"{self.path}: a reload must be the whole file; it leaves out "
+                f"{', '.join(missing)}, which would fall back to built-in defaults; put "
+                f"{'it' if len(missing) == 1 else 'them'} back (restart the session to drop "
+                "a key)")
+        problem = self.check(self.value, new) if self.check is not None else None
+        if problem:
+            raise ConfigError(f"{self.path}: {problem}")
+        return new, keys
 
     def current(self) -> Any:
         stamp = self._stat()
         if stamp != self._stamp:
             self._stamp = stamp
             try:
-                new = self.loader(self.path)
+                new, keys = self._read()
             except Exception as exc:  # keep the previous config, say why
                 self.last_error = str(exc)
                 log_event(log, "config_reload_failed", level=40, path=str(self.path),
@@ -527,6 +578,7 @@ class ConfigWatcher:
             else:
                 changed = new != self.value
                 self.value = new
+                self.keys = keys
                 self.last_error = None
                 if changed:
                     log_event(log, "config_reloaded", path=str(self.path))

@@ -6,7 +6,8 @@
 ``meta``            run id, symbols, labels (proxy notes), asset classes, spec, config
 ``steps``           one row per committed step (bar clock ``ts``; wall clock apart)
 ``orders``          every order decided, denied ones included (the intent, immutable)
-``order_events``    OrderSubmitted / OrderDenied / OrderRejected / OrderFilled, in order
+``order_events``    OrderSubmitted / OrderDenied / OrderRejected / OrderFilled /
+                    OrderCancelled (a kill switch stopped an open order), in order
 ``fills``           one row per filled order; ``client_order_id`` is the primary key, so
                     an order can never fill twice
 ``equity``          per step: cash, equity, gross, net, peak, drawdown, trading state
@@ -644,7 +645,7 @@ class Ledger:
         filled = {f.client_order_id for f in fills}
         terminal = {r[0] for r in c.execute(
             "SELECT client_order_id FROM order_events WHERE event IN "
-            "('OrderFilled', 'OrderRejected', 'OrderDenied')")}
+            "('OrderFilled', 'OrderRejected', 'OrderDenied', 'OrderCancelled')")}
         orders = self.orders()
         dry = {r[0] for r in c.execute("SELECT client_order_id FROM orders WHERE dry_run=1")}
         open_orders = [o for o in orders if o.client_order_id not in filled | terminal | dry]
@@ -796,9 +797,10 @@ def read_run(path: str | Path) -> dict[str, Any]:
     ev = frames["order_events"]
     orders = frames["orders"].copy()
     status_map = {"OrderSubmitted": "open", "OrderFilled": "filled",
-                  "OrderDenied": "denied", "OrderRejected": "rejected"}
+                  "OrderDenied": "denied", "OrderRejected": "rejected",
+                  "OrderCancelled": "cancelled"}
     last = ev.drop_duplicates("client_order_id", keep="last")
-    reasons = ev[ev["event"].isin(["OrderDenied", "OrderRejected"])]
+    reasons = ev[ev["event"].isin(["OrderDenied", "OrderRejected", "OrderCancelled"])]
     fills = frames["fills"][["client_order_id", "price", "ts", "commission"]].rename(
         columns={"price": "fill_price", "ts": "fill_ts"})
     orders = orders.merge(last[["client_order_id", "event"]], on="client_order_id", how="left")

@@ -87,6 +87,11 @@ from .ledger import (
     resolve_ledger,
 )
 from .paths import safe_id
+from .reload_policy import (
+    assets_reload_problem,
+    risk_reload_problem,
+    session_reload_problem,
+)
 from .risk import (
     EPS,
     OrderCheck,
@@ -647,9 +652,11 @@ class Session:
     def _configs(self) -> None:
         cdir = Path(self.spec.config_dir) if self.spec.config_dir else config_dir()
         self.config_dir = cdir
-        self.w_risk = ConfigWatcher(cdir / "risk.yaml", load_risk)
-        self.w_session = ConfigWatcher(cdir / "session.yaml", load_session)
-        self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets)
+        self.w_risk = ConfigWatcher(cdir / "risk.yaml", load_risk, check=risk_reload_problem)
+        self.w_session = ConfigWatcher(cdir / "session.yaml", load_session,
+                                       check=session_reload_problem)
+        self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets, check=lambda o, n:
+                                      assets_reload_problem(o, n, getattr(self, "symbols", ())))
         self.limits: RiskLimits = self.w_risk.value
         self.settings: SessionSettings = self.w_session.value
         self.assets: AssetsConfig = self.w_assets.value
@@ -857,6 +864,21 @@ class Session:
             ok = (fp > 0) & (fp < np.inf) & ~jump_exceeds(fp, self.last_close, self._jump_thr)
         return np.where(ok, fp, np.nan)
 
+    def _cancel_if_killed(self, rec: StepRecord, ts: str) -> None:
+        """A kill switch set at the fill stage cancels every open order (none fills while
+        it is set, none is left to fill after it clears), each recorded with the reason."""
+        halt = self.ks.check()
+        if not halt.halted:
+            return
+        for ev in self.broker.cancel_open(f"KILL_SWITCH: {halt.reason}"):
+            cid, sym = ev.order.client_order_id, ev.order.symbol
+            reason = f"{ev.reason} symbol={sym}"
+            rec.add("order_events", (rec.step, ts, cid, "OrderCancelled", reason))
+            rec.add("risk_events", (rec.step, ts, sym, "cancellation", reason_code(reason),
+                                    reason, cid))
+            log_event(log, "order_cancelled", level=30, client_order_id=cid, symbol=sym,
+                      qty=ev.order.qty, reason=reason)
+
     def _bad_bar_plan(self, rec: StepRecord, i: int, why: str) -> _Plan:
         s = self.symbols[i]
         plan = _Plan(i, s, None, None, None, "bad_bar")  # type: ignore[arg-type]
@@ -868,6 +890,8 @@ class Session:
         spec = self.spec
         check_max_steps(spec.max_steps)
         self._configs()
+        # an unusable kill path is a config error before anything is written
+        (spec.kill_switch or KillSwitch(self.settings.session.kill_file)).ensure_usable()
         self.run_dir = self._resolve_run_dir()
         self.state: LedgerState | None = None
         if spec.resume:
@@ -1022,10 +1046,7 @@ class Session:
                 self.limits = new
                 self.engine.limits = new
                 self.broker.price_band_pct = new.price_band_pct
-            elif name == "session.yaml":
-                fixed = [d for d in diff if d.split(":")[0].split(".")[-1] in _RESTART_ONLY]
-                if fixed:
-                    log_event(log, "config_change_needs_restart", level=30, changes=fixed)
+            elif name == "session.yaml":  # restart-only keys never get here (reload_policy)
                 self.settings = new
                 self.broker.costs = new.session
             else:
@@ -1118,8 +1139,10 @@ class Session:
         for i, code, why in (self._jumps.notes if pre is None else pre.notes):
             rec.add("risk_events", (step, bars.ts, sym[i], "data", code, why, None))
 
-        # fills of open orders at this step's prices
+        # fills of open orders at this step's prices; none while a kill switch is set
         fills_now: dict[str, Any] = {}
+        if broker.open_orders:
+            self._cancel_if_killed(rec, bars.ts)
         if broker.open_orders:
             idx = self._index
             fill = self._gate_fills(bars, bad)
@@ -1687,6 +1710,7 @@ class Session:
             "fills": events.get("OrderFilled", 0),
             "rejected": events.get("OrderRejected", 0),
             "denied": events.get("OrderDenied", 0),
+            "cancelled": events.get("OrderCancelled", 0),  # by a kill switch, before a fill
             "denials_by_reason": denials,
             "rejections_by_reason": rejections,
             "bad_bars": data.pop("BAD_BAR", 0),
@@ -1702,11 +1726,6 @@ class Session:
             "e2d_max_ms": lat["max_ms"],
             "notes": [n for n in (getattr(self, "end_note", None),) if n],
         }
-
-
-_RESTART_ONLY = {"initial_cash", "interval", "source", "run_dir", "warmup_bars", "seed",
-                 "kill_file", "replay_years", "jump_threshold_xnys", "jump_threshold_24_7",
-                 "jump_confirm_bars", "split_tolerance"}
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -1729,6 +1748,11 @@ def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult
 
 
 # ---------------------------------------------------------------------- CLI
+def _cancelled(s: dict[str, Any]) -> str:
+    n = s.get("cancelled", 0)
+    return f", {n} cancelled by the kill switch" if n else ""
+
+
 def format_summary(s: dict[str, Any]) -> str:
     den = ", ".join(f"{k}={v}" for k, v in s["denials_by_reason"].items()) or "none"
     rej = ", ".join(f"{k}={v}" for k, v in s["rejections_by_reason"].items()) or "none"
@@ -1743,7 +1767,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"steps      {s['steps']} ({s['first_step_ts']} .. {s['last_step_ts']}), "
         f"{s['steps_this_session']} this session, stopped: {s['stopped']}",
         f"orders     {s['orders']} submitted, {s['fills']} filled, {s['rejected']} rejected, "
-        f"{s['denied']} denied",
+        f"{s['denied']} denied{_cancelled(s)}",
         f"denials    {den}",
         f"rejections {rej}",
         f"data       {s.get('bad_bars', 0)} bad bar(s) refused; findings: {data}",

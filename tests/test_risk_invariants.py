@@ -34,7 +34,8 @@ price (its last good close), "position" meaning held + pending (open orders) qua
    crossing it.
 4. **HALTED**: every order sent in a HALTED step is a ``flatten`` that closes its position.
 5. **Kill switch**: no order is sent in a step during which ``FLAG_TRADING_HALTED`` or
-   ``kill.flag`` was set before the orders (flipped inside ``predict`` included).
+   ``kill.flag`` was set before the orders (flipped inside ``predict`` included), and no
+   order fills in a step that began with either set (open orders are cancelled).
 6. **Accounting**: cash + sum(qty * p) == the equity row == initial cash + realised +
    unrealised - commissions (realised and unrealised at fill prices, so slippage is in them),
    to 1e-9 of the initial cash.
@@ -242,6 +243,8 @@ class RiskMachine(RuleBasedStateMachine):
         self.history.append(b)
         self.step_no += 1
         STATS["steps"] += 1
+        if ks_before:  # 5. (issue 10) set before the step: no open order fills in it
+            assert not rec.rows.get("fills"), f"step {rec.step}: a fill with the kill switch set"
         self._check_step(rec, ks_before or self.model.fired)
         for i, sym in enumerate(SYMBOLS):  # a refused bar: the market goes on from the last
             self.close[sym] = float(s.last_close[i])  # good close, not from the bad one

@@ -392,22 +392,26 @@ def test_csv_when_parent_folder_unreadable_then_exit_2(tmp_path, capsys, monkeyp
 
 
 # ---------------------------------------------------------------- kill file, empty run folder
-def test_kill_file_when_its_folder_is_unreadable_then_no_traceback_halted_and_no_fills(
+def test_kill_file_when_its_folder_is_unreadable_then_exit_2_naming_the_key_and_no_run(
         tmp_path, capsys, monkeypatch):
+    # a kill switch that cannot be read is a config error at start (fail closed, before
+    # anything is written); mid-run the same fault halts: tests/test_safety_reload_kill.py
     locked = tmp_path / "locked"
     locked.mkdir()
     write_config(tmp_path / "config", session={"kill_file": str(locked / "kill.flag")})
-    _deny_under(monkeypatch, locked)
+    real_lstat = os.lstat
+
+    def lstat(path, *a, **k):
+        if str(path).startswith(str(locked) + os.sep):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_lstat(path, *a, **k)
+
+    monkeypatch.setattr(os, "lstat", lstat)
     code = main(_paper(tmp_path, *SAMPLE_WINDOW, "--run-id", "k", "--json"))
-    out = capsys.readouterr().out
-    assert code == 0, out
-    [ledger] = _ledgers(tmp_path)
-    with sqlite3.connect(ledger) as conn:
-        fills = conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
-        why = [r[0] for r in conn.execute("SELECT reason FROM state_changes "
-                                          "WHERE scope='kill_switch'")]
-    assert fills == 0  # fail closed: cannot tell, so halted
-    assert any("cannot be checked" in w and "Permission denied" in w for w in why)
+    err = _err(capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "session.kill_file" in err and "Permission denied" in err
+    assert _ledgers(tmp_path) == []
 
 
 def test_session_when_setup_fails_after_the_ledger_is_made_then_no_run_folder_is_left(tmp_path):

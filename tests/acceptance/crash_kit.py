@@ -105,9 +105,10 @@ def fills_vs_orders(ledger: Path) -> dict[str, int]:
 
     * ``fills.client_order_id`` is unique (the primary key; counted here too);
     * every order's events are one of: denied; submitted; submitted then filled;
-      submitted then rejected (never filled twice, never filled and rejected);
+      submitted then rejected; submitted then cancelled by a kill switch (never filled
+      twice, never filled and rejected or cancelled);
     * the fills are exactly the orders with an ``OrderFilled`` event, each filled at a later
-      step than decided, and submitted = filled + rejected + still open.
+      step than decided, and submitted = filled + rejected + cancelled + still open.
     """
     con = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
     try:
@@ -121,7 +122,7 @@ def fills_vs_orders(ledger: Path) -> dict[str, int]:
             events.setdefault(cid, []).append(ev)
         assert set(events) == set(orders), f"{ledger}: orders and their events differ"
         allowed = {("OrderDenied",), ("OrderSubmitted",), ("OrderSubmitted", "OrderFilled"),
-                   ("OrderSubmitted", "OrderRejected")}
+                   ("OrderSubmitted", "OrderRejected"), ("OrderSubmitted", "OrderCancelled")}
         bad = {cid: ev for cid, ev in events.items() if tuple(ev) not in allowed}
         assert not bad, f"{ledger}: impossible event sequences {list(bad.items())[:3]}"
         filled = {cid for cid, ev in events.items() if ev[-1] == "OrderFilled"}
@@ -130,9 +131,10 @@ def fills_vs_orders(ledger: Path) -> dict[str, int]:
         assert all(fills[c] > orders[c] for c in fills), f"{ledger}: a fill before its order"
         last = Counter(tuple(ev)[-1] for ev in events.values())
         submitted = sum(1 for ev in events.values() if ev[0] == "OrderSubmitted")
-        assert submitted == last["OrderFilled"] + last["OrderRejected"] + last["OrderSubmitted"]
+        assert submitted == (last["OrderFilled"] + last["OrderRejected"] + last["OrderCancelled"]
+                             + last["OrderSubmitted"])
         return {"orders": len(orders), "submitted": submitted, "fills": n_fills,
                 "rejected": last["OrderRejected"], "open": last["OrderSubmitted"],
-                "denied": last["OrderDenied"]}
+                "denied": last["OrderDenied"], "cancelled": last["OrderCancelled"]}
     finally:
         con.close()
