@@ -98,8 +98,13 @@ class OrderCheck:
 
     @property
     def reduces(self) -> bool:
-        """True when the order moves the position toward zero without crossing it."""
+        """True when the order moves the position toward zero without crossing it. An
+        ``after`` within :data:`EPS` of zero is zero: quantities are sums of rounded fills,
+        so a full close can leave float noise (25.302899999999996 - 25.3029) that must not
+        turn a closing order into a new short."""
         p, a = self.position, self.after
+        if abs(a) <= EPS:
+            a = 0.0
         if p > 0:
             return 0 <= a < p
         if p < 0:
