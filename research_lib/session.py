@@ -77,6 +77,14 @@ from .ledger import (
     now_iso,
     resolve_ledger,
 )
+from .resume import (
+    bar_chain,
+    bar_digest_rows,
+    check_resume,
+    record_reload,
+    refuse_fixed_options,
+    run_inputs,
+)
 from .risk import (
     EPS,
     OrderCheck,
@@ -725,9 +733,7 @@ class Session:
             self.state = self.ledger.load_state()
             m = self.state.meta
             self.run_id = m["run_id"]
-            if spec.symbols and list(spec.symbols) != m["symbols"]:
-                raise ConfigError(f"--resume {self.run_id}: the run trades {m['symbols']}, not "
-                                  f"{list(spec.symbols)}; drop --symbols when resuming")
+            refuse_fixed_options(spec, m, self.run_id)  # the run keeps what it recorded
             self.symbols = list(m["symbols"])
             run = m["spec"]
             # a Source object cannot be stored: the caller passes it again on resume
@@ -771,6 +777,7 @@ class Session:
             self.proxies = {s: "" for s in self.symbols}
             self._init_gate({})
             self.feed = None  # built in run(): it needs the stop predicate
+        self._bar_chain = bar_chain(self.feed) if self.mode == "replay" else None
 
         # model
         model_assets = (force_model(self.assets, self.model_name)
@@ -783,6 +790,8 @@ class Session:
         if hasattr(self.model, "warm"):
             self.model.warm(self.symbols)
         self.features = FeatureState(self.n)
+        if self.state is not None:
+            check_resume(self)  # same config, models and consumed bars, or refuse
 
         # ledger
         if self.state is None:
@@ -800,6 +809,7 @@ class Session:
                          "interval": self.interval, "dry_run": self.dry_run,
                          "model": self.model_name},
                 "config": self._snapshot(),
+                "inputs": run_inputs(self),  # what a resume checks (research_lib.resume)
                 "config_dir": str(self.config_dir),  # where, not what: not compared
                 "engine": self.engine_name,  # how, not what: not compared
             }
@@ -918,6 +928,7 @@ class Session:
         rec = StepRecord(step, bars.ts, len(bars.rows))
         if pre is None:
             self._reload(rec)
+            record_reload(self, rec)
         if self._ks_at_start is not None:  # the session starts halted: say why, once
             self._state_row(rec, StateChange("kill_switch", "CLEAR", "ENGAGED",
                                              f"KILL_SWITCH_AT_START: {self._ks_at_start}"))
@@ -1042,6 +1053,7 @@ class Session:
                              pos.value(m) if pos.qty else 0.0, pos.realized,
                              pos.unrealized(m) if pos.qty else 0.0, pos.fees))
         self._pending_log = (plans, fills_now, rec.rows.get("risk_events", ()))
+        rec.rows["bar_digests"] = bar_digest_rows(self, step, 1)
         return rec
 
     def _predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
@@ -1555,12 +1567,14 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def cli_paper(args: Any) -> int:
+    # a new run's defaults; with --resume an option given is refused (research_lib.resume)
+    fresh = not args.resume
     spec = SessionSpec(
         symbols=parse_symbols(args.symbols) if args.symbols else (),
-        source=args.source,
+        source=args.source or ("sample" if fresh else None),
         start=args.start,
         end=args.end,
-        interval=args.interval,
+        interval=args.interval or ("1d" if fresh else None),
         mode=args.mode,
         duration=parse_duration(args.duration),
         dry_run=args.dry_run,
