@@ -21,6 +21,7 @@ from research_lib.errors import ConfigError
 from research_lib.ledger import deterministic_dump, ledger_path
 from tests.acceptance.paper_kit import (
     NO_COSTS,
+    FrameSource,
     ScriptedModel,
     edit_yaml,
     make_session,
@@ -217,6 +218,27 @@ def test_cli_resume_when_csv_prices_were_halved_after_the_kill_then_exit_2_namin
     code, _, err = run.resume("--fast")  # the fast engine checks the same
     assert code == 2 and "first at step 4" in err
     assert run.unchanged()
+
+
+def test_api_resume_when_the_source_object_serves_other_prices_then_config_error(tmp_path):
+    # a Source object cannot be stored: the caller passes it again; the bars must match
+    df = random_walk(60, seed=11, symbol=SYM)
+    kw = dict(model="baseline:buy_and_hold", run_dir=tmp_path / "runs")
+    first = make_session(tmp_path, symbols=[SYM], source=FrameSource({SYM: df}),
+                         start="2021-01-20", run_id="obj", max_steps=8, **kw).run()
+    assert first.summary["steps"] == 8
+    before = deterministic_dump(first.ledger_path)
+    other = df.copy()
+    other.loc[other.index[-45:], "close"] *= 1.01  # from the 16th bar: inside the 8 steps
+    s = make_session(tmp_path, resume="obj", source=FrameSource({SYM: other}),
+                     run_dir=tmp_path / "runs")
+    with pytest.raises(ConfigError, match=r"the bars differ from the ones the run consumed, "
+                                          r"first at step \d"):
+        s.run()
+    assert deterministic_dump(first.ledger_path) == before
+    same = make_session(tmp_path, resume="obj", source=FrameSource({SYM: df}),
+                        run_dir=tmp_path / "runs").run()
+    assert same.exit_code == 0 and same.summary["steps_this_session"] > 0
 
 
 def test_cli_resume_when_every_price_was_halved_then_exit_2_at_step_0(tmp_path, capsys):
