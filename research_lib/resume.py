@@ -2,7 +2,7 @@
 
 At the start of a run the ledger records its inputs (meta ``inputs``): every config value
 (risk, session, signal, the whole assets file), the sha256 of each model file the run can
-decide with, and the source's labels and proxy notes; the spec (symbols, source, window,
+decide with, the source's labels and proxy notes, and the kill file's absolute path; the spec (symbols, source, window,
 interval, mode, dry run, model) is meta ``spec``. Each committed step also records a
 rolling sha256 over every bar consumed up to it (table ``bar_digests``); a config reload
 that is applied records the new inputs from that step on (table ``config_history``).
@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -76,8 +77,9 @@ def refuse_fixed_options(spec: Any, meta: Mapping[str, Any], run_id: str) -> Non
             continue  # naming the run it resumes changes nothing
         if _given(field, value):
             shown = ",".join(value) if field == "symbols" and not isinstance(value, str) else value
-            bad.append(f"{flag} {shown!r} cannot be used with --resume: the run keeps its "
-                       f"recorded {key} {run.get(key)!r}")
+            given = flag if field == "dry_run" else f"{flag} {shown!r}"
+            bad.append(f"{given} cannot be used with --resume: the run keeps its recorded "
+                       f"{key.replace('_', ' ')} {run.get(key)!r}")
     if bad:
         raise ConfigError(
             f"--resume {run_id}: " + "; ".join(bad) + ". Drop these options to continue the "
@@ -129,10 +131,19 @@ def model_digests(s: Session) -> dict[str, str | None] | None:
     return out
 
 
+def kill_path(s: Session) -> str | None:
+    """The kill file the session watches, as an absolute path: a relative ``kill_file``
+    is taken from the working directory, so a resume from another folder would watch
+    another file."""
+    ks = s.spec.kill_switch
+    f = getattr(ks, "kill_file", None) if ks is not None else s.settings.session.kill_file
+    return os.path.abspath(f) if f else None
+
+
 def run_inputs(s: Session) -> dict[str, Any]:
     """What meta ``inputs`` (and each ``config_history`` row) records."""
     return {"version": INPUTS_VERSION, "config": config_inputs(s), "models": model_digests(s),
-            "labels": dict(s.labels), "proxies": dict(s.proxies)}
+            "labels": dict(s.labels), "proxies": dict(s.proxies), "kill_path": kill_path(s)}
 
 
 def record_reload(s: Session, rec: StepRecord) -> None:
@@ -142,34 +153,99 @@ def record_reload(s: Session, rec: StepRecord) -> None:
 
 
 # ----------------------------------------------------------------------- bars
-def bar_chain(feed: ReplayFeed) -> list[str]:
-    """Per clock step t: sha256 over the digest at t-1 and step t's timestamp, which
-    symbols have a bar, and their open, high, low, close and volume (step 0 of a run thus
-    covers its warm-up bars too)."""
-    T = len(feed)
-    if T == 0:
-        return []
-    M = np.ascontiguousarray(np.column_stack([feed.O, feed.H, feed.L, feed.C, feed.V]))
-    B = np.ascontiguousarray(np.column_stack([np.asarray(feed.ns, dtype=np.int64)[:, None],
-                                              feed.has.astype(np.int64)]))
+def _digest(prev: bytes, ts: str, rows: Any, *ohlcv: Any) -> bytes:
+    """sha256 over the previous digest and one step's bars: its timestamp, which symbols
+    have a bar, and their open, high, low, close and volume."""
+    h = hashlib.sha256(prev)
+    h.update(ts.encode())
+    h.update(np.asarray(rows, dtype=np.int64).tobytes())
+    for a in ohlcv:
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.digest()
+
+
+def _feed_digest(prev: bytes, feed: ReplayFeed, t: int) -> bytes:
+    """:func:`_digest` of clock step ``t`` of a replay feed: the same bytes as the
+    ``StepBars`` of ``feed.bars_at(t)`` give (what the step code hashes)."""
+    rows = np.flatnonzero(feed.has[t])
+    return _digest(prev, feed.ts[t], rows, feed.O[t, rows], feed.H[t, rows], feed.L[t, rows],
+                   feed.C[t, rows], feed.V[t, rows])
+
+
+def _warmup_digest(feed: ReplayFeed) -> bytes:
+    d = b""
+    for t in range(min(feed.n_warmup, len(feed))):
+        d = _feed_digest(d, feed, t)
+    return d
+
+
+def start_digest(s: Session) -> bytes:
+    """The rolling bar digest before the session's first new step: a new replay folds its
+    warm-up bars in; a resume continues from its last committed step's digest; live
+    warm-up bars are not re-fed on resume, so a live run starts from nothing."""
+    st = s.state
+    if st is not None and st.last_step >= 0:
+        row = s.ledger.conn.execute("SELECT digest FROM bar_digests WHERE step = ?",
+                                    (st.last_step,)).fetchone()
+        if row is not None:
+            return bytes.fromhex(row[0])
+    return _warmup_digest(s.feed) if s.mode == "replay" else b""
+
+
+def step_digest(s: Session, step: int, bars: Any) -> list[tuple[int, str]]:
+    """The ``bar_digests`` row of a step the step code runs on ``bars`` (before the gate)."""
+    s._bars_seen = _digest(s._bars_seen, bars.ts, bars.rows, bars.open, bars.high, bars.low,
+                           bars.close, bars.volume)
+    return [(step, s._bars_seen.hex())]
+
+
+def feed_digests(s: Session, t0: int, step: int, n: int) -> list[tuple[int, str]]:
+    """``bar_digests`` rows of the quiet steps ``step ..`` (clock steps ``t0 ..``) of a
+    fast replay: the values the step code would write."""
     out = []
-    prev = b""
-    for t in range(T):
-        h = hashlib.sha256(prev)
-        h.update(B[t])
-        h.update(M[t])
-        prev = h.digest()
-        out.append(prev[:16].hex())
+    d = s._bars_seen
+    for i in range(n):
+        d = _feed_digest(d, s.feed, t0 + i)
+        out.append((step + i, d.hex()))
+    s._bars_seen = d
     return out
 
 
-def bar_digest_rows(s: Session, step: int, n: int) -> list[tuple[int, str]]:
-    """``bar_digests`` rows of steps ``step .. step + n - 1`` (replay; live: none)."""
-    chain = getattr(s, "_bar_chain", None)
-    if not chain:
-        return []
-    w = s.feed.n_warmup
-    return [(k, chain[w + k]) for k in range(step, step + n)]
+def check_consumed_bars(s: Session) -> None:
+    """A replay resume re-reads history: the bars of every committed step must be the
+    ones the run consumed, or the resume is refused naming the first step that differs."""
+    st = s.state
+    if s.mode != "replay" or st is None or st.last_step < 0:
+        return
+    n = st.last_step + 1
+    feed, w = s.feed, s.feed.n_warmup
+    where = f"--resume {s.run_id}"
+    stored = dict(s.ledger.conn.execute(
+        "SELECT step, digest FROM bar_digests WHERE step < ?", (n,)).fetchall())
+    fix = "restore the data the run was started with to continue it, or " + _new_run_hint(
+        st.meta)
+    d = _warmup_digest(feed)
+    for k in range(n):
+        if k not in stored:
+            raise ConfigError(
+                f"{where}: {s.ledger.path} has no bar fingerprint for committed step {k}; "
+                "the bars it consumed cannot be checked; refusing to resume; "
+                + _new_run_hint(st.meta))
+        if w + k >= len(feed):
+            raise ConfigError(
+                f"{where}: the data now ends before committed step {k} (the run has "
+                f"{n} committed steps, the source gives {max(len(feed) - w, 0)}); "
+                "the bars the run consumed changed; refusing to resume; " + fix)
+        d = _feed_digest(d, feed, w + k)
+        if d.hex() != stored[k]:
+            rec_ts = s.ledger.conn.execute("SELECT ts FROM steps WHERE step = ?",
+                                           (k,)).fetchone()
+            what = "or in the warm-up bars before it " if k == 0 else ""
+            raise ConfigError(
+                f"{where}: the bars differ from the ones the run consumed, first at step {k} "
+                f"(recorded at {rec_ts[0] if rec_ts else '?'}, the data now has "
+                f"{feed.ts[w + k]}) {what}{_suspects(s, k)}; refusing to resume a run on "
+                "other prices; " + fix)
 
 
 # ---------------------------------------------------------------------- check
@@ -185,7 +261,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 def diff_inputs(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """``key: recorded -> now`` for each value that differs (model checksums unless one
     side ran a stand-in model)."""
-    keys = ["config", "labels", "proxies"]
+    keys = ["config", "labels", "proxies", "kill_path"]
     if recorded.get("models") is not None and now.get("models") is not None:
         keys.append("models")
     a = _flat({k: json.loads(json.dumps(recorded.get(k))) for k in keys})
@@ -196,6 +272,9 @@ def diff_inputs(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
             what = key.removeprefix("config.")
             if key.startswith("models."):
                 what = f"model file {key.removeprefix('models.')} sha256"
+            elif key == "kill_path":
+                what = ("kill switch file (a relative session.kill_file is taken from the "
+                        "working directory)")
             out.append(f"{what}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
     return out
 
@@ -207,7 +286,8 @@ def _new_run_hint(meta: Mapping[str, Any]) -> str:
 
 
 def check_resume(s: Session) -> None:
-    """Refuse a resume whose config, models or consumed bars differ from the run's."""
+    """Refuse a resume whose config or models differ from what the run last applied (the
+    bars: :func:`check_consumed_bars`, when the session runs)."""
     st = s.state
     assert st is not None
     meta = st.meta
@@ -231,44 +311,12 @@ def check_resume(s: Session) -> None:
             f"({'config reloaded at step ' + str(_last_reload(s, n)) if row else 'at its start'}):"
             f" {'; '.join(diffs)}. Restore the config folder {s.config_dir} (and models) to "
             "the recorded values to continue the run, or " + _new_run_hint(meta))
-    if s.mode == "replay" and n > 0:
-        _check_bars(s, where, n)
 
 
 def _last_reload(s: Session, n: int) -> int:
     row = s.ledger.conn.execute("SELECT MAX(step) FROM config_history WHERE step < ?",
                                 (n,)).fetchone()
     return int(row[0])
-
-
-def _check_bars(s: Session, where: str, n: int) -> None:
-    feed = s.feed
-    chain = s._bar_chain
-    w = feed.n_warmup
-    stored = dict(s.ledger.conn.execute(
-        "SELECT step, digest FROM bar_digests WHERE step < ? ORDER BY step", (n,)).fetchall())
-    fix = ("restore the data the run was started with to continue it, or "
-           + _new_run_hint(s.state.meta))  # type: ignore[union-attr]
-    for k in range(n):
-        if k not in stored:
-            raise ConfigError(
-                f"{where}: {s.ledger.path} has no bar fingerprint for committed step {k}; "
-                "the bars it consumed cannot be checked; refusing to resume; "
-                + _new_run_hint(s.state.meta))  # type: ignore[union-attr]
-        if w + k >= len(chain):
-            raise ConfigError(
-                f"{where}: the data now ends before committed step {k} (the run has "
-                f"{n} committed steps, the source gives {max(len(chain) - w, 0)}); "
-                "the bars the run consumed changed; refusing to resume; " + fix)
-        if chain[w + k] != stored[k]:
-            rec_ts = s.ledger.conn.execute("SELECT ts FROM steps WHERE step = ?",
-                                           (k,)).fetchone()
-            what = "or in the warm-up bars before it " if k == 0 else ""
-            raise ConfigError(
-                f"{where}: the bars differ from the ones the run consumed, first at step {k} "
-                f"(recorded at {rec_ts[0] if rec_ts else '?'}, the data now has "
-                f"{feed.ts[w + k]}) {what}{_suspects(s, k)}; refusing to resume a run on "
-                "other prices; " + fix)
 
 
 def _suspects(s: Session, k: int) -> str:

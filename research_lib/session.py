@@ -78,12 +78,13 @@ from .ledger import (
     resolve_ledger,
 )
 from .resume import (
-    bar_chain,
-    bar_digest_rows,
+    check_consumed_bars,
     check_resume,
     record_reload,
     refuse_fixed_options,
     run_inputs,
+    start_digest,
+    step_digest,
 )
 from .risk import (
     EPS,
@@ -777,7 +778,6 @@ class Session:
             self.proxies = {s: "" for s in self.symbols}
             self._init_gate({})
             self.feed = None  # built in run(): it needs the stop predicate
-        self._bar_chain = bar_chain(self.feed) if self.mode == "replay" else None
 
         # model
         model_assets = (force_model(self.assets, self.model_name)
@@ -817,6 +817,7 @@ class Session:
                                         else "NORMAL")
             self.state = self.ledger.load_state()
         st = self.state
+        self._bars_seen = start_digest(self)  # rolling sha256 of the bars consumed
 
         # account
         self.broker = PaperBroker(self.initial_cash, self.settings.session, self.dry_run,
@@ -926,6 +927,7 @@ class Session:
         verdicts, predictions and closes, computed in a batch pass with this same code;
         the config is not re-read."""
         rec = StepRecord(step, bars.ts, len(bars.rows))
+        rec.rows["bar_digests"] = step_digest(self, step, bars)
         if pre is None:
             self._reload(rec)
             record_reload(self, rec)
@@ -1053,7 +1055,6 @@ class Session:
                              pos.value(m) if pos.qty else 0.0, pos.realized,
                              pos.unrealized(m) if pos.qty else 0.0, pos.fees))
         self._pending_log = (plans, fills_now, rec.rows.get("risk_events", ()))
-        rec.rows["bar_digests"] = bar_digest_rows(self, step, 1)
         return rec
 
     def _predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
@@ -1294,6 +1295,7 @@ class Session:
         step_delay = _step_delay_seconds()
         try:
             self._setup()
+            check_consumed_bars(self)  # a resume re-reads the bars it consumed, or refuses
         except BaseException:
             if getattr(self, "ledger", None) is not None:
                 self.ledger.close()  # releases the run lock
