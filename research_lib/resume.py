@@ -310,7 +310,14 @@ def check_resume(s: Session) -> None:
             f"{where}: the inputs differ from the ones the run last applied "
             f"({'config reloaded at step ' + str(_last_reload(s, n)) if row else 'at its start'}):"
             f" {'; '.join(diffs)}. Restore the config folder {s.config_dir} (and models) to "
-            "the recorded values to continue the run, or " + _new_run_hint(meta))
+            f"the recorded values{_started_in(s, meta)} to continue the run, or "
+            + _new_run_hint(meta))
+
+
+def _started_in(s: Session, meta: Mapping[str, Any]) -> str:
+    was = meta.get("config_dir")
+    return (f" (the run was started with --config-dir {was})"
+            if was and str(was) != str(s.config_dir) else "")
 
 
 def _last_reload(s: Session, n: int) -> int:

@@ -144,6 +144,7 @@ def test_cli_resume_when_config_dir_has_looser_limits_then_exit_2_naming_each_di
     assert "risk.max_drawdown_pct: 0.2 -> 0.5" in err
     assert "signal.target_weight: 0.15 -> 0.55" in err
     assert "start a new run" in err and str(loose) in err
+    assert f"the run was started with --config-dir {run.cfg}" in err
     assert run.unchanged()
 
 
