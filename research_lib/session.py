@@ -791,7 +791,7 @@ class Session:
             self.model.warm(self.symbols)
         self.features = FeatureState(self.n)
         if self.state is not None:
-            check_resume(self)  # same config, models and consumed bars, or refuse
+            check_resume(self)  # same config and models, or refuse (bars: in run())
 
         # ledger
         if self.state is None:
