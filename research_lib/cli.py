@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pp = sub.add_parser("paper", help="run a paper-trading session (live or replay)")
     _common_data(pp, symbols_required=False)  # not needed with --resume
+    # defaults applied by cli_paper for a new run: with --resume these may not be given
+    pp.set_defaults(source=None, interval=None)
     pp.add_argument("--duration", default=None, help="wall-time cap, e.g. 5min, 60min, 30s")
     pp.add_argument("--dry-run", action="store_true", help="decide and record, fill nothing")
     pp.add_argument("--model", default=None,

@@ -47,6 +47,7 @@ from .baselines import SMA_FAST, SMA_SLOW, BuyAndHold, Prediction, SmaCross
 from .broker import round_qty
 from .errors import LedgerError
 from .ledger import now_iso, step_rows
+from .resume import feed_digests
 from .risk import EPS, TradingState, clip_target
 from .telemetry import get_logger, log_event
 
@@ -408,6 +409,7 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
     n_bars = has[:e].sum(axis=1).tolist()
     wall = now_iso()
     batch.rows["steps"].extend(zip(steps, ts, n_bars, [wall] * e, [e2d_ms] * e, strict=True))
+    batch.extend("bar_digests", feed_digests(s, t0, step, e))
     batch.steps += e
     batch.last_step = step + e - 1
     s.latency.extend([elapsed / e] * e)

@@ -16,6 +16,9 @@
 ``risk_events``     denials, rejections, clips and limit breaches with coded reasons
 ``state_changes``   account and per-symbol transitions (REDUCING, HALTED, resets), config
                     reloads
+``bar_digests``     per step: a rolling sha256 over every bar consumed up to it (a resume
+                    re-feeding history checks the bars are the same; research_lib.resume)
+``config_history``  per config reload applied: the run's inputs from that step on
 ==================  ===================================================================
 
 Everything but the wall-clock columns (:data:`WALL_CLOCK_COLUMNS`) and the run id is a
@@ -92,6 +95,7 @@ WALL_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
     "state_changes": ("wall_ts",),
 }
 WALL_CLOCK_META = ("created_at", "run_id", "ledger_path", "config_dir", "engine")  # when, who, where, how
+RESUME_META = ("inputs",)  # what a resume checks (research_lib.resume): not in the dump
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,6 +129,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE TABLE IF NOT EXISTS risk_events (
     seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, symbol TEXT, kind TEXT NOT NULL,
     code TEXT NOT NULL, reason TEXT NOT NULL, client_order_id TEXT);
+CREATE TABLE IF NOT EXISTS bar_digests (step INTEGER PRIMARY KEY, digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS config_history (step INTEGER PRIMARY KEY, inputs TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state_changes (
     seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, scope TEXT NOT NULL,
     from_state TEXT NOT NULL, to_state TEXT NOT NULL, reason TEXT NOT NULL,
@@ -135,6 +141,12 @@ _INSERT = {
     t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     for t, cols in COLUMNS.items()
 }
+# resume checks (research_lib.resume), written in the step's transaction; not in the
+# deterministic dump (they fingerprint inputs, not what the run did)
+RESUME_TABLES: dict[str, tuple[str, ...]] = {"bar_digests": ("step", "digest"),
+                                             "config_history": ("step", "inputs")}
+_INSERT.update({t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+                for t, cols in RESUME_TABLES.items()})
 _ORDER_COLS = ", ".join(COLUMNS["orders"])
 
 
@@ -757,7 +769,7 @@ def deterministic_dump(path: str | Path) -> dict[str, list[tuple[Any, ...]]]:
             out[table] = [tuple(v.replace(run_id, "<RUN>") if isinstance(v, str) and run_id
                                 else v for v in r) for r in rows]
         out["meta"] = sorted((k, json.dumps(v, sort_keys=True)) for k, v in meta.items()
-                             if k not in WALL_CLOCK_META)
+                             if k not in WALL_CLOCK_META and k not in RESUME_META)
     return out
 
 

@@ -92,6 +92,15 @@ from .reload_policy import (
     risk_reload_problem,
     session_reload_problem,
 )
+from .resume import (
+    check_consumed_bars,
+    check_resume,
+    record_reload,
+    refuse_fixed_options,
+    run_inputs,
+    start_digest,
+    step_digest,
+)
 from .risk import (
     EPS,
     OrderCheck,
@@ -900,9 +909,7 @@ class Session:
             self.state = self.ledger.load_state()
             m = self.state.meta
             self.run_id = m["run_id"]
-            if spec.symbols and list(spec.symbols) != m["symbols"]:
-                raise ConfigError(f"--resume {self.run_id}: the run trades {m['symbols']}, not "
-                                  f"{list(spec.symbols)}; drop --symbols when resuming")
+            refuse_fixed_options(spec, m, self.run_id)  # the run keeps what it recorded
             self.symbols = list(m["symbols"])
             run = m["spec"]
             # a Source object cannot be stored: the caller passes it again on resume
@@ -967,6 +974,8 @@ class Session:
         if hasattr(self.model, "warm"):
             self.model.warm(self.symbols)
         self.features = FeatureState(self.n)
+        if self.state is not None:
+            check_resume(self)  # same config and models, or refuse (bars: in run())
 
         # ledger
         if self.state is None:
@@ -984,6 +993,7 @@ class Session:
                          "interval": self.interval, "dry_run": self.dry_run,
                          "model": self.model_name},
                 "config": self._snapshot(),
+                "inputs": run_inputs(self),  # what a resume checks (research_lib.resume)
                 "config_dir": str(self.config_dir),  # where, not what: not compared
                 "engine": self.engine_name,  # how, not what: not compared
             }
@@ -991,6 +1001,7 @@ class Session:
                                         else "NORMAL")
             self.state = self.ledger.load_state()
         st = self.state
+        self._bars_seen = start_digest(self)  # rolling sha256 of the bars consumed
 
         # account
         self.broker = PaperBroker(self.initial_cash, self.settings.session, self.dry_run,
@@ -1118,8 +1129,10 @@ class Session:
         verdicts, predictions and closes, computed in a batch pass with this same code;
         the config is not re-read."""
         rec = StepRecord(step, bars.ts, len(bars.rows))
+        rec.rows["bar_digests"] = step_digest(self, step, bars)
         if pre is None:
             self._reload(rec)
+            record_reload(self, rec)
         if self._ks_at_start is not None:  # the session starts halted: say why, once
             self._state_row(rec, StateChange("kill_switch", "CLEAR", "ENGAGED",
                                              f"KILL_SWITCH_AT_START: {self._ks_at_start}"))
@@ -1489,6 +1502,7 @@ class Session:
         step_delay = _step_delay_seconds()
         try:
             self._setup()
+            check_consumed_bars(self)  # a resume re-reads the bars it consumed, or refuses
         except BaseException:
             if getattr(self, "ledger", None) is not None:
                 self.ledger.close()  # releases the run lock
@@ -1785,12 +1799,14 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def cli_paper(args: Any) -> int:
+    # a new run's defaults; with --resume an option given is refused (research_lib.resume)
+    fresh = not args.resume
     spec = SessionSpec(
         symbols=parse_symbols(args.symbols) if args.symbols else (),
-        source=args.source,
+        source=args.source or ("sample" if fresh else None),
         start=args.start,
         end=args.end,
-        interval=args.interval,
+        interval=args.interval or ("1d" if fresh else None),
         mode=args.mode,
         duration=parse_duration(args.duration),
         dry_run=args.dry_run,

@@ -171,8 +171,9 @@ class RiskMachine(RuleBasedStateMachine):
 
     def _open(self, resume: bool) -> Session:
         self.model = StubModel()
+        day = None if resume else "2021-01-04"  # a resume keeps the run's window
         spec = SessionSpec(symbols=() if resume else SYMBOLS, source=self.source,
-                           start="2021-01-04", end="2021-01-04", model=None,
+                           start=day, end=day, model=None,
                            router=self.model, run_dir=self.dir / "runs", run_id="inv",
                            resume="inv" if resume else None, config_dir=self.cfg,
                            kill_switch=KillSwitch(self.kill_file, env=self.env), log_file=False)

@@ -46,7 +46,7 @@ def write_config(directory: Path, risk: Mapping[str, Any] | None = None,
 
 def edit_yaml(path: Path, section: str, **changes: Any) -> None:
     data = yaml.safe_load(path.read_text())
-    data[section].update(changes)
+    data.setdefault(section, {}).update(changes)
     path.write_text(yaml.safe_dump(data))
 
 
