@@ -83,7 +83,7 @@ TABLES = {"equity": EQUITY, "positions": POSITION, "decisions": DECISION, "order
 @dataclass
 class Inputs:
     symbols: list[str]
-    O: np.ndarray  # (T, N) opens
+    OPEN: np.ndarray  # (T, N) opens
     C: np.ndarray  # (T, N) closes
     FILLP: np.ndarray  # (T, N) the fill price of a bar (open, else close), NaN: no bar
     HAS: np.ndarray  # (T, N) a bar exists
