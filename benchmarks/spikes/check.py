@@ -121,6 +121,9 @@ def compare(ref: dict[str, list], tabs: dict[str, np.ndarray], symbols: Sequence
     rr = Counter(r[2] for r in ref["risk"])
     out.append("risk-event codes equal" if gr == rr else f"risk events {dict(gr)} vs {dict(rr)}")
     out.append(f"positions rows {len(tabs['positions'])} vs {ref['positions']}")
+    acct = Counter(f"{r[2]}->{r[3]}" for r in ref["states"] if r[1] == "account")
+    out.append("account states " + (", ".join(f"{k} x{v}" for k, v in sorted(acct.items()))
+                                    or "none"))
     return "; ".join(out)
 
 
