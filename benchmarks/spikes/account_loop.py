@@ -171,7 +171,8 @@ def _timed(f: Callable[[], Any]) -> float:
 
 
 def throughput(n: int, repeats: int, with_research_lib: bool = True) -> list[Figure]:
-    from ..compare import _ohlc, run_backtesting, run_research_lib, run_vectorbt, vectorbt_groups
+    from .._common import FULL_END, MemorySource, run_timed
+    from ..compare import _ohlc, run_backtesting, run_vectorbt, vectorbt_groups
     from . import account_nb, account_np
 
     label = "^GSPC" if n == 1 else f"{n} series"
@@ -191,6 +192,10 @@ def throughput(n: int, repeats: int, with_research_lib: bool = True) -> list[Fig
         "(a) inputs+loop+SQLite / backtesting.py", "(a) inputs+loop+SQLite / vectorbt",
         "(a) loop / vectorbt", "(b) inputs+loop / backtesting.py",
         "(b) inputs+loop / vectorbt")}
+    S = {k: Figure(f"{label}: {k}", "ms") for k in (
+        "(a) inputs (ReplayFeed + SMA for the clock)", "(a) loop", "(a) records to SQLite",
+        "(a) records to Parquet", "research_lib --fast, set-up alone (today)",
+        "backtesting.py, whole run")}
     W = {k: Figure(f"{label}: {k}", "rows/s") for k in ("records to SQLite (executemany)",
                                                         "records to Parquet (pyarrow)")}
     rows_note = ""
@@ -230,11 +235,22 @@ def throughput(n: int, repeats: int, with_research_lib: bool = True) -> list[Fig
         W["records to SQLite (executemany)"].add(total_rows / max(t_sq - t_nb, 1e-9))
         W["records to Parquet (pyarrow)"].add(total_rows / max(t_pq - t_nb, 1e-9))
         if with_research_lib:
-            total, _, _, _ = run_research_lib(frames, cfg, fast=True)
-            F["research_lib --fast, whole run()"].add(bars / total)
+            r = run_timed(symbols=syms, source=MemorySource(frames), start=FULL_START,
+                          end=FULL_END, model="baseline:sma_cross", config_dir=cfg,
+                          run_dir=tempdir("rl"), fast=True)
+            F["research_lib --fast, whole run()"].add(bars / r.total_s)
+            S["research_lib --fast, set-up alone (today)"].add(r.setup_s)
+            S["backtesting.py, whole run"].add(t_bp)
+        S["(a) inputs (ReplayFeed + SMA for the clock)"].add(t_build)
+        S["(a) loop"].add(t_nb)
+        S["(a) records to SQLite"].add(t_sq - t_nb)
+        S["(a) records to Parquet"].add(t_pq - t_nb)
     F["(a) numba, loop"].note = f"{bars:,} bars, {inp.C.shape[0]:,} steps"
     W["records to SQLite (executemany)"].note = rows_note
+    for f in S.values():
+        f.values = [v * 1e3 for v in f.values]
     figs = [f for f in F.values() if f.values] + list(W.values()) + list(R.values())
+    figs += [f for f in S.values() if f.values]
     return figs
 
 
