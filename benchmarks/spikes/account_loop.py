@@ -338,6 +338,40 @@ def onnx_batch(n: int, repeats: int) -> list[Figure]:
     return [feat, inf, both]
 
 
+def inputs_parts(n: int, repeats: int) -> list[Figure]:
+    """Where the inputs' time goes: configs, research_lib's ``ReplayFeed`` (of which: the
+    per-step text stamps it makes in Python), what the stamps cost made by numpy instead,
+    and the SMA probabilities for the whole clock."""
+    from research_lib.config import load_assets, load_risk, load_session
+    from research_lib.session import ReplayFeed
+
+    label = "^GSPC" if n == 1 else f"{n} series"
+    frames, cfg, _ = _frames_cfg(n)
+    syms = list(frames)
+    F = {k: Figure(f"{label}: {k}", "ms") for k in (
+        "configs (3 YAML files)", "ReplayFeed (clock union, arrays, text stamps)",
+        "  of which text stamps (isoformat, strftime per step)",
+        "  text stamps by numpy (datetime_as_string), instead", "SMA for the whole clock")}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        load_risk(cfg / "risk.yaml"), load_session(cfg / "session.yaml")
+        load_assets(cfg / "assets.yaml")
+        t1 = time.perf_counter()
+        feed = ReplayFeed(frames, syms, FULL_START)
+        t2 = time.perf_counter()
+        clock = feed.clock
+        _ = [x.isoformat() for x in clock], [x.strftime("%Y-%m-%d") for x in clock]
+        t3 = time.perf_counter()
+        ns = np.asarray(clock.as_unit("ns").asi8).astype("datetime64[ns]")
+        _ = np.datetime_as_string(ns, unit="s"), np.datetime_as_string(ns, unit="D")
+        t4 = time.perf_counter()
+        I.sma_probabilities(feed)
+        t5 = time.perf_counter()
+        for k, v in zip(F, (t1 - t, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            F[k].add(v * 1e3)
+    return list(F.values())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
@@ -362,8 +396,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(table(onnx_batch(100, a.repeats), "ONNX router path, batched before the loop"))
     print()
+    parts = [f for n in (1, 100) for f in inputs_parts(n, a.repeats)]
+    print(table(parts, "Where the inputs' time goes"))
+    print()
     if a.start_repeats:
-        print(table(startup(a.start_repeats), "Start-up in new processes (^GSPC)"))
+        from ..compare import vectorbt_cold
+
+        figs = startup(a.start_repeats) + vectorbt_cold(a.start_repeats)
+        print(table(figs, "Start-up in new processes (^GSPC; numba cache dir empty, then "
+                          "warm)"))
     print(f"load average {os.getloadavg()} at end")
     return 0
 
