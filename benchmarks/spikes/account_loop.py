@@ -270,25 +270,31 @@ inp = I.build(frames, list(frames), "1999-01-04", cfg)
 t3 = time.perf_counter()
 account_nb.run(inp)
 t4 = time.perf_counter()
+account_nb.run(inp)
+t_warm = time.perf_counter() - t4
+t4 = time.perf_counter()
 sq = SqliteSink(tempdir("sq") / "l.sqlite", list(frames), inp.ts, inp.n_warmup)
 account_nb.run(inp, sink=sq); sq.close()
 t5 = time.perf_counter()
 print(json.dumps({"imports": t1 - t0, "import_nb": t2 - t1, "inputs": t3 - t2,
-                  "first_run": t4 - t3, "run_sqlite": t5 - t4}))
+                  "first_run": t4 - t3 - t_warm, "run_sqlite": t5 - t4, "warm": t_warm}))
 """
 
 
-def startup(repeats: int) -> list[Figure]:
-    """New processes: an empty numba cache dir (compiles), then one on the cache it left."""
-    F = {k: Figure(k, "s") for k in (
+def startup(repeats: int, opt: str | None = None) -> list[Figure]:
+    """New processes: an empty numba cache dir (compiles), then one on the cache it left;
+    ``opt``: numba's optimisation level (``NUMBA_OPT``, default 3)."""
+    F = {k: Figure(k + (f" [NUMBA_OPT={opt}]" if opt else ""), "s") for k in (
         "(a) imports (numpy, pandas, research_lib feed/config)",
         "(a) import of the numba module (decorators only)",
         "(a) first ^GSPC run, empty numba cache (compiles)",
         "(a) first ^GSPC run, new process on that cache",
         "(a) whole process, empty cache (python start to ledger written)",
-        "(a) whole process, on the cache")}
+        "(a) whole process, on the cache", "(a) second ^GSPC loop in that process")}
     for _ in range(repeats):
         env = {**os.environ, "NUMBA_CACHE_DIR": str(tempdir("nbcache"))}
+        if opt is not None:
+            env["NUMBA_OPT"] = opt
         for cold in (True, False):
             t = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", _START], cwd=ROOT, env=env,
@@ -297,6 +303,7 @@ def startup(repeats: int) -> list[Figure]:
             r = json.loads(out.strip().splitlines()[-1])
             F["(a) imports (numpy, pandas, research_lib feed/config)"].add(r["imports"])
             F["(a) import of the numba module (decorators only)"].add(r["import_nb"])
+            F["(a) second ^GSPC loop in that process"].add(r["warm"])
             if cold:
                 F["(a) first ^GSPC run, empty numba cache (compiles)"].add(r["first_run"])
                 F["(a) whole process, empty cache (python start to ledger written)"].add(wall)
@@ -382,11 +389,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--universes", default="1,100")
     ap.add_argument("--start-repeats", type=int, default=1)
+    ap.add_argument("--only-startup", default=None, metavar="OPTS",
+                    help="only the numba start-up, at these NUMBA_OPT levels (e.g. 3,1,0)")
     ap.add_argument("--no-research-lib", action="store_true",
                     help="leave research_lib --fast out of the throughput rounds")
     a = ap.parse_args(argv)
     configure(level=logging.CRITICAL)
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()} at start")
+    if a.only_startup:
+        figs = [f for o in a.only_startup.split(",") for f in startup(a.start_repeats, o)]
+        print(table(figs, "numba start-up by optimisation level (new processes, ^GSPC)"))
+        print(f"load average {os.getloadavg()} at end")
+        return 0
     out = []
     for n in [int(x) for x in a.universes.split(",") if x.strip()]:
         out += throughput(n, a.repeats, not a.no_research_lib)
