@@ -1,7 +1,7 @@
 """The prototypes against research_lib's real replay: the same trades (symbol, fill step,
 qty), and how close the rest of the rows come (equity, decisions' verdicts, risk events).
 
-Run: ``python -m benchmarks.spikes.check [--universes 1,20,100] [--configs relaxed,default,tight]``
+Run: ``python -m benchmarks.spikes.check [--universes 1,20,100] [--configs relaxed,default,tight,stress]``
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def configs(n: int) -> dict[str, Path]:
     """relaxed: compare.py's (limits off, no costs, target 0.5 or 0.9/N, band 1.0);
     default: the repository's config (costs, 15% / 2x / 3% / 20% limits, target 0.10,
     cash buffer 2%); tight: default costs with a 1% daily-loss stop and a 6% drawdown halt
-    and target 0.5 (clipped to 15%), so REDUCING and HALTED both happen."""
+    and target 0.5 (clipped to 15%), so REDUCING and HALTED both happen; stress: 0.5x gross,
+    a 3% price band, no cash buffer, no latches, so gross clips, breakers, price-band
+    denials and price-band rejections at the fill happen."""
     w = 0.5 if n == 1 else round(0.9 / n, 6)
     base = tempdir("spikecfg")
     return {
@@ -48,6 +50,12 @@ def configs(n: int) -> dict[str, Path]:
         "tight": write_config(base / "tight", risk={"daily_loss_stop_pct": 0.01,
                                                     "max_drawdown_pct": 0.06},
                               session={"initial_cash": CASH}, signal={"target_weight": 0.5}),
+        "stress": write_config(base / "stress", risk={"max_gross_leverage": 0.5,
+                                                      "price_band_pct": 0.03,
+                                                      "cash_buffer_pct": 0.0,
+                                                      "daily_loss_stop_pct": 0.99,
+                                                      "max_drawdown_pct": 0.99},
+                               session={"initial_cash": CASH}),
     }
 
 
@@ -119,7 +127,8 @@ def compare(ref: dict[str, list], tabs: dict[str, np.ndarray], symbols: Sequence
                f"verdicts {dict(gv)} vs {dict(rv)}")
     gr = Counter(I.CODES[c] for c in tabs["risk_events"]["code"])
     rr = Counter(r[2] for r in ref["risk"])
-    out.append("risk-event codes equal" if gr == rr else f"risk events {dict(gr)} vs {dict(rr)}")
+    out.append(("risk-event codes equal " + str(dict(sorted(rr.items())))) if gr == rr
+               else f"risk events {dict(gr)} vs {dict(rr)}")
     out.append(f"positions rows {len(tabs['positions'])} vs {ref['positions']}")
     acct = Counter(f"{r[2]}->{r[3]}" for r in ref["states"] if r[1] == "account")
     out.append("account states " + (", ".join(f"{k} x{v}" for k, v in sorted(acct.items()))
@@ -165,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.spikes.check",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--universes", default="1,20,100")
-    ap.add_argument("--configs", default="relaxed,default,tight")
+    ap.add_argument("--configs", default="relaxed,default,tight,stress")
     ap.add_argument("--engines", default="numba,numpy")
     a = ap.parse_args(argv)
     configure(level=logging.CRITICAL)
