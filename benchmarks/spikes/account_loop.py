@@ -345,6 +345,35 @@ def onnx_batch(n: int, repeats: int) -> list[Figure]:
     return [feat, inf, both]
 
 
+def live_step(n: int = 10, repeats: int = 3) -> list[Figure]:
+    """The compiled loop called once per step (what a live step would do): the latency of
+    one call over ``n`` series, every step of the clock, records into a reused chunk."""
+    from .._common import nearest_rank
+    from . import account_nb
+
+    frames, cfg, _ = _frames_cfg(n)
+    inp = I.build(frames, list(frames), FULL_START, cfg)
+    T = inp.C.shape[0]
+    p50 = Figure(f"{n} series: one step per call of the compiled loop, p50", "us")
+    p99 = Figure(f"{n} series: one step per call of the compiled loop, p99", "us")
+    account_nb.run(inp)  # compiled
+    for _ in range(repeats):
+        acc = I.Account.new(n, inp.initial_cash)
+        rec = I.Records(2048, n)
+        args = (inp.FILLP, inp.C, inp.HAS, inp.P, inp.DAY, inp.CRYPTO, inp.prm,
+                *acc.arrays(), *rec.arrays())
+        lat = []
+        for t in range(inp.n_warmup, T):
+            if (t - inp.n_warmup) % 2048 == 0:
+                rec.counts[:] = 0
+            t0 = time.perf_counter()
+            account_nb.run_chunk(t, t + 1, inp.n_warmup, *args)
+            lat.append((time.perf_counter() - t0) * 1e6)
+        p50.add(nearest_rank(lat, 50))
+        p99.add(nearest_rank(lat, 99))
+    return [p50, p99]
+
+
 def inputs_parts(n: int, repeats: int) -> list[Figure]:
     """Where the inputs' time goes: configs, research_lib's ``ReplayFeed`` (of which: the
     per-step text stamps it makes in Python), what the stamps cost made by numpy instead,
@@ -409,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load average {os.getloadavg()}")
     print()
     print(table(onnx_batch(100, a.repeats), "ONNX router path, batched before the loop"))
+    print()
+    print(table(live_step(10, a.repeats), "The compiled loop one step at a time (live)"))
     print()
     parts = [f for n in (1, 100) for f in inputs_parts(n, a.repeats)]
     print(table(parts, "Where the inputs' time goes"))
