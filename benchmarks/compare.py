@@ -1,12 +1,14 @@
-"""research_lib against backtesting.py and backtrader on the same SMA(10)/SMA(20) long-only
-strategy, the same bars and the same trades, in the same run.
+"""research_lib against backtesting.py, backtrader and vectorbt on the same SMA(10)/SMA(20)
+long-only strategy, the same bars and the same trades, in the same run.
 
 Run: ``python -m benchmarks.compare`` (or as part of ``python -m benchmarks``); needs the
 ``bench`` extra (``pip install -c constraints.txt -e '.[bench]'``).
 
 The one strategy: at the close of bar i, long when SMA(10) > SMA(20) of closes, flat
 otherwise; the order fills at bar i+1's open (research_lib's replay fill; backtesting.py
-with ``trade_on_close=False``, its default; backtrader's default market order). No costs.
+with ``trade_on_close=False``, its default; backtrader's default market order; vectorbt
+``Portfolio.from_signals(close, entries, exits, price=open)`` with the signals of bar i
+shifted to bar i+1, so its order at bar i+1 fills at that bar's open). No costs.
 Every library sees the same bars of each series and decides from the same bar on (its
 20th, the first with an SMA(20)), so the trades must match exactly: same entry and exit
 bars. research_lib runs with limits relaxed and costs off (a config dir made here),
@@ -18,8 +20,14 @@ from an in-memory source); each library's own run is timed: research_lib's whole
 ``Session.run()`` (set-up with the sanity suite, models, the SQLite ledger committed once
 per step, decision log, summary) and its loop alone; backtesting.py ``Backtest(...).run()``
 (its progress bar switched off, which only helps it); backtrader ``Cerebro`` set-up,
-``adddata`` and ``run()``. A universe of N series is one research_lib session and N runs
-of the others (each is single-series), over the same symbol-bars. research_lib runs twice
+``adddata`` and ``run()``; vectorbt: SMAs, signals, ``from_signals`` and reading its order
+records, once its functions are compiled ("warm"; the bars already in one wide frame per
+clock). vectorbt's first call compiles (its ``simulate_from_signals_nb`` has no numba
+cache): that cost is printed on its own, measured in a new process with an empty numba
+cache dir (``import vectorbt``, then the first ^GSPC run), and again in a new process on
+the cache that run left. A universe of N series is one research_lib session, N runs of
+backtesting.py and backtrader (each is single-series) and one vectorbt call per distinct
+clock (the replicas of one real series share it: 7 calls of up to 15 columns for 100). research_lib runs twice
 per round: the step loop and ``--fast`` (research_lib.fast_replay: the same ledger rows,
 quiet steps in numpy blocks); both must take the same trades.
 """
@@ -132,6 +140,100 @@ def run_backtrader(frames: dict[str, Any], weight: float) -> tuple[float, list[T
     return elapsed, sorted(trades)
 
 
+# -------------------------------------------------------------------------- vectorbt
+def vectorbt_groups(ohlc: dict[str, Any]) -> list[tuple[list[str], Any, Any]]:
+    """The series as wide frames, one per distinct clock: (names, close, open). Replicas of
+    one real series share its clock, so 100 series are 7 frames (data preparation, not
+    timed, like the capitalised frames the other libraries get)."""
+    import pandas as pd
+
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for sym, df in ohlc.items():
+        key = (len(df), df.index[0], df.index[-1])
+        groups.setdefault(key, []).append(sym)
+    out = []
+    for names in groups.values():
+        idx = ohlc[names[0]].index
+        if any(not ohlc[n].index.equals(idx) for n in names):
+            raise RuntimeError(f"vectorbt: series {names} do not share one clock")
+        close = pd.DataFrame({n: ohlc[n]["Close"].to_numpy() for n in names}, index=idx)
+        opn = pd.DataFrame({n: ohlc[n]["Open"].to_numpy() for n in names}, index=idx)
+        out.append((names, close, opn))
+    return out
+
+
+def run_vectorbt(groups: list[tuple[list[str], Any, Any]],
+                 weight: float) -> tuple[float, list[Trade]]:
+    """SMA(10)/SMA(20) long-only by ``vbt.Portfolio.from_signals``: the signal of bar i
+    (decided at its close) is shifted to bar i+1, where the order fills at ``price=open``.
+    Size: ``weight`` of the column's cash (``size_type="percent"``), no costs; each column
+    its own account (no cash sharing). Timed: SMAs, signals, the simulation, the order
+    records."""
+    import vectorbt as vbt
+
+    elapsed, trades = 0.0, []
+    for names, close, opn in groups:
+        t0 = time.perf_counter()
+        fast = close.rolling(FAST).mean()
+        slow = close.rolling(SLOW).mean()
+        ready = slow.notna() & fast.notna()
+        up = (fast > slow) & ready
+        down = ~(fast > slow) & ready
+        entries = up.shift(1, fill_value=False)
+        exits = down.shift(1, fill_value=False)
+        pf = vbt.Portfolio.from_signals(close, entries, exits, price=opn, size=weight,
+                                        size_type="percent", fees=0.0, init_cash=CASH,
+                                        freq="1D")
+        rec = pf.orders.values
+        elapsed += time.perf_counter() - t0
+        days = close.index
+        trades += [(names[c], str(days[i].date()), "BUY" if side == 0 else "SELL")
+                   for c, i, side in zip(rec["col"].tolist(), rec["idx"].tolist(),
+                                         rec["side"].tolist(), strict=True)]
+    return elapsed, sorted(trades)
+
+
+_COLD = """
+import json, sys, time
+t0 = time.perf_counter()
+import vectorbt
+t1 = time.perf_counter()
+from benchmarks._common import frames_for
+from benchmarks.compare import _ohlc, run_vectorbt, vectorbt_groups
+g = vectorbt_groups(_ohlc(frames_for([("^GSPC", "^GSPC")])))
+t2 = time.perf_counter()
+first, _ = run_vectorbt(g, 0.5)
+again, _ = run_vectorbt(g, 0.5)
+print(json.dumps({"import": t1 - t0, "first": first, "again": again}))
+"""
+
+
+def vectorbt_cold(repeats: int = 1) -> list[Figure]:
+    """vectorbt's start in new processes: an empty numba cache dir (``import vectorbt``,
+    then the first ^GSPC run: compilation included), then a process on the cache it left."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ._common import ROOT
+
+    imp = Figure("vectorbt: import vectorbt (new process)", "s")
+    cold = Figure("vectorbt: first ^GSPC run, empty numba cache (compiles)", "s")
+    cached = Figure("vectorbt: first ^GSPC run, new process on that cache", "s")
+    warm = Figure("vectorbt: second ^GSPC run in the same process (compiled)", "s")
+    for _ in range(repeats):
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(tempdir("numba-cache"))}
+        for fig in (cold, cached):
+            out = subprocess.run([sys.executable, "-c", _COLD], cwd=ROOT, env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            imp.add(r["import"])
+            fig.add(r["first"])
+            warm.add(r["again"])
+    return [imp, cold, cached, warm]
+
+
 # ---------------------------------------------------------------------- research_lib
 def run_research_lib(frames: dict[str, Any], config: Any,
                      fast: bool = False) -> tuple[float, float, int, list[Trade]]:
@@ -170,9 +272,11 @@ def _check(name: str, got: list[Trade], want: list[Trade]) -> str:
 
 
 def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
-            with_backtrader: bool = True) -> tuple[list[Figure], list[str]]:
-    """One universe (one series, or N replicated real series): the three libraries
-    ``repeats`` times, interleaved, so each ratio comes from one round."""
+            with_backtrader: bool = True,
+            with_vectorbt: bool = True) -> tuple[list[Figure], list[str]]:
+    """One universe (one series, or N replicated real series): the libraries ``repeats``
+    times, interleaved, so each ratio comes from one round. vectorbt is called once before
+    the rounds so its figure is the compiled one (its compilation: :func:`vectorbt_cold`)."""
     frames = frames_for(pairs)
     n = len(frames)
     weight = 0.5 if n == 1 else round(0.9 / n, 6)
@@ -197,7 +301,13 @@ def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
     r_bp_loop = Figure(f"{label}: ratio research_lib / backtesting.py", "x", note="loop only")
     r_btr = Figure(f"{label}: ratio research_lib / backtrader", "x", note="whole run()")
     r_btr_loop = Figure(f"{label}: ratio research_lib / backtrader", "x", note="loop only")
+    vb = Figure(f"{label}: vectorbt 1.2.0, compiled", "bars/s")
+    f_vb = Figure(f"{label}: ratio research_lib --fast / vectorbt", "x", note="whole run()")
+    f_vb_loop = Figure(f"{label}: ratio research_lib --fast / vectorbt", "x", note="loop only")
     checks: list[str] = []
+    groups = vectorbt_groups(ohlc) if with_vectorbt else []
+    if with_vectorbt:
+        run_vectorbt(groups, weight)  # compiles on the first call of a process
     for rep in range(repeats):
         total, loop, rl_bars, rl_trades = run_research_lib(frames, cfg)
         if rl_bars != bars:
@@ -222,6 +332,11 @@ def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
             r_btr_loop.add(t_btr / loop)
             f_btr.add(t_btr / f_total)
             f_btr_loop.add(t_btr / f_loop)
+        if with_vectorbt:
+            t_vb, vb_trades = run_vectorbt(groups, weight)
+            vb.add(bars / t_vb)
+            f_vb.add(t_vb / f_total)
+            f_vb_loop.add(t_vb / f_loop)
         if rep == 0:
             checks.append(f"{label}: backtesting.py vs research_lib: "
                           f"{_check('backtesting.py', bp_trades, rl_trades)} "
@@ -229,30 +344,79 @@ def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
             if with_backtrader:
                 checks.append(f"{label}: backtrader vs research_lib: "
                               f"{_check('backtrader', btr_trades, rl_trades)}")
+            if with_vectorbt:
+                checks.append(f"{label}: vectorbt vs research_lib: "
+                              f"{_check('vectorbt', vb_trades, rl_trades)}; vectorbt vs "
+                              f"backtesting.py: {_check('vectorbt', vb_trades, bp_trades)}")
     rl_run.note = f"{bars:,} bars"
     figs = [rl_run, rl_loop, fr_run, fr_loop, bp] + ([btr] if with_backtrader else [])
+    figs += [vb] if with_vectorbt else []
     figs += [r_bp, r_bp_loop, f_bp, f_bp_loop]
     figs += [r_btr, r_btr_loop, f_btr, f_btr_loop] if with_backtrader else []
+    figs += [f_vb, f_vb_loop] if with_vectorbt else []
     return figs, checks
 
 
+def has_vectorbt() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vectorbt") is not None
+
+
 def main(repeats: int = 5, universes: Sequence[int] = (10, 100), big_repeats: int = 3,
-         big_backtrader: bool = True) -> str:
+         big_backtrader: bool = True, singles: Sequence[str] = ("^GSPC", "BTC-USD"),
+         vectorbt: bool | None = None, cold_repeats: int = 1) -> str:
     from ._common import table
 
+    vectorbt = has_vectorbt() if vectorbt is None else vectorbt
     out, checks = [], []
-    for sym in ("^GSPC", "BTC-USD"):
-        f, c = compare(sym, [(sym, sym)], repeats)
+    if vectorbt and cold_repeats > 0:
+        out += vectorbt_cold(cold_repeats)
+    for sym in singles:
+        f, c = compare(sym, [(sym, sym)], repeats, with_vectorbt=vectorbt)
         out += f
         checks += c
     for n in universes:
         f, c = compare(f"{n} series (replicated real)", universe(n), big_repeats,
-                       with_backtrader=n <= 10 or big_backtrader)
+                       with_backtrader=n <= 10 or big_backtrader, with_vectorbt=vectorbt)
         out += f
         checks += c
-    text = table(out, "research_lib vs backtesting.py vs backtrader: SMA(10/20) long-only")
+    libs = "backtesting.py vs backtrader" + (" vs vectorbt" if vectorbt else "")
+    text = table(out, f"research_lib vs {libs}: SMA(10/20) long-only")
     return text + "\n\nTrade check (entry and exit bars of every fill):\n  " + "\n  ".join(checks)
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import logging
+    import os
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.compare",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5, help="rounds per single series (5)")
+    ap.add_argument("--big-repeats", type=int, default=3, help="rounds per universe (3)")
+    ap.add_argument("--universes", default="10,100",
+                    help="comma-separated universe sizes (default 10,100; '' for none)")
+    ap.add_argument("--singles", default="^GSPC,BTC-USD",
+                    help="comma-separated single series (default ^GSPC,BTC-USD)")
+    ap.add_argument("--no-backtrader-big", action="store_true",
+                    help="no backtrader on universes above 10 series (slow)")
+    ap.add_argument("--no-vectorbt", action="store_true", help="leave vectorbt out")
+    ap.add_argument("--cold-repeats", type=int, default=1,
+                    help="new processes timing vectorbt's compilation (default 1; 0: none)")
+    a = ap.parse_args(argv)
+    from research_lib.telemetry import configure
+
+    configure(level=logging.CRITICAL)
+    print(f"load average {os.getloadavg()[0]:.2f} at start ({os.cpu_count()} CPUs)")
+    print(main(repeats=a.repeats, big_repeats=a.big_repeats,
+               universes=[int(x) for x in a.universes.split(",") if x.strip()],
+               singles=[x for x in a.singles.split(",") if x.strip()],
+               big_backtrader=not a.no_backtrader_big,
+               vectorbt=False if a.no_vectorbt else None, cold_repeats=a.cold_repeats))
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
+    return 0
+
+
 if __name__ == "__main__":
-    print(main())
+    raise SystemExit(cli())
