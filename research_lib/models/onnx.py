@@ -16,11 +16,8 @@ Nothing here loads a pickle, except :func:`convert_legacy` when the user passes 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import pickle
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -436,16 +433,6 @@ def parity(model_path: str | Path, *, card_path: str | Path | None = None) -> Pa
     return parity_check(model_path, card_path=card_path).report
 
 
-def cli_parity(args: argparse.Namespace) -> int:
-    report = parity(args.model)
-    if getattr(args, "json", False):
-        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
-    else:
-        print(report.summary())
-        print(f"held-out rows: {report.rows_from}")
-    return 0 if report.passed else 1
-
-
 # ------------------------------------------------------------------------ legacy
 PICKLE_WARNING = (
     "a pickle runs arbitrary code when it is loaded (pickle.load can execute any Python "
@@ -498,19 +485,5 @@ def convert_legacy(pickle_path: str | Path, out: str | Path, *, trust: bool) -> 
     )
     cards.write_card(card, cards.card_path_for(out))
     log_event(log, "legacy_converted", pickle=str(src), out=str(out), parity=report.passed)
-    return {"out": str(out), "card": str(cards.card_path_for(out)), "parity": report}
-
-
-def cli_convert_legacy(args: argparse.Namespace) -> int:
-    if not args.trust:
-        print(
-            f"research-lib convert-legacy: refusing to load {args.pickle}: {PICKLE_WARNING}.\n"
-            "If you made this file or trust its author, run again with --trust.",
-            file=sys.stderr,
-        )
-        return 2
-    res = convert_legacy(args.pickle, args.out, trust=True)
-    print(f"wrote {res['out']} and {res['card']}")
-    print(res["parity"].summary())
-    print(f"sha256 {sha256_file(res['out'])}: pin it in config/assets.yaml before serving")
-    return 0 if res["parity"].passed else 1
+    return {"out": str(out), "card": str(cards.card_path_for(out)), "parity": report,
+            "sha256": sha256_file(out)}

@@ -9,7 +9,6 @@ single-threaded estimators, symbols in the given order, no wall-clock time in th
 
 from __future__ import annotations
 
-import argparse
 import shlex
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -426,32 +425,3 @@ def summary_lines(res: TrainResult) -> list[str]:
     if res.parity is not None:
         lines.append(res.parity.summary())
     return lines
-
-
-def cli_train(args: argparse.Namespace) -> int:
-    res = train(
-        args.asset_class,
-        args.symbols,
-        start=args.start,
-        end=args.end,
-        source=args.source,
-        interval=getattr(args, "interval", "1d"),
-        out=args.out,
-        pipeline=getattr(args, "pipeline", None),
-        seed=getattr(args, "seed", None),
-    )
-    for line in summary_lines(res):
-        print(line)
-    print(f"wrote {res.model_path} and {res.card_path}")
-    print(
-        f"pin it in config/assets.yaml:  {res.spec.name}: {{path: {res.spec.name}.onnx, "
-        f"sha256: {res.sha256}}}"
-    )
-    if res.parity is not None and not res.parity.passed:
-        print(
-            f"research-lib train: parity FAILED for pipeline {res.spec.pipeline.name!r}: the ONNX "
-            "model does not reproduce scikit-learn; do not serve it (use a parity-passing "
-            "pipeline such as logistic or random_forest)"
-        )
-        return 1
-    return 0
