@@ -8,7 +8,8 @@ import sys
 
 
 def cli_train(args: argparse.Namespace) -> int:
-    from ..models.train import summary_lines, train
+    from ..models.result import summary_lines
+    from ..models.train import train
 
     res = train(
         args.asset_class,
@@ -39,7 +40,7 @@ def cli_train(args: argparse.Namespace) -> int:
 
 
 def cli_parity(args: argparse.Namespace) -> int:
-    from ..models.onnx import parity
+    from ..models.parity import parity
 
     report = parity(args.model)
     if getattr(args, "json", False):
@@ -62,7 +63,7 @@ def cli_routing(args: argparse.Namespace) -> int:
 
 
 def cli_convert_legacy(args: argparse.Namespace) -> int:
-    from ..models.onnx import PICKLE_WARNING, convert_legacy
+    from ..models.legacy import PICKLE_WARNING, convert_legacy
 
     if not args.trust:
         print(
