@@ -31,7 +31,7 @@ _EXPORTS = {
     "paper_session_report": ("research_lib.report", "paper_session_report"),
     "run_session": ("research_lib.session", "run_session"),
     "read_run": ("research_lib.ledger", "read_run"),
-    "session_summary_text": ("research_lib.session", "format_summary"),
+    "session_summary_text": ("research_lib.summary", "format_summary"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

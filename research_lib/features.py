@@ -3,6 +3,7 @@
 * :func:`build` turns a whole history into a feature frame (training, research).
 * :class:`FeatureState` takes one new bar per symbol (live and replay), vectorised across
   symbols, with small numpy ring buffers: no pandas, no rebuilt rolling windows.
+* :func:`write_features` writes the matrix of several symbols to parquet or csv.
 
 The value at bar t uses bars <= t only. Every feature is a ratio, a return or a z-score
 (scale-free, so float32 ONNX inputs keep their precision). Both paths use only
@@ -13,11 +14,15 @@ Rows before ``WARMUP`` bars, or whose window holds a NaN, are NaN: no signal.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .errors import ConfigError, DataError
 
 FEATURES: tuple[str, ...] = (
     "ret_1",  # close / previous close - 1
@@ -247,3 +252,37 @@ def replay_incremental(history: pd.DataFrame) -> pd.DataFrame:
     for i in range(len(history)):
         out[i] = st.update([0], dow[i : i + 1], h[i : i + 1], lo[i : i + 1], c[i : i + 1], v[i : i + 1])[0]
     return pd.DataFrame(out, index=history.index.copy(), columns=list(FEATURES))
+
+
+# --------------------------------------------------------------- the matrix on disk
+def write_features(symbols: list[str], source: str, start, end, out: str | Path,
+                   interval: str = "1d") -> tuple[Path, list[str]]:
+    """``research-lib features``: load ``symbols``, build the long feature matrix (with a
+    ``served_as`` column) and write it to ``out`` (``.parquet`` or ``.csv``), atomically.
+    Returns the path and the labels of what was served."""
+    from .data import load
+    from .data.sanity import refuse_bad_timeline
+
+    out = Path(out)
+    if out.suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {str(out)!r} must end in .parquet or .csv")
+    frames = load(symbols, source=source, start=start, end=end, interval=interval)
+    refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
+    matrix = build_many(frames)
+    matrix.insert(2, "served_as", matrix["symbol"].map({s: f.attrs["served_as"] for s, f in frames.items()}))
+    # written beside it, then renamed over it: a failed write (a full disk) keeps the old file
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            matrix.to_parquet(tmp, index=False)
+        else:
+            matrix.to_csv(tmp, index=False, float_format="%.17g",
+                          date_format="%Y-%m-%dT%H:%M:%S%z")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise DataError(f"--out {str(out)!r}: cannot write it ({exc.strerror or exc}); any "
+                        "previous file there is kept as it was") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, [f.attrs.get("label", s) for s, f in frames.items()]

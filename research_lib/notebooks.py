@@ -7,8 +7,6 @@ starts without ``MPLBACKEND=Agg`` (which would make papermill drop every figure)
 
 from __future__ import annotations
 
-import argparse
-import ast
 import json
 import os
 import shutil
@@ -36,15 +34,6 @@ def reports_dir() -> Path:
 
 def available() -> list[str]:
     return sorted(p.stem for p in notebooks_dir().glob("*.ipynb"))
-
-
-def _coerce(value: str) -> Any:
-    """``-p`` values arrive as strings: read Python literals (numbers, None, True), keep the
-    rest as text (``SPY,QQQ`` stays a string)."""
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
 
 
 def kernelspec_dir() -> Path:
@@ -183,10 +172,3 @@ def run_report(name: str, parameters: dict[str, Any] | None = None,
         shutil.rmtree(executed.parent, ignore_errors=True)  # execute()'s mkdtemp folder
     log_event(log, "report_written", notebook=name, html=str(path))
     return path
-
-
-def cli_report(args: argparse.Namespace) -> int:
-    params = {k: _coerce(v) for k, v in args.parameter}
-    path = run_report(args.name, params, out=args.out, keep_notebook=args.keep_notebook)
-    print(f"report written: {path}")
-    return 0

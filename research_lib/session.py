@@ -28,13 +28,10 @@ target, verdict, order, fill, latency) goes to ``<run>/events.jsonl``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import re
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -1759,108 +1756,3 @@ def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult
     elif kwargs:
         spec = dataclasses.replace(spec, **kwargs)
     return Session(spec).run()
-
-
-# ---------------------------------------------------------------------- CLI
-def _cancelled(s: dict[str, Any]) -> str:
-    n = s.get("cancelled", 0)
-    return f", {n} cancelled by the kill switch" if n else ""
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    den = ", ".join(f"{k}={v}" for k, v in s["denials_by_reason"].items()) or "none"
-    rej = ", ".join(f"{k}={v}" for k, v in s["rejections_by_reason"].items()) or "none"
-    data = ", ".join(f"{k}={v}" for k, v in s.get("data_findings", {}).items()) or "none"
-    lines = [
-        f"run        {s['run_id']}",
-        f"ledger     {s['ledger']}",
-        f"session    {s['mode']}{' (fast)' if s.get('engine') == 'fast' else ''}"
-        f"{' (dry run)' if s['dry_run'] else ''}, model {s['model']}, "
-        f"{', '.join(s['symbols'])}",
-        *(f"proxy      {sym}: {note}" for sym, note in (s.get("proxies") or {}).items()),
-        f"steps      {s['steps']} ({s['first_step_ts']} .. {s['last_step_ts']}), "
-        f"{s['steps_this_session']} this session, stopped: {s['stopped']}",
-        f"orders     {s['orders']} submitted, {s['fills']} filled, {s['rejected']} rejected, "
-        f"{s['denied']} denied{_cancelled(s)}",
-        f"denials    {den}",
-        f"rejections {rej}",
-        f"data       {s.get('bad_bars', 0)} bad bar(s) refused; findings: {data}",
-        *(f"stale      {sym} marked at {m['last_good']:.10g} since {m['since']} "
-          f"({m['bars_refused']} bars refused)" for sym, m in (s.get("stale_marks") or {}).items()),
-        f"equity     {s['initial_equity']:.2f} -> {s['final_equity']:.2f} "
-        f"({s['return_pct']:+.2f}%), max drawdown {s['max_drawdown_pct']:.2f}%",
-        f"state      {s['state']}",
-        f"e2d        p50 {s['e2d_p50_ms']:.3f} ms, p99 {s['e2d_p99_ms']:.3f} ms",
-    ]
-    lines += [f"note       {n}" for n in s.get("notes", ())]
-    if s.get("error"):
-        lines.append(f"error      {s['error']}")
-    return "\n".join(lines)
-
-
-def cli_paper(args: Any) -> int:
-    # a new run's defaults; with --resume an option given is refused (research_lib.resume)
-    fresh = not args.resume
-    spec = SessionSpec(
-        symbols=parse_symbols(args.symbols) if args.symbols else (),
-        source=args.source or ("sample" if fresh else None),
-        start=args.start,
-        end=args.end,
-        interval=args.interval or ("1d" if fresh else None),
-        mode=args.mode,
-        duration=parse_duration(args.duration),
-        dry_run=args.dry_run,
-        model=args.model,
-        run_dir=args.run_dir,
-        run_id=getattr(args, "run_id", None),
-        resume=args.resume,
-        config_dir=args.config_dir,
-        max_steps=getattr(args, "max_steps", None),
-        fast=getattr(args, "fast", False),
-        install_signal_handlers=True,
-        restore_signal_handlers=False,
-    )
-    if not spec.symbols and not spec.resume:
-        raise ConfigError("--symbols is required (or --resume RUN)")
-    res = run_session(spec)
-    # the session is committed and closed: a late Ctrl+C must not turn exit 0 into a kill
-    # (Python resets its own handlers to the default while it shuts down)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    if args.json:
-        print(json.dumps(res.summary, sort_keys=False, default=str))
-    else:
-        print(format_summary(res.summary))
-    return res.exit_code
-
-
-def cli_reset_halt(args: Any) -> int:
-    run_dir = args.run_dir
-    if run_dir is None:
-        try:
-            run_dir = load_session().session.run_dir
-        except ConfigError:
-            run_dir = "runs"
-    rd = Path(run_dir)
-    rd = rd if rd.is_absolute() else project_root() / rd
-    path = resolve_ledger(args.run, rd)
-    with Ledger.open(path) as led:
-        st = led.load_state()
-        if st.state is not TradingState.HALTED:
-            print(f"{st.meta.get('run_id')}: state is {st.state.value}; nothing to reset")
-            return 0
-        equity = st.equity if st.equity is not None else float(st.meta["initial_cash"])
-        led.append_state_change("account", TradingState.HALTED.value, TradingState.ACTIVE.value,
-                                f"RESET_HALT: {args.reason}; peak reset to equity={equity:.2f}",
-                                equity, equity)
-        led.clear_halt_marker()
-    log_event(log, "halt_reset", run=str(args.run), reason=args.reason, equity=equity)
-    print(f"{st.meta.get('run_id')}: HALTED -> ACTIVE ({args.reason}); peak reset to "
-          f"{equity:.2f}. Resume with: research-lib paper --resume {st.meta.get('run_id')}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main(["paper", *sys.argv[1:]]))

@@ -21,8 +21,8 @@ from research_lib.models.onnx import (
     UnsafeModelFileError,
     compare,
     export,
-    parity,
 )
+from research_lib.models.parity import parity
 from research_lib.models.settings import PipelineSpec
 from research_lib.models.train import make_estimator, sample_feature_rows
 

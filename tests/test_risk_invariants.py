@@ -79,10 +79,11 @@ from hypothesis.stateful import (
 )
 
 from research_lib.baselines import Prediction
+from research_lib.cli.paper import cli_reset_halt
 from research_lib.flags import KillSwitch
 from research_lib.ledger import COLUMNS, Ledger, replay
 from research_lib.risk import EPS, TradingState
-from research_lib.session import Session, SessionSpec, StepBars, cli_reset_halt
+from research_lib.session import Session, SessionSpec, StepBars
 from tests.acceptance.crash_kit import fills_vs_orders
 from tests.acceptance.paper_kit import NO_COSTS, FrameSource, frame, write_config
 

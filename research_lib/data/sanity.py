@@ -11,8 +11,6 @@ rules (and thresholds) as the whole-frame checks, on numpy arrays, for the hot p
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -636,26 +634,3 @@ def format_table(findings: list[Finding], max_message: int = 110) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
     return "\n".join(lines)
-
-
-def cli_check(args: argparse.Namespace) -> int:
-    from ..config import parse_symbols
-
-    syms = parse_symbols(args.symbols)
-    stale = args.stale_after
-    frames, findings = check_symbols(
-        syms, source=args.source, start=args.start, end=args.end, interval=args.interval,
-        jump_threshold=args.jump_threshold, stale_after=stale,
-    )
-    if args.json:
-        for f in findings:
-            print(json.dumps(f.as_dict()))
-    else:
-        for sym, df in frames.items():
-            print(f"{df.attrs.get('label', sym)}: {len(df)} bars "
-                  f"{df.index.min().date()} .. {df.index.max().date()} from {df.attrs.get('source')}")
-        print(format_table(findings))
-        n_err = sum(f.severity == ERROR for f in findings)
-        n_warn = sum(f.severity == WARNING for f in findings)
-        print(f"{n_err} error(s), {n_warn} warning(s)")
-    return 1 if has_errors(findings) else 0

@@ -1,4 +1,4 @@
-"""Models: training, ONNX export and parity, the registry and the router.
+"""Models: training, ONNX export and serving, parity, the registry and the router.
 
 The paper loop needs only :class:`Router` (onnxruntime, no scikit-learn). Training and
 parity import scikit-learn and skl2onnx when first used::
@@ -22,8 +22,12 @@ def __getattr__(name: str) -> Any:
         from .train import train
 
         return train
-    if name in ("parity", "OnnxModel"):
-        from . import onnx
+    if name == "parity":
+        from .parity import parity
 
-        return getattr(onnx, name)
+        return parity
+    if name == "OnnxModel":
+        from .onnx import OnnxModel
+
+        return OnnxModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from .. import features
 from ..errors import ModelError
 from .evaluation import MAX_PER_SYMBOL  # above this many symbols the card lists names only
+from .onnx import ParityReport, opset_of, sha256_bytes
 
 if TYPE_CHECKING:
-    from .onnx import ParityReport
-    from .train import TrainResult
+    from .result import TrainResult
 
 CARD_VERSION = 1
 _LIBS = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "protobuf")
@@ -81,8 +81,6 @@ def _parity_for_card(report: ParityReport | None) -> dict[str, Any] | None:
 
 
 def build_card(result: TrainResult) -> dict[str, Any]:
-    from .onnx import opset_of
-
     spec = result.spec
     ds = result.dataset
     wf = result.walk_forward
@@ -190,8 +188,6 @@ def legacy_card(
     estimator: Any,
     parity: ParityReport,
 ) -> dict[str, Any]:
-    from .onnx import opset_of, sha256_bytes
-
     return {
         "card_version": CARD_VERSION,
         "name": name,

@@ -1,4 +1,4 @@
-"""ONNX: export (skl2onnx), serving (onnxruntime) and parity with scikit-learn.
+"""ONNX: export (skl2onnx), serving (onnxruntime) and comparison with scikit-learn.
 
 * :func:`export` turns a fitted pipeline into ONNX bytes: one float32 input ``features``
   of shape ``(None, n_features)``, outputs ``label`` and ``probabilities`` (no ZipMap),
@@ -7,20 +7,18 @@
 * :class:`OnnxModel` loads one file: checksum (when given), external data kept inside the
   model's folder, ``onnx.checker``, one single-threaded deterministic session, and checks
   the input name, shape and dtype before every run.
-* :func:`parity` rebuilds the scikit-learn pipeline from the model card (retraining from
-  the recorded data; a pickle is never stored or loaded) and compares it with the ONNX
-  file on rows the fit never saw.
+* :func:`compare` runs a fitted pipeline and an :class:`OnnxModel` on the same rows
+  (a :class:`ParityReport`).
 
-Nothing here loads a pickle, except :func:`convert_legacy` when the user passes ``--trust``.
+The workflows built on these live beside it: :mod:`.parity` (``research-lib parity``:
+rebuild from the card, compare on held-out rows) and :mod:`.legacy` (``convert-legacy``,
+the one place a pickle is loaded, behind ``--trust``). This module imports neither the
+model card nor training, and loads no pickle.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import pickle
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,6 @@ import numpy as np
 
 from .. import features
 from ..errors import ModelError, RegistryError
-from ..telemetry import get_logger, log_event
-
-log = get_logger("models.onnx")
 
 INPUT_NAME = "features"
 PROBA_OUTPUT = "probabilities"
@@ -398,119 +393,3 @@ def compare_detail(
 def compare(pipeline: Any, model: OnnxModel, X: np.ndarray, **kwargs: Any) -> ParityReport:
     """:func:`compare_detail` without the vectors."""
     return compare_detail(pipeline, model, X, **kwargs).report
-
-
-def parity_check(model_path: str | Path, *, card_path: str | Path | None = None) -> ParityCheck:
-    """Rebuild the pipeline from the card beside ``model_path`` (retraining on the recorded
-    data) and compare it with the ONNX file on held-out rows."""
-    from . import card as cards
-    from . import train
-
-    path = Path(model_path)
-    card = cards.read_card(card_path or cards.card_path_for(path))
-    if card.get("origin", {}).get("kind") == "legacy_pickle":
-        raise ModelError(
-            f"{path} was converted from a pickle; parity cannot rebuild its pipeline without "
-            "loading the pickle again. Its parity at conversion is in the card; re-run "
-            "`research-lib convert-legacy PATH.pkl --out ... --trust` to check again"
-        )
-    model = OnnxModel(path)
-    rebuilt = train.rebuild(card)
-    X, rows_from = train.heldout_rows(rebuilt)
-    check = compare_detail(
-        rebuilt.pipeline,
-        model,
-        X,
-        threshold=rebuilt.spec.settings.evaluation.threshold,
-        rows_from=rows_from,
-    )
-    matches = card.get("sha256") == model.sha256
-    report = ParityReport(**{**check.report.to_dict(), "card_sha256_matches": matches})
-    log_event(log, "parity", **report.to_dict())
-    return ParityCheck(report, check.p_sklearn, check.p_onnx)
-
-
-def parity(model_path: str | Path, *, card_path: str | Path | None = None) -> ParityReport:
-    """``research-lib parity MODEL.onnx``: passes iff max |diff| <= 1e-5 and decisions agree
-    100% on rows the fit never saw."""
-    return parity_check(model_path, card_path=card_path).report
-
-
-def cli_parity(args: argparse.Namespace) -> int:
-    report = parity(args.model)
-    if getattr(args, "json", False):
-        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
-    else:
-        print(report.summary())
-        print(f"held-out rows: {report.rows_from}")
-    return 0 if report.passed else 1
-
-
-# ------------------------------------------------------------------------ legacy
-PICKLE_WARNING = (
-    "a pickle runs arbitrary code when it is loaded (pickle.load can execute any Python "
-    "the file's author chose), so research_lib never loads one on its own"
-)
-
-
-def convert_legacy(pickle_path: str | Path, out: str | Path, *, trust: bool) -> dict[str, Any]:
-    """Load a scikit-learn pickle (only with ``trust=True``), export it to ONNX at ``out``,
-    check parity on the shipped sample's feature rows, and write a card beside it."""
-    from . import card as cards
-    from .train import sample_feature_rows
-
-    src = Path(pickle_path)
-    if not trust:
-        raise ModelError(
-            f"refusing to load {src}: {PICKLE_WARNING}. If you made this file or trust its "
-            "author, run again with --trust"
-        )
-    if not src.is_file():
-        raise ModelError(f"{src}: no such file")
-    raw = src.read_bytes()
-    try:
-        if src.suffix == ".joblib":
-            import joblib
-
-            est = joblib.load(src)  # trusted by the user's explicit --trust
-        else:
-            est = pickle.loads(raw)  # noqa: S301 - trusted by the user's explicit --trust
-    except Exception as exc:
-        raise ModelError(f"{src}: cannot unpickle: {exc}") from exc
-    if not hasattr(est, "predict_proba"):
-        raise ModelError(f"{src}: {type(est).__name__} has no predict_proba; need a classifier")
-    out = Path(out)
-    data = export(est, features.N_FEATURES, name=out.stem)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".onnx.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
-    model = OnnxModel(out, data=data)
-    X, rows_from = sample_feature_rows()
-    report = compare(est, model, X, threshold=0.5, rows_from=rows_from)
-    card = cards.legacy_card(
-        name=out.stem,
-        onnx_bytes=data,
-        pickle_path=src,
-        pickle_sha256=sha256_bytes(raw),
-        estimator=est,
-        parity=report,
-    )
-    cards.write_card(card, cards.card_path_for(out))
-    log_event(log, "legacy_converted", pickle=str(src), out=str(out), parity=report.passed)
-    return {"out": str(out), "card": str(cards.card_path_for(out)), "parity": report}
-
-
-def cli_convert_legacy(args: argparse.Namespace) -> int:
-    if not args.trust:
-        print(
-            f"research-lib convert-legacy: refusing to load {args.pickle}: {PICKLE_WARNING}.\n"
-            "If you made this file or trust its author, run again with --trust.",
-            file=sys.stderr,
-        )
-        return 2
-    res = convert_legacy(args.pickle, args.out, trust=True)
-    print(f"wrote {res['out']} and {res['card']}")
-    print(res["parity"].summary())
-    print(f"sha256 {sha256_file(res['out'])}: pin it in config/assets.yaml before serving")
-    return 0 if res["parity"].passed else 1

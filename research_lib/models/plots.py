@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from .. import features
 from .evaluation import WalkForwardResult
 from .onnx import ParityCheck
+from .result import TrainResult
 from .router import MODE_WORDS, Router, routing_table
-from .train import TrainResult
 
 COLORS = {
     "model": "tab:blue",

@@ -17,14 +17,12 @@ every check again (path inside ``models/`` after symlinks, sha256, ONNX load).
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -425,30 +423,46 @@ def format_table(rows: list[dict], mode: str) -> str:
     return "\n".join(lines)
 
 
-def cli_routing(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class RoutingReport:
+    """``research-lib routing``: where each symbol goes under the flag's mode, and the state
+    of every model. :meth:`text` is the table it prints, :meth:`to_dict` its ``--json``."""
+
+    mode: str
+    symbols: list[str]
+    rows: list[dict]
+    statuses: dict[str, ModelStatus]
+    router: Router = field(repr=False, compare=False)
+
+    @property
+    def usable(self) -> bool:
+        """Every routed model passed its checksum (else the command exits 1)."""
+        return all(r["checksum"] == "ok" for r in self.rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "routing": MODE_WORDS[self.mode],
+            # routed again (each file re-checked), as the JSON has always shown
+            "routes": [asdict(r) for r in self.router.routes(self.symbols, self.mode)],
+            "models": {
+                k: {"state": v.state, "problem": v.problem, "path": v.display}
+                for k, v in self.statuses.items()
+            },
+        }
+
+    def text(self) -> str:
+        return "\n".join([
+            f"{header(self.mode)} (FLAG_ASSET_SPECIFIC_MODELS={self.mode})",
+            format_table(self.rows, self.mode),
+            "models: " + ", ".join(f"{k} {v.checksum}" for k, v in self.statuses.items()),
+        ])
+
+
+def routing_report(symbols: str | Sequence[str] | None = None) -> RoutingReport:
+    """The routing of ``symbols`` (default: the sample's and an option) under the flag now."""
     mode = asset_specific_mode()
-    symbols = symbols_or_default(args.symbols)
+    symbols = symbols_or_default(symbols)
     router = Router()
     rows = routing_table(router, symbols, mode)
-    statuses = router.statuses()
-    if getattr(args, "json", False):
-        print(
-            json.dumps(
-                {
-                    "mode": mode,
-                    "routing": MODE_WORDS[mode],
-                    "routes": [asdict(r) for r in router.routes(symbols, mode)],
-                    "models": {
-                        k: {"state": v.state, "problem": v.problem, "path": v.display}
-                        for k, v in statuses.items()
-                    },
-                },
-                indent=2,
-            )
-        )
-    else:
-        print(f"{header(mode)} (FLAG_ASSET_SPECIFIC_MODELS={mode})")
-        print(format_table(rows, mode))
-        print("models: " + ", ".join(f"{k} {v.checksum}" for k, v in statuses.items()))
-    unusable = [r for r in rows if r["checksum"] != "ok"]
-    return 1 if unusable else 0
+    return RoutingReport(mode, symbols, rows, router.statuses(), router)

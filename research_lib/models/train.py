@@ -9,9 +9,7 @@ single-threaded estimators, symbols in the given order, no wall-clock time in th
 
 from __future__ import annotations
 
-import argparse
-import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,14 +23,14 @@ from ..errors import ConfigError, ModelError
 from ..telemetry import get_logger, log_event
 from . import card as cards
 from .dataset import FEATURES, Dataset, build_dataset, expand_symbols, load_frames
-from .evaluation import WalkForwardResult, walk_forward
-from .onnx import OnnxModel, ParityReport, compare, export, sha256_bytes
+from .evaluation import walk_forward
+from .onnx import OnnxModel, compare, export, sha256_bytes
+from .result import TrainResult, TrainSpec
 from .settings import (
     ASSET_CLASSES,
     PipelineSpec,
     TrainSettings,
     load_settings,
-    settings_from_dict,
 )
 
 log = get_logger("models.train")
@@ -45,91 +43,6 @@ def project_path(path: str | Path) -> Path:
 
     p = Path(path)
     return p if p.is_absolute() else project_root() / p
-
-
-# ------------------------------------------------------------------------- spec
-@dataclass(frozen=True)
-class TrainSpec:
-    """Everything that decides the model; stored in the card as ``spec``."""
-
-    name: str
-    asset_class: str
-    symbols: tuple[str, ...]
-    start: str | None
-    end: str | None
-    source: str
-    interval: str
-    pipeline: PipelineSpec
-    settings: TrainSettings
-    out: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "asset_class": self.asset_class,
-            "symbols": list(self.symbols),
-            "start": self.start,
-            "end": self.end,
-            "source": self.source,
-            "interval": self.interval,
-            "pipeline": self.pipeline.to_dict(),
-            "settings": self.settings.to_dict(),
-        }
-
-    @classmethod
-    def from_card(cls, card: dict[str, Any]) -> TrainSpec:
-        try:
-            s = card["spec"]
-            p = s["pipeline"]
-            pipeline = PipelineSpec(name=p["name"], kind=p["kind"], params=dict(p["params"]))
-            settings = settings_from_dict(
-                {
-                    **s["settings"],
-                    "pipelines": {p["name"]: {"kind": p["kind"], "params": p["params"]}},
-                },
-                source=f"card {card.get('name')} spec.settings",
-            )
-            return cls(
-                name=str(card["name"]),
-                asset_class=s["asset_class"],
-                symbols=tuple(s["symbols"]),
-                start=s["start"],
-                end=s["end"],
-                source=s["source"],
-                interval=s["interval"],
-                pipeline=pipeline,
-                settings=settings,
-            )
-        except (KeyError, TypeError) as exc:
-            raise ModelError(
-                f"card {card.get('name')!r} lacks the training spec ({exc}); it cannot be rebuilt"
-            ) from None
-
-    def command(self) -> str:
-        parts = [
-            "research-lib",
-            "train",
-            "--asset-class",
-            self.asset_class,
-            "--symbols",
-            ",".join(self.symbols),
-        ]
-        if self.source != "sample":
-            parts += ["--source", self.source]
-        if self.start:
-            parts += ["--start", self.start]
-        if self.end:
-            parts += ["--end", self.end]
-        if self.interval != "1d":
-            parts += ["--interval", self.interval]
-        parts += [
-            "--out",
-            self.out or f"models/{self.name}.onnx",
-            "--pipeline",
-            self.pipeline.name,
-            "--seed",
-            str(self.settings.seed),
-        ]
-        return shlex.join(parts)
 
 
 def make_estimator(pipeline: PipelineSpec, seed: int) -> Any:
@@ -165,29 +78,6 @@ def _fit(pipeline: PipelineSpec, seed: int, X: np.ndarray, y: np.ndarray) -> Any
         return est.fit(X, y)
     except InvalidParameterError as exc:
         raise ConfigError(f"pipelines.{pipeline.name}.params: {exc}") from None
-
-
-# ------------------------------------------------------------------------ result
-@dataclass
-class TrainResult:
-    spec: TrainSpec
-    dataset: Dataset
-    pipeline: Any
-    train_rows: int
-    walk_forward: WalkForwardResult | None = None
-    onnx_bytes: bytes = b""
-    sha256: str = ""
-    parity: ParityReport | None = None
-    card: dict[str, Any] = field(default_factory=dict)
-    model_path: Path | None = None
-    card_path: Path | None = None
-
-    def summary(self) -> str:
-        """What ``research-lib train`` prints: notes, out-of-sample figures, verdict, parity."""
-        lines = summary_lines(self)
-        if self.model_path is not None:
-            lines.append(f"wrote {self.model_path} and {self.card_path}")
-        return "\n".join(lines)
 
 
 def _check_classes(asset_class: str, symbols: tuple[str, ...], assets: AssetsConfig | None) -> None:
@@ -395,63 +285,3 @@ def retrain_from_card(card: dict[str, Any], out: str | Path | None = None) -> Tr
         settings=spec.settings,
         name=spec.name,
     )
-
-
-# --------------------------------------------------------------------------- cli
-def _fmt(v: Any, pct: bool = False) -> str:
-    if v is None:
-        return "-"
-    return f"{v:+.1%}" if pct else f"{v:.3f}"
-
-
-def summary_lines(res: TrainResult) -> list[str]:
-    wf = res.walk_forward
-    lines = []
-    for n in res.dataset.notes:
-        lines.append(f"note: {n}")
-    if wf is not None:
-        m, b = wf.metrics, wf.baselines
-        lines.append(
-            f"out of sample ({m['rows']} labelled rows, {len(wf.folds)} folds): accuracy "
-            f"{_fmt(m['accuracy'])} (majority class {_fmt(b['majority_class_accuracy'])}), log loss "
-            f"{_fmt(m['log_loss'])} (base rate {_fmt(b['base_rate_log_loss'])}), AUC {_fmt(m['auc'])}"
-        )
-        lines.append(f"{'strategy':<15}{'return':>9}{'sharpe':>8}{'max dd':>8}{'turnover':>10}")
-        for k, t in wf.trading.metrics.items():
-            lines.append(
-                f"{k:<15}{_fmt(t['total_return'], True):>9}{_fmt(t['sharpe']):>8}"
-                f"{_fmt(t['max_drawdown'], True).lstrip('+'):>8}{_fmt(t['turnover']):>10}"
-            )
-        lines.append(f"verdict: {res.card.get('verdict', wf.verdict)}")
-    if res.parity is not None:
-        lines.append(res.parity.summary())
-    return lines
-
-
-def cli_train(args: argparse.Namespace) -> int:
-    res = train(
-        args.asset_class,
-        args.symbols,
-        start=args.start,
-        end=args.end,
-        source=args.source,
-        interval=getattr(args, "interval", "1d"),
-        out=args.out,
-        pipeline=getattr(args, "pipeline", None),
-        seed=getattr(args, "seed", None),
-    )
-    for line in summary_lines(res):
-        print(line)
-    print(f"wrote {res.model_path} and {res.card_path}")
-    print(
-        f"pin it in config/assets.yaml:  {res.spec.name}: {{path: {res.spec.name}.onnx, "
-        f"sha256: {res.sha256}}}"
-    )
-    if res.parity is not None and not res.parity.passed:
-        print(
-            f"research-lib train: parity FAILED for pipeline {res.spec.pipeline.name!r}: the ONNX "
-            "model does not reproduce scikit-learn; do not serve it (use a parity-passing "
-            "pipeline such as logistic or random_forest)"
-        )
-        return 1
-    return 0

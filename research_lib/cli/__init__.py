@@ -1,7 +1,10 @@
 """``research-lib``: one console entry point with subcommands.
 
-Imports are lazy per subcommand so ``research-lib paper`` never pays for scikit-learn,
-skl2onnx, matplotlib or papermill.
+The CLI is one layer: this package is the only place that parses arguments or prints. Each
+handler (``cli/data.py``, ``cli/models.py``, ``cli/report.py``, ``cli/paper.py``) takes the
+parsed arguments, calls one library function and prints what it returns. Imports are lazy
+per subcommand so ``research-lib paper`` never pays for scikit-learn, skl2onnx, matplotlib
+or papermill.
 """
 
 from __future__ import annotations
@@ -11,19 +14,19 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import ConfigError, ResearchLibError
+from ..errors import ConfigError, ResearchLibError
 
 # subcommand -> "module:function"; the function takes the parsed args and returns an exit code
 HANDLERS: dict[str, str] = {
-    "data check": "research_lib.data.sanity:cli_check",
-    "features": "research_lib.features_cli:cli_features",
-    "report": "research_lib.notebooks:cli_report",
-    "train": "research_lib.models.train:cli_train",
-    "parity": "research_lib.models.onnx:cli_parity",
-    "routing": "research_lib.models.router:cli_routing",
-    "convert-legacy": "research_lib.models.onnx:cli_convert_legacy",
-    "paper": "research_lib.session:cli_paper",
-    "reset-halt": "research_lib.session:cli_reset_halt",
+    "data check": "research_lib.cli.data:cli_check",
+    "features": "research_lib.cli.data:cli_features",
+    "report": "research_lib.cli.report:cli_report",
+    "train": "research_lib.cli.models:cli_train",
+    "parity": "research_lib.cli.models:cli_parity",
+    "routing": "research_lib.cli.models:cli_routing",
+    "convert-legacy": "research_lib.cli.models:cli_convert_legacy",
+    "paper": "research_lib.cli.paper:cli_paper",
+    "reset-halt": "research_lib.cli.paper:cli_reset_halt",
 }
 
 
@@ -36,7 +39,7 @@ def check_window(args: argparse.Namespace) -> None:
     start, end = getattr(args, "start", None), getattr(args, "end", None)
     if not start and not end:
         return
-    from .data.sources import parse_when
+    from ..data.sources import parse_when
 
     s, e = parse_when(start, "--start"), parse_when(end, "--end")
     if s is not None and e is not None and s > e:
@@ -144,7 +147,7 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .telemetry import configure
+    from ..telemetry import configure
 
     configure(level=args.log_level)
     key = args.command if args.command != "data" else f"data {args.data_command}"
@@ -157,7 +160,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"research-lib {key}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

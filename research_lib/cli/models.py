@@ -1,0 +1,79 @@
+"""``research-lib train``, ``parity``, ``routing`` and ``convert-legacy``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cli_train(args: argparse.Namespace) -> int:
+    from ..models.result import summary_lines
+    from ..models.train import train
+
+    res = train(
+        args.asset_class,
+        args.symbols,
+        start=args.start,
+        end=args.end,
+        source=args.source,
+        interval=getattr(args, "interval", "1d"),
+        out=args.out,
+        pipeline=getattr(args, "pipeline", None),
+        seed=getattr(args, "seed", None),
+    )
+    for line in summary_lines(res):
+        print(line)
+    print(f"wrote {res.model_path} and {res.card_path}")
+    print(
+        f"pin it in config/assets.yaml:  {res.spec.name}: {{path: {res.spec.name}.onnx, "
+        f"sha256: {res.sha256}}}"
+    )
+    if res.parity is not None and not res.parity.passed:
+        print(
+            f"research-lib train: parity FAILED for pipeline {res.spec.pipeline.name!r}: the ONNX "
+            "model does not reproduce scikit-learn; do not serve it (use a parity-passing "
+            "pipeline such as logistic or random_forest)"
+        )
+        return 1
+    return 0
+
+
+def cli_parity(args: argparse.Namespace) -> int:
+    from ..models.parity import parity
+
+    report = parity(args.model)
+    if getattr(args, "json", False):
+        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(report.summary())
+        print(f"held-out rows: {report.rows_from}")
+    return 0 if report.passed else 1
+
+
+def cli_routing(args: argparse.Namespace) -> int:
+    from ..models.router import routing_report
+
+    report = routing_report(args.symbols)
+    if getattr(args, "json", False):
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+    return 0 if report.usable else 1
+
+
+def cli_convert_legacy(args: argparse.Namespace) -> int:
+    from ..models.legacy import PICKLE_WARNING, convert_legacy
+
+    if not args.trust:
+        print(
+            f"research-lib convert-legacy: refusing to load {args.pickle}: {PICKLE_WARNING}.\n"
+            "If you made this file or trust its author, run again with --trust.",
+            file=sys.stderr,
+        )
+        return 2
+    res = convert_legacy(args.pickle, args.out, trust=True)
+    print(f"wrote {res['out']} and {res['card']}")
+    print(res["parity"].summary())
+    print(f"sha256 {res['sha256']}: pin it in config/assets.yaml before serving")
+    return 0 if res["parity"].passed else 1

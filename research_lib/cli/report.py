@@ -1,0 +1,25 @@
+"""``research-lib report NAME``: run a notebook with papermill and write HTML."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from typing import Any
+
+
+def parameter_value(value: str) -> Any:
+    """``-p`` values arrive as strings: read Python literals (numbers, None, True), keep the
+    rest as text (``SPY,QQQ`` stays a string)."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def cli_report(args: argparse.Namespace) -> int:
+    from ..notebooks import run_report
+
+    params = {k: parameter_value(v) for k, v in args.parameter}
+    path = run_report(args.name, params, out=args.out, keep_notebook=args.keep_notebook)
+    print(f"report written: {path}")
+    return 0
