@@ -101,6 +101,8 @@ def _kill_path(v: str) -> str | None:
         return "must name a file (the kill switch cannot be turned off; e.g. kill.flag)"
     if "\x00" in v:
         return "must not contain a NUL byte"
+    if "$" in v:
+        return "must not name an environment variable (not expanded; write the path out)"
     return None
 
 

@@ -521,3 +521,37 @@ def test_cli_paper_when_kill_file_is_empty_then_exit_2_and_no_run(tmp_path, caps
 def test_trading_halted_flag_when_set_then_reason_names_the_value_seen(raw, shown):
     st = KillSwitch(None, env={"FLAG_TRADING_HALTED": raw}).check()
     assert st.halted and st.reason == shown
+
+
+# ---------------------------------------------------------------- red team (round 2 merged)
+def test_kill_file_when_set_with_a_tilde_then_the_home_file_halts_not_a_literal_folder(
+        tmp_path, capsys, monkeypatch):
+    """``kill_file: ~/halt/kill.flag`` watched ``./~/halt/kill.flag`` (a literal folder
+    named ``~``): touching the file in the home folder never halted, orders filled."""
+    home = tmp_path / "home"
+    (home / "halt").mkdir(parents=True)
+    (home / "halt" / "kill.flag").touch()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path / "config", session={"kill_file": "~/halt/kill.flag"})
+    code = main(["paper", "--symbols", "SPY", "--config-dir", str(cfg), "--run-dir",
+                 str(tmp_path / "runs"), "--model", "baseline:buy_and_hold", "--run-id", "t",
+                 "--start", "2018-01-01", "--end", "2018-02-01", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    import json
+
+    summary = json.loads(out.out)
+    assert summary["fills"] == 0 and summary["orders"] == 0
+    assert summary["denials_by_reason"].get("KILL_SWITCH", 0) >= 1
+    run = read_run(tmp_path / "runs" / "t" / "ledger.sqlite")
+    reasons = " ".join(run["state_changes"]["reason"].astype(str))
+    assert str(home / "halt" / "kill.flag") in reasons
+    assert KillSwitch("~/halt/kill.flag").kill_file == home / "halt" / "kill.flag"
+
+
+@pytest.mark.parametrize("value", ["$HOME/kill.flag", "${RUN}/kill.flag"])
+def test_kill_file_when_it_names_an_environment_variable_then_config_error(value):
+    """``$HOME/kill.flag`` was a literal folder named ``$HOME``: never set by the user."""
+    with pytest.raises(ConfigError, match="session.kill_file"):
+        KillSwitch(value)
