@@ -1063,10 +1063,11 @@ class Session:
             else:
                 self.assets = new
                 self._classify()
+                # the models it decides with from now on (recorded for a resume)
+                self.model_assets = (force_model(new, self.model_name) if self.model_name
+                                     and not self.model_name.startswith("baseline:") else new)
                 if hasattr(self.model, "set_assets"):
-                    self.model.set_assets(force_model(new, self.model_name)
-                                          if self.model_name and not
-                                          self.model_name.startswith("baseline:") else new)
+                    self.model.set_assets(self.model_assets)
                 elif hasattr(self.model, "set_asset_classes"):
                     self.model.set_asset_classes(self.classes)
             self._state_row(rec, StateChange("config", "LOADED", "RELOADED",
