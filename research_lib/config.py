@@ -542,13 +542,17 @@ class ConfigWatcher:
         self.keys = key_paths(data)  # what the last accepted file named
         self.last_error: str | None = None
 
-    def _stat(self) -> tuple[int, int, int, int] | None:
+    def _stat(self) -> tuple[Any, ...] | None:
         """What tells an edit apart: mtime and size, plus the inode (an editor's save by
-        rename) and ctime (a write that kept size and mtime, e.g. a restored mtime)."""
+        rename) and ctime (a write that kept size and mtime, e.g. a restored mtime). A file
+        that cannot be checked (its folder made unsearchable) is a change too: the reload
+        then fails and is refused, once, instead of raising out of the running step."""
         try:
             st = os.stat(self._fspath)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            return ("error", exc.errno)
         return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
     def _read(self) -> tuple[Any, set[str]]:

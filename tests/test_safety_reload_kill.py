@@ -555,3 +555,35 @@ def test_kill_file_when_it_names_an_environment_variable_then_config_error(value
     """``$HOME/kill.flag`` was a literal folder named ``$HOME``: never set by the user."""
     with pytest.raises(ConfigError, match="session.kill_file"):
         KillSwitch(value)
+
+
+def test_reload_when_the_config_folder_cannot_be_searched_mid_run_then_rejected_not_a_crash(
+        tmp_path, monkeypatch):
+    """A config folder made unsearchable mid-run (``chmod``, a remount) made the watcher's
+    ``os.stat`` raise PermissionError out of the step: the session died with a traceback.
+    Now the reload is refused (recorded, previous config kept) and the run goes on."""
+    import errno
+
+    real = os.stat
+    blocked: dict[str, Path] = {}
+
+    def stat(p, *a, **k):
+        if "cfg" in blocked and str(p).startswith(str(blocked["cfg"])):
+            raise PermissionError(errno.EACCES, "Permission denied", str(p))
+        return real(p, *a, **k)
+
+    real_read = Path.read_text
+
+    def read_text(self, *a, **k):  # what an unsearchable folder does to a read
+        if "cfg" in blocked and str(self).startswith(str(blocked["cfg"])):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self, *a, **k)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(Path, "read_text", read_text)
+    s, _ = run_with_edit(tmp_path, lambda cfg: blocked.setdefault("cfg", cfg), risk=TIGHT)
+    rows = config_rows(s.ledger.path)
+    assert [r.to_state for r in rows] == ["REJECTED"] * 3  # risk, session, assets: once each
+    assert all("Permission denied" in r.reason and "kept previous" in r.reason for r in rows)
+    assert s.engine.limits.max_position_pct == 0.05
+    assert read_run(s.ledger.path)["steps"].shape[0] > 5  # ran to the end of its data
