@@ -431,6 +431,7 @@ class LiveFeed:
         self.n_warmup = 0
         self.failed_polls = 0  # consecutive polls that fetched no symbol at all
         self.errors: dict[str, str] = {}  # each symbol's last fetch error of this poll
+        self.symbol_fails: dict[str, int] = {}  # consecutive polls each symbol failed
 
     def _poll(self) -> dict[str, Any] | None:
         """Fetch every symbol; ``None`` when a second interrupt abandons the poll."""
@@ -460,6 +461,15 @@ class LiveFeed:
     def _check_failures(self, frames: dict[str, Any], first: bool) -> None:
         """No symbol fetched at the first poll, or at LIVE_MAX_FAILED_POLLS polls in a row:
         a FeedError with each symbol's reason (a live session never polls on silently)."""
+        for sym in self.symbols:  # one symbol down while others work: bounded too
+            self.symbol_fails[sym] = 0 if sym in frames else self.symbol_fails.get(sym, 0) + 1
+        down = [sym for sym, k in self.symbol_fails.items() if k >= LIVE_MAX_FAILED_POLLS]
+        if frames and down:
+            why = "; ".join(f"{sym}: {self.errors.get(sym, 'no data')}" for sym in down)
+            raise FeedError(f"live: {', '.join(down)} could not be fetched at "
+                            f"{LIVE_MAX_FAILED_POLLS} polls in a row ({why}); its position "
+                            "would be marked at its last close while the others trade; check "
+                            "the symbol and the network, then resume")
         if frames:
             self.failed_polls = 0
             self.errors.clear()
