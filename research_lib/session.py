@@ -415,8 +415,11 @@ class LiveFeed:
                  lookback_bars: int, should_stop: Callable[[], bool],
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
-                 should_abort: Callable[[], bool] = lambda: False) -> None:
+                 should_abort: Callable[[], bool] = lambda: False,
+                 is_stale: Callable[[int, Any, Any], bool] = lambda j, ts, now: False) -> None:
         self.source = source
+        # is_stale(row, bar_ts, now): a bar too old to fill at (the session's stale rule)
+        self.is_stale = is_stale
         # a second Ctrl+C: stop fetching at once (nothing of this poll is decided yet)
         self.should_abort = should_abort
         self.aborted = False
@@ -511,7 +514,8 @@ class LiveFeed:
                 df = frames.get(s)
                 if df is None or df.empty:
                     continue
-                fill[j] = float(df["close"].iloc[-1])
+                if not self.is_stale(j, df.index[-1], now):  # a stale close is no price
+                    fill[j] = float(df["close"].iloc[-1])
                 seen = self.last_seen.get(s)
                 new = df if seen is None else df[df.index > seen]
                 if len(new):
@@ -869,6 +873,12 @@ class Session:
             bars, rows=rows[ok], open=bars.open[ok], high=bars.high[ok], low=bars.low[ok],
             close=bars.close[ok], volume=bars.volume[ok], dow=bars.dow[ok],
             bar_ns=None if bars.bar_ns is None else bars.bar_ns[ok]), bad
+
+    def _stale_fill(self, i: int, bar_ts: Any, now: Any) -> bool:
+        """Live: the symbol's newest bar is too old to fill at (the gate's stale rule)."""
+        from .data.sanity import stale_bar
+
+        return bool(stale_bar(self._cal[i], self._interval_s, bar_ts, now))
 
     def _gate_fills(self, bars: StepBars, bad: list[tuple[int, str]]) -> np.ndarray:
         """Fill prices that pass the gate: none from a bad bar; finite, positive and within
@@ -1538,7 +1548,8 @@ class Session:
             self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval, poll,
                                  self.settings.session.warmup_bars, should_stop,
                                  clock=spec.clock, sleep=spec.sleep,
-                                 should_abort=lambda: self.ks.force)
+                                 should_abort=lambda: self.ks.force,
+                                 is_stale=self._stale_fill)
         log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
                   model=self.model_label, ledger=str(self.ledger.path))

@@ -49,3 +49,39 @@ def test_resume_after_an_assets_reload_that_remaps_a_model_then_it_continues(tmp
     assert sorted(json.loads(inputs)["models"]) == ["universal_v1"]  # what it decides with
     again = make_session(tmp_path, resume="a1", max_steps=3).run()
     assert again.exit_code == 0 and again.summary["steps"] == 43
+
+
+def test_live_when_the_symbols_latest_bar_is_stale_then_an_open_order_does_not_fill_at_it(
+        tmp_path):
+    """A live order filled at the newest close of the next poll even when that bar was days
+    old (the feed stopped updating the symbol: a halt, a dead source), a price no market
+    offered any more. The bar gate refused stale bars to decide on, not to fill at: a stale
+    fill price is now no price, and the order waits."""
+    import pandas as pd
+
+    from research_lib.ledger import read_run
+    from tests.acceptance.paper_kit import random_walk
+
+    bars = random_walk(81, start="2021-02-12", freq="B", symbol="AAA")  # to 2021-06-04 (Fri)
+    assert bars.index[-1] == pd.Timestamp("2021-06-04", tz="UTC")
+
+    class Frozen:  # the same frame at every poll: no newer bar ever comes
+        name = "frozen"
+
+        def symbols(self) -> list[str]:
+            return ["AAA"]
+
+        def fetch(self, symbol, start=None, end=None, interval="1d"):
+            return bars
+
+    now = {"t": pd.Timestamp("2021-06-04 20:30", tz="UTC").timestamp()}
+
+    def sleep(dt: float) -> None:
+        now["t"] += dt
+
+    res = make_session(tmp_path, symbols=["AAA"], source=Frozen(), mode="live", run_id="lv",
+                       poll_seconds=4 * 86400, clock=lambda: now["t"], sleep=sleep,
+                       duration=3, model="baseline:buy_and_hold").run()
+    run = read_run(res.ledger_path)
+    assert len(run["orders"]) == 1  # decided on Friday's fresh bar
+    assert run["fills"].empty  # never filled at Friday's close days later
