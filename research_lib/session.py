@@ -604,6 +604,15 @@ def check_max_steps(value: Any) -> None:
                           "omit it to run to the end of the data")
 
 
+def check_folder_options(spec: SessionSpec) -> None:
+    """``--config-dir ""`` / ``--run-dir ""`` (an unset ``$VAR``) are refused: they fell
+    back to the default folders silently (another config's limits)."""
+    for flag, value in (("--config-dir", spec.config_dir), ("--run-dir", spec.run_dir)):
+        if value is not None and not str(value).strip():
+            raise ConfigError(f"{flag} is empty; pass a folder, or leave the option out to "
+                              "use the default")
+
+
 def _probability_problem(value: Any) -> str | None:
     """Why ``value`` is not a probability (a finite real number in [0, 1]), or None."""
     if value is None:
@@ -918,6 +927,7 @@ class Session:
     def _setup(self) -> None:
         spec = self.spec
         check_max_steps(spec.max_steps)
+        check_folder_options(spec)
         self._configs()
         # an unusable kill path is a config error before anything is written
         (spec.kill_switch or KillSwitch(self.settings.session.kill_file)).ensure_usable()
