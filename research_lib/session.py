@@ -1043,6 +1043,13 @@ class Session:
         self.next_step = st.last_step + 1
         self.last_close = np.full(self.n, np.nan)
         self.prev_close = np.full(self.n, np.nan)
+        # a live resume re-feeds nothing: a held symbol not fetched yet keeps the mark the
+        # ledger recorded (never NaN: no price is not a NaN equity), until its next bar
+        self._resume_marks: dict[int, float] = {}
+        if self.mode == "live" and st.last_step >= 0:
+            self._resume_marks = {self._index[sym]: float(m) for sym, m in self.ledger.conn.execute(
+                "SELECT symbol, mark FROM positions WHERE step = ? AND qty != 0 AND mark IS "
+                "NOT NULL", (st.last_step,)).fetchall() if sym in self._index}
         self.ks = spec.kill_switch or KillSwitch(self.settings.session.kill_file)
         self.latency = LatencyRecorder()
         if self.engine.state is TradingState.HALTED:
@@ -1214,6 +1221,12 @@ class Session:
             self.last_close[:] = pre.last
             self.prev_close[:] = pre.prev
         last = self.last_close.tolist()
+        if self._resume_marks:  # live resume: valued at the recorded mark (no price to
+            for i in list(self._resume_marks):  # trade at) until the symbol's first bar
+                if math.isfinite(last[i]):
+                    del self._resume_marks[i]
+                else:
+                    last[i] = self._resume_marks[i]
         marks = dict(zip(sym, last, strict=True))
         equity, gross, net = broker.mark(marks)
         for ch in eng.on_mark(equity):

@@ -85,3 +85,54 @@ def test_live_when_the_symbols_latest_bar_is_stale_then_an_open_order_does_not_f
     run = read_run(res.ledger_path)
     assert len(run["orders"]) == 1  # decided on Friday's fresh bar
     assert run["fills"].empty  # never filled at Friday's close days later
+
+
+def test_live_resume_when_a_held_symbols_feed_fails_then_marked_at_its_recorded_mark(tmp_path):
+    """A live resume whose first poll could not fetch a symbol the account holds marked it
+    at NaN (no price since the restart): the equity was NaN, the ledger refused the row and
+    the session latched HALTED as a *ledger write failure* ('free disk space', exit 3, a
+    reset-halt needed). Now the held symbol keeps the mark the ledger recorded until its
+    feed returns, and a feed that stays down stops the session as a feed failure."""
+    import pandas as pd
+    import pytest
+
+    from research_lib.errors import DataError, FeedError
+    from research_lib.ledger import read_run
+    from tests.acceptance.paper_kit import random_walk
+
+    frames = {s: random_walk(200, seed=k, start="2021-01-01", symbol=s)
+              for k, s in enumerate(["AAA-USD", "BBB-USD"])}
+
+    class Src:
+        name = "src"
+
+        def __init__(self, down: set[str]) -> None:
+            self.down = down
+
+        def symbols(self) -> list[str]:
+            return sorted(frames)
+
+        def fetch(self, symbol, start=None, end=None, interval="1d"):
+            if symbol in self.down:
+                raise DataError(f"yfinance: download of {symbol!r} failed: timeout")
+            return frames[symbol]
+
+    now = {"t": pd.Timestamp("2021-07-19 12:00", tz="UTC").timestamp()}
+
+    def sleep(dt: float) -> None:
+        now["t"] += dt
+
+    kw = dict(poll_seconds=3600, clock=lambda: now["t"], sleep=sleep)
+    first = make_session(tmp_path, symbols=sorted(frames), source=Src(set()), mode="live",
+                         run_id="lv", max_steps=2, model="baseline:buy_and_hold", **kw).run()
+    assert first.summary["fills"] == 2
+    with pytest.raises(FeedError, match="BBB-USD"):
+        make_session(tmp_path, resume="lv", source=Src({"BBB-USD"}), duration=5, **kw).run()
+    run = read_run(first.ledger_path)
+    eq = run["equity"]
+    assert len(eq) > 2 and eq["equity"].notna().all()
+    assert (eq["state"] != "HALTED").all()
+    pos = run["positions"]
+    bbb = pos[(pos["symbol"] == "BBB-USD") & (pos["step"] >= 2)]
+    assert len(bbb) and (bbb["mark"] == pos[(pos["symbol"] == "BBB-USD")
+                                            & (pos["step"] == 1)]["mark"].iloc[0]).all()
