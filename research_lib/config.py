@@ -14,6 +14,7 @@ import fnmatch
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -58,6 +59,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``safe_load`` only; errors name the file."""
     p = Path(path)
     try:
+        # a fifo blocks the read (the running step) until someone writes; /dev/zero never ends
+        if not stat.S_ISREG(os.stat(p).st_mode) and not stat.S_ISDIR(os.stat(p).st_mode):
+            raise ConfigError(f"{p}: not a regular file (a fifo or device); make it a "
+                              "plain YAML file")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{p}: file not found; create it or pass the right path") from exc

@@ -587,3 +587,28 @@ def test_reload_when_the_config_folder_cannot_be_searched_mid_run_then_rejected_
     assert all("Permission denied" in r.reason and "kept previous" in r.reason for r in rows)
     assert s.engine.limits.max_position_pct == 0.05
     assert read_run(s.ledger.path)["steps"].shape[0] > 5  # ran to the end of its data
+
+
+def test_reload_when_a_config_file_becomes_a_fifo_then_rejected_without_blocking(tmp_path):
+    """``risk.yaml`` replaced by a fifo (or a link to ``/dev/zero``) mid-run: the watcher's
+    read blocked the running step forever (no writer) or read without end. A config file
+    that is not a regular file is refused at once, the previous config kept."""
+    import threading
+
+    cfg = write_config(tmp_path / "config")
+    w = ConfigWatcher(cfg / "risk.yaml", load_risk)
+    before = w.value
+    (cfg / "risk.yaml").unlink()
+    os.mkfifo(cfg / "risk.yaml")  # (a link to /dev/zero is refused the same way)
+    got: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: got.setdefault("value", w.current()), daemon=True)
+    t.start()
+    t.join(5)
+    blocked = t.is_alive()
+    if blocked:  # release the reader so the test run can end
+        with open(cfg / "risk.yaml", "w") as f:
+            f.write("risk: {}\n")
+        t.join(5)
+    assert not blocked, "the reload blocked on a file that is not a regular file"
+    assert got["value"] == before
+    assert w.last_error is not None and "not a regular file" in w.last_error
