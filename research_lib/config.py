@@ -14,6 +14,7 @@ import fnmatch
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -58,6 +59,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``safe_load`` only; errors name the file."""
     p = Path(path)
     try:
+        # a fifo blocks the read (the running step) until someone writes; /dev/zero never ends
+        if not stat.S_ISREG(os.stat(p).st_mode) and not stat.S_ISDIR(os.stat(p).st_mode):
+            raise ConfigError(f"{p}: not a regular file (a fifo or device); make it a "
+                              "plain YAML file")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{p}: file not found; create it or pass the right path") from exc
@@ -101,6 +106,8 @@ def _kill_path(v: str) -> str | None:
         return "must name a file (the kill switch cannot be turned off; e.g. kill.flag)"
     if "\x00" in v:
         return "must not contain a NUL byte"
+    if "$" in v:
+        return "must not name an environment variable (not expanded; write the path out)"
     return None
 
 
@@ -540,13 +547,17 @@ class ConfigWatcher:
         self.keys = key_paths(data)  # what the last accepted file named
         self.last_error: str | None = None
 
-    def _stat(self) -> tuple[int, int, int, int] | None:
+    def _stat(self) -> tuple[Any, ...] | None:
         """What tells an edit apart: mtime and size, plus the inode (an editor's save by
-        rename) and ctime (a write that kept size and mtime, e.g. a restored mtime)."""
+        rename) and ctime (a write that kept size and mtime, e.g. a restored mtime). A file
+        that cannot be checked (its folder made unsearchable) is a change too: the reload
+        then fails and is refused, once, instead of raising out of the running step."""
         try:
             st = os.stat(self._fspath)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            return ("error", exc.errno)
         return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
     def _read(self) -> tuple[Any, set[str]]:

@@ -101,7 +101,17 @@ def check_kill_setting(kill_file: object, where: str = "session.kill_file") -> s
                           "turned off (e.g. kill_file: kill.flag)")
     if "\x00" in text:
         raise ConfigError(f"{where} must not contain a NUL byte, got {text!r}")
+    if "$" in text:  # never expanded: a literal folder named "$HOME" nobody would touch
+        raise ConfigError(f"{where} {text!r} names an environment variable, which is not "
+                          "expanded; write the path out (e.g. /srv/trading/kill.flag)")
     return text
+
+
+def kill_file_path(kill_file: object, where: str = "session.kill_file") -> Path:
+    """The absolute path a kill-file setting watches: ``~`` is the user's home folder (it
+    was a literal folder named ``~`` that no one touched), a relative path is taken from
+    the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(check_kill_setting(kill_file, where))))
 
 
 @dataclass(frozen=True)
@@ -123,8 +133,7 @@ class KillSwitch:
                  env: Mapping[str, str] | None = None) -> None:
         # None (code only, e.g. tests) has no kill file; "" or a blank setting is an error.
         # Made absolute once: the reason names the very path that is checked.
-        self.kill_file = (None if kill_file is None
-                          else Path(os.path.abspath(check_kill_setting(kill_file))))
+        self.kill_file = None if kill_file is None else kill_file_path(kill_file)
         self._env = env
         self.stop_requested = False
         self.force = False

@@ -136,9 +136,13 @@ def kill_path(s: Session) -> str | None:
     """The kill file the session watches, as an absolute path: a relative ``kill_file``
     is taken from the working directory, so a resume from another folder would watch
     another file."""
+    from .flags import kill_file_path
+
     ks = s.spec.kill_switch
-    f = getattr(ks, "kill_file", None) if ks is not None else s.settings.session.kill_file
-    return os.path.abspath(f) if f else None
+    if ks is not None:
+        f = getattr(ks, "kill_file", None)
+        return os.path.abspath(f) if f else None
+    return str(kill_file_path(s.settings.session.kill_file))
 
 
 def run_inputs(s: Session) -> dict[str, Any]:

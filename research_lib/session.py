@@ -412,8 +412,11 @@ class LiveFeed:
                  lookback_bars: int, should_stop: Callable[[], bool],
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
-                 should_abort: Callable[[], bool] = lambda: False) -> None:
+                 should_abort: Callable[[], bool] = lambda: False,
+                 is_stale: Callable[[int, Any, Any], bool] = lambda j, ts, now: False) -> None:
         self.source = source
+        # is_stale(row, bar_ts, now): a bar too old to fill at (the session's stale rule)
+        self.is_stale = is_stale
         # a second Ctrl+C: stop fetching at once (nothing of this poll is decided yet)
         self.should_abort = should_abort
         self.aborted = False
@@ -428,6 +431,7 @@ class LiveFeed:
         self.n_warmup = 0
         self.failed_polls = 0  # consecutive polls that fetched no symbol at all
         self.errors: dict[str, str] = {}  # each symbol's last fetch error of this poll
+        self.symbol_fails: dict[str, int] = {}  # consecutive polls each symbol failed
 
     def _poll(self) -> dict[str, Any] | None:
         """Fetch every symbol; ``None`` when a second interrupt abandons the poll."""
@@ -457,6 +461,15 @@ class LiveFeed:
     def _check_failures(self, frames: dict[str, Any], first: bool) -> None:
         """No symbol fetched at the first poll, or at LIVE_MAX_FAILED_POLLS polls in a row:
         a FeedError with each symbol's reason (a live session never polls on silently)."""
+        for sym in self.symbols:  # one symbol down while others work: bounded too
+            self.symbol_fails[sym] = 0 if sym in frames else self.symbol_fails.get(sym, 0) + 1
+        down = [sym for sym, k in self.symbol_fails.items() if k >= LIVE_MAX_FAILED_POLLS]
+        if frames and down:
+            why = "; ".join(f"{sym}: {self.errors.get(sym, 'no data')}" for sym in down)
+            raise FeedError(f"live: {', '.join(down)} could not be fetched at "
+                            f"{LIVE_MAX_FAILED_POLLS} polls in a row ({why}); its position "
+                            "would be marked at its last close while the others trade; check "
+                            "the symbol and the network, then resume")
         if frames:
             self.failed_polls = 0
             self.errors.clear()
@@ -498,7 +511,8 @@ class LiveFeed:
                 df = frames.get(s)
                 if df is None or df.empty:
                     continue
-                fill[j] = float(df["close"].iloc[-1])
+                if not self.is_stale(j, df.index[-1], now):  # a stale close is no price
+                    fill[j] = float(df["close"].iloc[-1])
                 seen = self.last_seen.get(s)
                 new = df if seen is None else df[df.index > seen]
                 if len(new):
@@ -585,6 +599,15 @@ def check_max_steps(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ConfigError(f"--max-steps must be a whole number >= 1, got {value!r}; "
                           "omit it to run to the end of the data")
+
+
+def check_folder_options(spec: SessionSpec) -> None:
+    """``--config-dir ""`` / ``--run-dir ""`` (an unset ``$VAR``) are refused: they fell
+    back to the default folders silently (another config's limits)."""
+    for flag, value in (("--config-dir", spec.config_dir), ("--run-dir", spec.run_dir)):
+        if value is not None and not str(value).strip():
+            raise ConfigError(f"{flag} is empty; pass a folder, or leave the option out to "
+                              "use the default")
 
 
 def _probability_problem(value: Any) -> str | None:
@@ -857,6 +880,12 @@ class Session:
             close=bars.close[ok], volume=bars.volume[ok], dow=bars.dow[ok],
             bar_ns=None if bars.bar_ns is None else bars.bar_ns[ok]), bad
 
+    def _stale_fill(self, i: int, bar_ts: Any, now: Any) -> bool:
+        """Live: the symbol's newest bar is too old to fill at (the gate's stale rule)."""
+        from .data.sanity import stale_bar
+
+        return bool(stale_bar(self._cal[i], self._interval_s, bar_ts, now))
+
     def _gate_fills(self, bars: StepBars, bad: list[tuple[int, str]]) -> np.ndarray:
         """Fill prices that pass the gate: none from a bad bar; finite, positive and within
         the jump threshold of the last good close."""
@@ -895,6 +924,7 @@ class Session:
     def _setup(self) -> None:
         spec = self.spec
         check_max_steps(spec.max_steps)
+        check_folder_options(spec)
         self._configs()
         # an unusable kill path is a config error before anything is written
         (spec.kill_switch or KillSwitch(self.settings.session.kill_file)).ensure_usable()
@@ -1010,6 +1040,13 @@ class Session:
         self.next_step = st.last_step + 1
         self.last_close = np.full(self.n, np.nan)
         self.prev_close = np.full(self.n, np.nan)
+        # a live resume re-feeds nothing: a held symbol not fetched yet keeps the mark the
+        # ledger recorded (never NaN: no price is not a NaN equity), until its next bar
+        self._resume_marks: dict[int, float] = {}
+        if self.mode == "live" and st.last_step >= 0:
+            self._resume_marks = {self._index[sym]: float(m) for sym, m in self.ledger.conn.execute(
+                "SELECT symbol, mark FROM positions WHERE step = ? AND qty != 0 AND mark IS "
+                "NOT NULL", (st.last_step,)).fetchall() if sym in self._index}
         self.ks = spec.kill_switch or KillSwitch(self.settings.session.kill_file)
         self.latency = LatencyRecorder()
         if self.engine.state is TradingState.HALTED:
@@ -1060,10 +1097,11 @@ class Session:
             else:
                 self.assets = new
                 self._classify()
+                # the models it decides with from now on (recorded for a resume)
+                self.model_assets = (force_model(new, self.model_name) if self.model_name
+                                     and not self.model_name.startswith("baseline:") else new)
                 if hasattr(self.model, "set_assets"):
-                    self.model.set_assets(force_model(new, self.model_name)
-                                          if self.model_name and not
-                                          self.model_name.startswith("baseline:") else new)
+                    self.model.set_assets(self.model_assets)
                 elif hasattr(self.model, "set_asset_classes"):
                     self.model.set_asset_classes(self.classes)
             self._state_row(rec, StateChange("config", "LOADED", "RELOADED",
@@ -1180,6 +1218,12 @@ class Session:
             self.last_close[:] = pre.last
             self.prev_close[:] = pre.prev
         last = self.last_close.tolist()
+        if self._resume_marks:  # live resume: valued at the recorded mark (no price to
+            for i in list(self._resume_marks):  # trade at) until the symbol's first bar
+                if math.isfinite(last[i]):
+                    del self._resume_marks[i]
+                else:
+                    last[i] = self._resume_marks[i]
         marks = dict(zip(sym, last, strict=True))
         equity, gross, net = broker.mark(marks)
         for ch in eng.on_mark(equity):
@@ -1524,7 +1568,8 @@ class Session:
             self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval, poll,
                                  self.settings.session.warmup_bars, should_stop,
                                  clock=spec.clock, sleep=spec.sleep,
-                                 should_abort=lambda: self.ks.force)
+                                 should_abort=lambda: self.ks.force,
+                                 is_stale=self._stale_fill)
         log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
                   model=self.model_label, ledger=str(self.ledger.path))

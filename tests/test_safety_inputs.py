@@ -524,3 +524,22 @@ def test_live_when_polled_bars_are_hourly_under_interval_1d_then_refused_before_
     with pytest.raises(DataError, match="SPX: BAR_SPACING"):
         s.run()
     assert len(read_run(tmp_path / "runs" / "live")["steps"]) == 0
+
+
+# ---------------------------------------------------------------- red team (round 2 merged)
+@pytest.mark.parametrize("spec", ["csv:", "csv: ", "csv:\t"])
+def test_cli_paper_when_csv_source_has_no_path_then_exit_2_and_the_working_folder_unread(
+        tmp_path, capsys, monkeypatch, spec):
+    """``--source csv:`` (e.g. ``csv:$DATA`` with DATA unset) read the working folder: any
+    ``SPY.csv`` lying there was replayed and traded. An empty path is refused."""
+    from tests.acceptance.paper_kit import random_walk
+
+    work = tmp_path / "work"
+    work.mkdir()
+    random_walk(300, seed=1, symbol="SPY").rename_axis("timestamp").to_csv(work / "SPY.csv")
+    monkeypatch.chdir(work)
+    code = paper(tmp_path, "--symbols", "SPY", "--source", spec, "--start", "2021-04-01")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "csv:PATH" in err and "no path" in err
+    assert no_run_written(tmp_path)

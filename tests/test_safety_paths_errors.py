@@ -723,3 +723,46 @@ def test_session_when_start_is_after_the_datas_end_and_no_end_given_then_no_phan
         s.run()
     msg = str(exc.value)
     assert "--start 2021-08-01" in msg and "last common bar" in msg and "--end" not in msg
+
+
+# ---------------------------------------------------------------- red team (round 2 merged)
+def test_paper_live_when_one_symbols_feed_fails_poll_after_poll_then_stops_naming_it(tmp_path):
+    """The failure bound counted polls that fetched *no* symbol: a symbol whose fetch
+    failed at every poll while another's worked was polled on forever, its position marked
+    at its last close (no bad bar, so no stale mark named either). Now a symbol that fails
+    LIVE_MAX_FAILED_POLLS polls in a row stops the session loudly too, naming it."""
+    from research_lib.errors import DataError
+    from research_lib.session import LIVE_MAX_FAILED_POLLS
+
+    class OneDown:
+        name = "onedown"
+
+        def __init__(self) -> None:
+            self.frames = {"AAA": random_walk(100, symbol="AAA"),
+                           "BBB": random_walk(100, seed=3, symbol="BBB")}
+            self.calls = {"AAA": 0, "BBB": 0}
+
+        def symbols(self) -> list[str]:
+            return sorted(self.frames)
+
+        def fetch(self, symbol, start=None, end=None, interval="1d"):
+            self.calls[symbol] += 1
+            if symbol == "BBB" and self.calls[symbol] > 1:
+                raise DataError("yfinance: download of 'BBB' failed: HTTP 404 (delisted?)")
+            return self.frames[symbol]
+
+    now = {"t": pd.Timestamp("2021-06-01 12:00", tz="UTC").timestamp()}
+
+    def sleep(dt: float) -> None:
+        now["t"] += dt
+
+    src = OneDown()
+    s = make_session(tmp_path, symbols=["AAA", "BBB"], source=src, mode="live", run_id="live",
+                     poll_seconds=60, clock=lambda: now["t"], sleep=sleep, duration=5,
+                     model="baseline:buy_and_hold")
+    with pytest.raises(ResearchLibError, match=rf"BBB.*{LIVE_MAX_FAILED_POLLS} polls in a row"):
+        s.run()
+    assert src.calls["BBB"] == 1 + LIVE_MAX_FAILED_POLLS
+    with sqlite3.connect(tmp_path / "runs" / "live" / "ledger.sqlite") as conn:
+        ev = conn.execute("SELECT reason FROM risk_events WHERE code='FEED_FAILED'").fetchall()
+    assert len(ev) == 1 and "BBB" in ev[0][0] and "HTTP 404" in ev[0][0]

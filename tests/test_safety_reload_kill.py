@@ -521,3 +521,94 @@ def test_cli_paper_when_kill_file_is_empty_then_exit_2_and_no_run(tmp_path, caps
 def test_trading_halted_flag_when_set_then_reason_names_the_value_seen(raw, shown):
     st = KillSwitch(None, env={"FLAG_TRADING_HALTED": raw}).check()
     assert st.halted and st.reason == shown
+
+
+# ---------------------------------------------------------------- red team (round 2 merged)
+def test_kill_file_when_set_with_a_tilde_then_the_home_file_halts_not_a_literal_folder(
+        tmp_path, capsys, monkeypatch):
+    """``kill_file: ~/halt/kill.flag`` watched ``./~/halt/kill.flag`` (a literal folder
+    named ``~``): touching the file in the home folder never halted, orders filled."""
+    home = tmp_path / "home"
+    (home / "halt").mkdir(parents=True)
+    (home / "halt" / "kill.flag").touch()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path / "config", session={"kill_file": "~/halt/kill.flag"})
+    code = main(["paper", "--symbols", "SPY", "--config-dir", str(cfg), "--run-dir",
+                 str(tmp_path / "runs"), "--model", "baseline:buy_and_hold", "--run-id", "t",
+                 "--start", "2018-01-01", "--end", "2018-02-01", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    import json
+
+    summary = json.loads(out.out)
+    assert summary["fills"] == 0 and summary["orders"] == 0
+    assert summary["denials_by_reason"].get("KILL_SWITCH", 0) >= 1
+    run = read_run(tmp_path / "runs" / "t" / "ledger.sqlite")
+    reasons = " ".join(run["state_changes"]["reason"].astype(str))
+    assert str(home / "halt" / "kill.flag") in reasons
+    assert KillSwitch("~/halt/kill.flag").kill_file == home / "halt" / "kill.flag"
+
+
+@pytest.mark.parametrize("value", ["$HOME/kill.flag", "${RUN}/kill.flag"])
+def test_kill_file_when_it_names_an_environment_variable_then_config_error(value):
+    """``$HOME/kill.flag`` was a literal folder named ``$HOME``: never set by the user."""
+    with pytest.raises(ConfigError, match="session.kill_file"):
+        KillSwitch(value)
+
+
+def test_reload_when_the_config_folder_cannot_be_searched_mid_run_then_rejected_not_a_crash(
+        tmp_path, monkeypatch):
+    """A config folder made unsearchable mid-run (``chmod``, a remount) made the watcher's
+    ``os.stat`` raise PermissionError out of the step: the session died with a traceback.
+    Now the reload is refused (recorded, previous config kept) and the run goes on."""
+    import errno
+
+    real = os.stat
+    blocked: dict[str, Path] = {}
+
+    def stat(p, *a, **k):
+        if "cfg" in blocked and str(p).startswith(str(blocked["cfg"])):
+            raise PermissionError(errno.EACCES, "Permission denied", str(p))
+        return real(p, *a, **k)
+
+    real_read = Path.read_text
+
+    def read_text(self, *a, **k):  # what an unsearchable folder does to a read
+        if "cfg" in blocked and str(self).startswith(str(blocked["cfg"])):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self, *a, **k)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(Path, "read_text", read_text)
+    s, _ = run_with_edit(tmp_path, lambda cfg: blocked.setdefault("cfg", cfg), risk=TIGHT)
+    rows = config_rows(s.ledger.path)
+    assert [r.to_state for r in rows] == ["REJECTED"] * 3  # risk, session, assets: once each
+    assert all("Permission denied" in r.reason and "kept previous" in r.reason for r in rows)
+    assert s.engine.limits.max_position_pct == 0.05
+    assert read_run(s.ledger.path)["steps"].shape[0] > 5  # ran to the end of its data
+
+
+def test_reload_when_a_config_file_becomes_a_fifo_then_rejected_without_blocking(tmp_path):
+    """``risk.yaml`` replaced by a fifo (or a link to ``/dev/zero``) mid-run: the watcher's
+    read blocked the running step forever (no writer) or read without end. A config file
+    that is not a regular file is refused at once, the previous config kept."""
+    import threading
+
+    cfg = write_config(tmp_path / "config")
+    w = ConfigWatcher(cfg / "risk.yaml", load_risk)
+    before = w.value
+    (cfg / "risk.yaml").unlink()
+    os.mkfifo(cfg / "risk.yaml")  # (a link to /dev/zero is refused the same way)
+    got: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: got.setdefault("value", w.current()), daemon=True)
+    t.start()
+    t.join(5)
+    blocked = t.is_alive()
+    if blocked:  # release the reader so the test run can end
+        with open(cfg / "risk.yaml", "w") as f:
+            f.write("risk: {}\n")
+        t.join(5)
+    assert not blocked, "the reload blocked on a file that is not a regular file"
+    assert got["value"] == before
+    assert w.last_error is not None and "not a regular file" in w.last_error

@@ -374,3 +374,21 @@ def test_cli_resume_when_the_forced_model_file_changed_then_exit_2_naming_the_mo
     assert code == 2
     assert f"model file universal_v1 sha256: '{old_sha}' -> '{new_sha}'" in err, err
     assert f"assets.models.universal_v1.sha256: '{old_sha}' -> '{new_sha}'" in err
+
+
+# ---------------------------------------------------------------- red team (round 2 merged)
+@pytest.mark.parametrize("option", ["--config-dir", "--run-dir"])
+def test_cli_paper_when_a_folder_option_is_empty_then_exit_2_not_the_default_folder(
+        tmp_path, capsys, monkeypatch, option):
+    """``--config-dir "$TIGHT"`` with TIGHT unset ran on the project's config (another
+    folder's limits, silently; a resume compared against that folder too); an empty
+    ``--run-dir`` wrote under the default runs folder. An empty folder option is refused."""
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(tmp_path))
+    write_config(tmp_path / "config", session={"kill_file": str(tmp_path / "kill.flag")})
+    other = {"--config-dir": ("--run-dir", str(tmp_path / "runs")),
+             "--run-dir": ("--config-dir", str(tmp_path / "config"))}[option]
+    code, _, err = paper(capsys, "--symbols", "SPY", "--start", "2018-01-01", "--end",
+                         "2018-02-01", "--model", "baseline:buy_and_hold", option, "", *other)
+    assert code == 2, err
+    assert f"{option} is empty" in err
+    assert not (tmp_path / "runs").exists()

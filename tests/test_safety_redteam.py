@@ -1,0 +1,138 @@
+"""Issue 10, red team of the merged round 2: interactions between the classes' fixes.
+
+Each test failed on the merged code before its fix (see the commit that added it).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.acceptance.paper_kit import make_session, write_config
+
+
+def _bump(path: Path) -> None:
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def test_resume_after_an_assets_reload_that_remaps_a_model_then_it_continues(tmp_path):
+    """A hot reload of assets.yaml that maps the run's class to another model (allowed: no
+    symbol changes class) recorded the digests of the models mapped at the start, so the
+    resume with that very file was refused ('model file equities_v1 sha256: ... ->
+    <absent>')."""
+    cfg = write_config(tmp_path / "config", session={"kill_file": str(tmp_path / "kill.flag")})
+    calls = {"n": 0}
+
+    def clock() -> float:  # asked once per step by the bar gate: edit mid-run
+        calls["n"] += 1
+        if calls["n"] == 80:
+            p = cfg / "assets.yaml"
+            d = yaml.safe_load(p.read_text())
+            d["classes"]["equities"]["model"] = "universal_v1"
+            p.write_text(yaml.safe_dump(d))
+            _bump(p)
+        return time.time()
+
+    first = make_session(tmp_path, symbols=["SPY"], source="sample", start="2017-01-01",
+                         end="2017-12-31", run_id="a1", max_steps=40, clock=clock).run()
+    with sqlite3.connect(first.ledger_path) as c:
+        assert c.execute("SELECT to_state FROM state_changes WHERE scope='config'"
+                         ).fetchall() == [("RELOADED",)]
+        [(inputs,)] = c.execute("SELECT inputs FROM config_history").fetchall()
+    import json
+
+    assert sorted(json.loads(inputs)["models"]) == ["universal_v1"]  # what it decides with
+    again = make_session(tmp_path, resume="a1", max_steps=3).run()
+    assert again.exit_code == 0 and again.summary["steps"] == 43
+
+
+def test_live_when_the_symbols_latest_bar_is_stale_then_an_open_order_does_not_fill_at_it(
+        tmp_path):
+    """A live order filled at the newest close of the next poll even when that bar was days
+    old (the feed stopped updating the symbol: a halt, a dead source), a price no market
+    offered any more. The bar gate refused stale bars to decide on, not to fill at: a stale
+    fill price is now no price, and the order waits."""
+    import pandas as pd
+
+    from research_lib.ledger import read_run
+    from tests.acceptance.paper_kit import random_walk
+
+    bars = random_walk(81, start="2021-02-12", freq="B", symbol="AAA")  # to 2021-06-04 (Fri)
+    assert bars.index[-1] == pd.Timestamp("2021-06-04", tz="UTC")
+
+    class Frozen:  # the same frame at every poll: no newer bar ever comes
+        name = "frozen"
+
+        def symbols(self) -> list[str]:
+            return ["AAA"]
+
+        def fetch(self, symbol, start=None, end=None, interval="1d"):
+            return bars
+
+    now = {"t": pd.Timestamp("2021-06-04 20:30", tz="UTC").timestamp()}
+
+    def sleep(dt: float) -> None:
+        now["t"] += dt
+
+    res = make_session(tmp_path, symbols=["AAA"], source=Frozen(), mode="live", run_id="lv",
+                       poll_seconds=4 * 86400, clock=lambda: now["t"], sleep=sleep,
+                       duration=3, model="baseline:buy_and_hold").run()
+    run = read_run(res.ledger_path)
+    assert len(run["orders"]) == 1  # decided on Friday's fresh bar
+    assert run["fills"].empty  # never filled at Friday's close days later
+
+
+def test_live_resume_when_a_held_symbols_feed_fails_then_marked_at_its_recorded_mark(tmp_path):
+    """A live resume whose first poll could not fetch a symbol the account holds marked it
+    at NaN (no price since the restart): the equity was NaN, the ledger refused the row and
+    the session latched HALTED as a *ledger write failure* ('free disk space', exit 3, a
+    reset-halt needed). Now the held symbol keeps the mark the ledger recorded until its
+    feed returns, and a feed that stays down stops the session as a feed failure."""
+    import pandas as pd
+    import pytest
+
+    from research_lib.errors import DataError, FeedError
+    from research_lib.ledger import read_run
+    from tests.acceptance.paper_kit import random_walk
+
+    frames = {s: random_walk(200, seed=k, start="2021-01-01", symbol=s)
+              for k, s in enumerate(["AAA-USD", "BBB-USD"])}
+
+    class Src:
+        name = "src"
+
+        def __init__(self, down: set[str]) -> None:
+            self.down = down
+
+        def symbols(self) -> list[str]:
+            return sorted(frames)
+
+        def fetch(self, symbol, start=None, end=None, interval="1d"):
+            if symbol in self.down:
+                raise DataError(f"yfinance: download of {symbol!r} failed: timeout")
+            return frames[symbol]
+
+    now = {"t": pd.Timestamp("2021-07-19 12:00", tz="UTC").timestamp()}
+
+    def sleep(dt: float) -> None:
+        now["t"] += dt
+
+    kw = dict(poll_seconds=3600, clock=lambda: now["t"], sleep=sleep)
+    first = make_session(tmp_path, symbols=sorted(frames), source=Src(set()), mode="live",
+                         run_id="lv", max_steps=2, model="baseline:buy_and_hold", **kw).run()
+    assert first.summary["fills"] == 2
+    with pytest.raises(FeedError, match="BBB-USD"):
+        make_session(tmp_path, resume="lv", source=Src({"BBB-USD"}), duration=5, **kw).run()
+    run = read_run(first.ledger_path)
+    eq = run["equity"]
+    assert len(eq) > 2 and eq["equity"].notna().all()
+    assert (eq["state"] != "HALTED").all()
+    pos = run["positions"]
+    bbb = pos[(pos["symbol"] == "BBB-USD") & (pos["step"] >= 2)]
+    assert len(bbb) and (bbb["mark"] == pos[(pos["symbol"] == "BBB-USD")
+                                            & (pos["step"] == 1)]["mark"].iloc[0]).all()
