@@ -52,7 +52,8 @@ from .risk import EPS, TradingState, clip_target
 from .telemetry import get_logger, log_event
 
 if TYPE_CHECKING:
-    from .session import Session, StepBars
+    from .paper.feeds import StepBars
+    from .paper.session import Session
 
 log = get_logger("session")
 

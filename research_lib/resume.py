@@ -39,7 +39,8 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .ledger import StepRecord
-    from .session import ReplayFeed, Session
+    from .paper.feeds import ReplayFeed
+    from .paper.session import Session
 
 INPUTS_VERSION = 1
 
