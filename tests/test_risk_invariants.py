@@ -83,6 +83,7 @@ from research_lib.flags import KillSwitch
 from research_lib.ledger import COLUMNS, Ledger, replay
 from research_lib.risk import EPS, TradingState
 from research_lib.session import Session, SessionSpec, StepBars, cli_reset_halt
+from research_lib.signal_model import ModelBase
 from tests.acceptance.crash_kit import fills_vs_orders
 from tests.acceptance.paper_kit import NO_COSTS, FrameSource, frame, write_config
 
@@ -108,7 +109,7 @@ events = st.sampled_from([None] * 24 + ["flag_on", "file_on", "restart", "restar
                          + ["flag_off", "file_off"] * 8)  # "off" eight times as likely
 
 
-class StubModel:
+class StubModel(ModelBase):
     """The loop's model protocol: this step's probabilities, and an optional action run
     inside ``predict`` (after the signal, before any order)."""
 

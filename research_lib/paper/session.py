@@ -473,8 +473,7 @@ class Session:
         self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
                                 router=spec.router)
         self.model_label = self.model_name or "router"
-        if hasattr(self.model, "warm"):
-            self.model.warm(self.symbols)
+        self.model.warm(self.symbols)
         self.features = FeatureState(self.n)
         if self.state is not None:
             check_resume(self)  # same config and models, or refuse (bars: in run())
@@ -565,12 +564,10 @@ class Session:
             else:
                 self.assets = new
                 self._classify()
-                if hasattr(self.model, "set_assets"):
-                    self.model.set_assets(force_model(new, self.model_name)
-                                          if self.model_name and not
-                                          self.model_name.startswith("baseline:") else new)
-                elif hasattr(self.model, "set_asset_classes"):
-                    self.model.set_asset_classes(self.classes)
+                self.model.set_assets(force_model(new, self.model_name)
+                                      if self.model_name and not
+                                      self.model_name.startswith("baseline:") else new,
+                                      self.classes)
             self._state_row(rec, StateChange("config", "LOADED", "RELOADED",
                                              f"{name}: {'; '.join(diff)}"))
 

@@ -1,11 +1,12 @@
-"""The model protocol the loop speaks, the router adapter, and checked predictions."""
+"""Signals: the model protocol (:mod:`research_lib.signal_model`, re-exported here), the
+router adapter, ``make_model``/``force_model``, checked predictions and the signal rule."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ..errors import (
     ConfigError,
     ModelError,
 )
+from ..signal_model import ModelBase, SignalModel
 from ..telemetry import (
     get_logger,
     log_event,
@@ -26,17 +28,7 @@ log = get_logger("session")
 
 
 # ------------------------------------------------------------------------- models
-class SignalModel(Protocol):
-    """What the loop asks of a model: the router or a rule baseline."""
-
-    needs_features: bool
-
-    def observe(self, rows: np.ndarray, close: np.ndarray) -> None: ...
-
-    def predict(self, symbols: Sequence[str], X: np.ndarray) -> list[Any]: ...
-
-
-class RouterModel:
+class RouterModel(ModelBase):
     """Adapts :class:`research_lib.models.router.Router` (or a stand-in with the same
     ``predict``/``set_assets``) to the loop."""
 
@@ -45,13 +37,11 @@ class RouterModel:
     def __init__(self, router: Any) -> None:
         self.router = router
 
-    def observe(self, rows: np.ndarray, close: np.ndarray) -> None:
-        pass
-
     def predict(self, symbols: Sequence[str], X: np.ndarray) -> list[Any]:
         return self.router.predict(list(symbols), X)
 
-    def set_assets(self, assets: AssetsConfig) -> None:
+    def set_assets(self, assets: AssetsConfig, classes: dict[str, str]) -> None:
+        """The router routes by ``assets`` (a stand-in router may have nothing to reload)."""
         if hasattr(self.router, "set_assets"):
             self.router.set_assets(assets)
 
@@ -89,8 +79,11 @@ def make_model(model: str | None, symbols: Sequence[str], assets: AssetsConfig,
                classes: dict[str, str], router: Any = None) -> SignalModel:
     if model is not None and model.startswith("baseline:"):
         return make_baseline(model, symbols, classes)  # type: ignore[return-value]
-    if router is not None and hasattr(router, "observe") and hasattr(router, "needs_features"):
+    if isinstance(router, SignalModel):
         return router  # already speaks the loop's protocol (a stand-in model in tests)
+    if router is not None and hasattr(router, "observe") and hasattr(router, "needs_features"):
+        raise TypeError(f"{type(router).__name__} speaks part of the model protocol: subclass "
+                        "research_lib.signal_model.ModelBase for the rest (warm, set_assets)")
     if router is None:
         from ..config import models_dir
         from ..models.router import Router  # serving path: onnxruntime, never sklearn

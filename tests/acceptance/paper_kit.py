@@ -19,6 +19,7 @@ from research_lib.data.frames import FramesSource
 from research_lib.flags import KillSwitch
 from research_lib.ledger import Ledger
 from research_lib.session import Session, SessionSpec
+from research_lib.signal_model import ModelBase
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 GOLDEN_CONFIG = GOLDEN / "config"
@@ -75,7 +76,7 @@ def random_walk(n: int, seed: int = 0, start: str = "2021-01-04", freq: str = "D
 FrameSource = FramesSource  # the library's in-memory source (research_lib.data.frames)
 
 
-class ScriptedModel:
+class ScriptedModel(ModelBase):
     """A stand-in model speaking the loop's protocol: ``prob(symbol, n_seen, close)`` gives
     the probability; ``hook(n_predict_calls)`` runs before each prediction."""
 
