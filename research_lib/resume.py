@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
+from .paper.rows import ConfigHistoryRow
 
 if TYPE_CHECKING:
     from .ledger import StepRecord
@@ -151,7 +152,7 @@ def run_inputs(s: Session) -> dict[str, Any]:
 def record_reload(s: Session, rec: StepRecord) -> None:
     """After a hot reload was applied in this step: the run's inputs from this step on."""
     if any(r[2] == "config" and r[4] == "RELOADED" for r in rec.rows.get("state_changes", ())):
-        rec.add("config_history", (rec.step, json.dumps(run_inputs(s), sort_keys=True)))
+        rec.add("config_history", ConfigHistoryRow(rec.step, json.dumps(run_inputs(s), sort_keys=True)))
 
 
 # ----------------------------------------------------------------------- bars

@@ -123,6 +123,15 @@ from .feeds import (
     _utc,
     replay_end_note,
 )
+from .rows import (
+    DECISION,
+    EquityRow,
+    FillRow,
+    OrderEventRow,
+    OrderRow,
+    RiskEventRow,
+    StateChangeRow,
+)
 from .signals import checked_prediction, force_model, make_model, signal_target
 from .spec import (
     CRYPTO_CALENDAR,
@@ -150,7 +159,7 @@ class _Plan:
     target: float | None
     target_qty: float
     kind: str
-    decision: list[Any] = field(default_factory=list)
+    decision: list[Any] = field(default_factory=list)  # a DecisionRow, filled in stages
 
 
 class Session:
@@ -384,8 +393,8 @@ class Session:
         for ev in self.broker.cancel_open(f"KILL_SWITCH: {halt.reason}"):
             cid, sym = ev.order.client_order_id, ev.order.symbol
             reason = f"{ev.reason} symbol={sym}"
-            rec.add("order_events", (rec.step, ts, cid, "OrderCancelled", reason))
-            rec.add("risk_events", (rec.step, ts, sym, "cancellation", reason_code(reason),
+            rec.add("order_events", OrderEventRow(rec.step, ts, cid, "OrderCancelled", reason))
+            rec.add("risk_events", RiskEventRow(rec.step, ts, sym, "cancellation", reason_code(reason),
                                     reason, cid))
             log_event(log, "order_cancelled", level=30, client_order_id=cid, symbol=sym,
                       qty=ev.order.qty, reason=reason)
@@ -573,7 +582,7 @@ class Session:
 
     # ---------------------------------------------------------------- one step
     def _state_row(self, rec: StepRecord, ch: StateChange) -> None:
-        rec.add("state_changes", (rec.step, rec.ts, ch.scope, ch.from_state, ch.to_state,
+        rec.add("state_changes", StateChangeRow(rec.step, rec.ts, ch.scope, ch.from_state, ch.to_state,
                                   ch.reason, self.last_equity, self.engine.peak,
                                   self.engine.day, now_iso()))
         level = (logging.WARNING if (ch.scope == "account" and ch.to_state == "HALTED")
@@ -643,13 +652,13 @@ class Session:
             self._state_row(rec, ch)
         if step == 0:  # the start-up data findings, once per run
             for ev in self._data_events:
-                rec.add("risk_events", (step, *ev))
+                rec.add("risk_events", RiskEventRow(step, *ev))
         # the bar gate: a bad bar is recorded and used for nothing (fail closed)
         bars, bad = self._gate(bars) if pre is None else (pre.bars, pre.bad)
         for i, why in bad:
-            rec.add("risk_events", (step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
+            rec.add("risk_events", RiskEventRow(step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
         for i, code, why in (self._jumps.notes if pre is None else pre.notes):
-            rec.add("risk_events", (step, bars.ts, sym[i], "data", code, why, None))
+            rec.add("risk_events", RiskEventRow(step, bars.ts, sym[i], "data", code, why, None))
 
         # fills of open orders at this step's prices; none while a kill switch is set
         fills_now: dict[str, Any] = {}
@@ -664,13 +673,13 @@ class Session:
                 cid = ev.order.client_order_id
                 if isinstance(ev, OrderFilled):
                     f = ev.fill
-                    rec.add("fills", (cid, f.step, f.ts, f.symbol, f.qty, f.price, f.base_price,
+                    rec.add("fills", FillRow(cid, f.step, f.ts, f.symbol, f.qty, f.price, f.base_price,
                                       f.commission, f.cash_delta))
-                    rec.add("order_events", (step, bars.ts, cid, "OrderFilled", None))
+                    rec.add("order_events", OrderEventRow(step, bars.ts, cid, "OrderFilled", None))
                     fills_now[f.symbol] = {"client_order_id": cid, "qty": f.qty, "price": f.price}
                 else:
-                    rec.add("order_events", (step, bars.ts, cid, "OrderRejected", ev.reason))
-                    rec.add("risk_events", (step, bars.ts, ev.order.symbol, "rejection",
+                    rec.add("order_events", OrderEventRow(step, bars.ts, cid, "OrderRejected", ev.reason))
+                    rec.add("risk_events", RiskEventRow(step, bars.ts, ev.order.symbol, "rejection",
                                             reason_code(ev.reason), ev.reason, cid))
 
         # prices known now (features too), marks, latched account states, the breaker
@@ -686,7 +695,7 @@ class Session:
         equity, gross, net = broker.mark(marks)
         for ch in eng.on_mark(equity):
             self._state_row(rec, ch)
-            rec.add("risk_events", (step, bars.ts, None, "breach", reason_code(ch.reason),
+            rec.add("risk_events", RiskEventRow(step, bars.ts, None, "breach", reason_code(ch.reason),
                                     ch.reason, None))
         for i in self._breaker_rows(rows):
             ch = eng.observe_price(sym[i], last[i], float(self.prev_close[i]))
@@ -746,13 +755,14 @@ class Session:
 
         # orders fill later, so the marks above are the step's closing marks
         dd = 1.0 - equity / eng.peak if eng.peak and math.isfinite(eng.peak) else 0.0
-        rec.add("equity", (step, bars.ts, broker.cash, equity, gross, net, eng.peak,
+        rec.add("equity", EquityRow(step, bars.ts, broker.cash, equity, gross, net, eng.peak,
                            eng.day_start_equity, dd, bars.day, eng.state.value))
         book = broker.positions
         snap = rec.rows.setdefault("positions", [])
         for s, m in zip(sym, last, strict=True):
             pos = book.get(s)
             shown = m if math.isfinite(m) else None
+            # plain tuples in PositionRow order: one per symbol and step, no object each
             if pos is None:  # never traded: what Position(s) gives
                 snap.append((step, s, 0.0, 0.0, shown, 0.0, 0.0, 0.0, 0.0))
             else:
@@ -869,7 +879,7 @@ class Session:
 
         if not math.isfinite(price) or price <= 0:
             reason = f"NO_PRICE: price={price} symbol={s}"
-            rec.add("risk_events", (rec.step, rec.ts, s, "denial", "NO_PRICE", reason, None))
+            rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "denial", "NO_PRICE", reason, None))
             return verdict("NO_PRICE", reason)
         cur_w = cur * price / equity if equity > 0 else 0.0
         # above the limit at the current mark (held + pending): always trimmed back to it,
@@ -893,19 +903,19 @@ class Session:
                 if over:
                     target_w = math.copysign(lim.max_position_pct, cur_w)
                     plan.kind = "trim"
-                    rec.add("risk_events", (rec.step, rec.ts, s, "clip", "POSITION_TRIMMED",
+                    rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "POSITION_TRIMMED",
                                             f"POSITION_TRIMMED: limit={lim.max_position_pct:g} "
                                             f"weight={cur_w:.4f} symbol={s}", None))
             else:
                 target_w, why = clip_target(raw, lim)
                 if why is not None:
-                    rec.add("risk_events", (rec.step, rec.ts, s, "clip", "TARGET_CLIPPED",
+                    rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "TARGET_CLIPPED",
                                             f"{why} symbol={s}", None))
             if eng.state is TradingState.REDUCING:
                 lo, hi = (0.0, cur_w) if cur_w >= 0 else (cur_w, 0.0)
                 clipped = min(max(target_w, lo), hi)
                 if clipped != target_w:
-                    rec.add("risk_events", (rec.step, rec.ts, s, "clip", "REDUCING_ONLY_CLIPPED",
+                    rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "REDUCING_ONLY_CLIPPED",
                                             f"REDUCING_ONLY_CLIPPED: target={target_w:.4f} "
                                             f"clipped={clipped:.4f} symbol={s}", None))
                     target_w = clipped
@@ -940,7 +950,7 @@ class Session:
                 room += -cur * price  # covering a short first
             max_q = max(round_qty(room / (price * (1 + rate)), lot), 0.0)
             if qty > max_q:
-                rec.add("risk_events", (rec.step, rec.ts, s, "clip", "CASH_CLIPPED",
+                rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "CASH_CLIPPED",
                                         f"CASH_CLIPPED: wanted={qty:.10g} allowed={max_q:.10g} "
                                         f"cash={book['cash']:.2f} buffer={lim.cash_buffer_pct:g} "
                                         f"symbol={s}", None))
@@ -951,7 +961,7 @@ class Session:
             if abs(cur + qty) > max_abs and abs(cur + qty) > abs(cur):
                 new_after = math.copysign(max(max_abs, abs(cur)), cur + qty)
                 new_qty = round(new_after - cur, QTY_DIGITS)
-                rec.add("risk_events", (rec.step, rec.ts, s, "clip", "GROSS_CLIPPED",
+                rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "GROSS_CLIPPED",
                                         f"GROSS_CLIPPED: limit={lim.max_gross_leverage:g} "
                                         f"wanted={qty:.10g} allowed={new_qty:.10g} symbol={s}",
                                         None))
@@ -969,15 +979,15 @@ class Session:
             halt = self.ks.check()  # immediately before this order, every time
             if halt.halted:
                 reason = f"KILL_SWITCH: {halt.reason} symbol={s}"
-        rec.add("orders", (cid, rec.step, rec.ts, s, self.classes[s], order.side, qty, price,
+        rec.add("orders", OrderRow(cid, rec.step, rec.ts, s, self.classes[s], order.side, qty, price,
                            p.kind, int(self.dry_run)))
         if reason is not None:
             ev = broker.deny(order, reason)
             if ev is None:
                 p.decision += [p.target, "DUPLICATE", cid, cid, qty]
                 return
-            rec.add("order_events", (rec.step, rec.ts, cid, "OrderDenied", reason))
-            rec.add("risk_events", (rec.step, rec.ts, s, "denial", reason_code(reason), reason,
+            rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderDenied", reason))
+            rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "denial", reason_code(reason), reason,
                                     cid))
             log_event(log, "order_denied", client_order_id=cid, symbol=s, qty=qty,
                       reason=reason)
@@ -987,7 +997,7 @@ class Session:
         if sub is None:
             p.decision += [p.target, "DUPLICATE", cid, cid, qty]
             return
-        rec.add("order_events", (rec.step, rec.ts, cid, "OrderSubmitted",
+        rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderSubmitted",
                                  "DRY_RUN" if sub.dry_run else None))
         if qty > 0:
             book["cash"] -= qty * price * (1 + rate)
@@ -1071,7 +1081,7 @@ class Session:
                 if not committed_now:  # another writer got there first
                     raise LedgerError(f"{self.ledger.path}: step {step} was already committed; "
                                       "refusing to continue a run that is written twice")
-                self.last_equity = rec.rows["equity"][0][3]
+                self.last_equity = rec.rows["equity"][0].equity
                 committed += 1
                 self._log_decisions()
                 if spec.max_steps is not None and committed >= spec.max_steps:
@@ -1145,10 +1155,13 @@ class Session:
         # batches (telemetry.log_rows): the same JSON records, one write per step
         # clips, denials, rejections, breaches (rejections also at ERROR)
         log_rows(log, "risk_event", _RISK_EVENT_KEYS, events)
+        D = DECISION  # column indices: the decision is a plain list in DecisionRow order
         log_rows(log, "decision", _DECISION_KEYS, [
-            (d[0], d[1], d[2], d[3], d[4], d[5], d[9], d[10], d[11],
-             None if d[12] is None else {"client_order_id": d[12], "qty": d[13]},
-             fills_now.get(d[2]), d[14])
+            (d[D.step], d[D.ts], d[D.symbol], d[D.asset_class], d[D.model], d[D.probability],
+             d[D.target], d[D.verdict], d[D.reason],
+             None if d[D.client_order_id] is None
+             else {"client_order_id": d[D.client_order_id], "qty": d[D.qty]},
+             fills_now.get(d[D.symbol]), d[D.latency_ms])
             for d in (p.decision for p in plans)])
 
     def _attach_log(self) -> logging.Handler | None:
