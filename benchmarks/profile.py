@@ -46,7 +46,7 @@ def phases(symbols: list[str], source: str, start: str, end: str, model: str | N
         return w
 
     class Phased(Session):
-        _reload = timed("reload", Session._reload)
+        reload = timed("reload", Session.reload)
         _gate = timed("gate", Session._gate)
         _observe = timed("features", Session._observe)
         _predict = timed("predict", Session._predict)

@@ -123,6 +123,7 @@ from .feeds import (
     _utc,
     replay_end_note,
 )
+from .reload import reload_step
 from .rows import (
     DECISION,
     EquityRow,
@@ -142,6 +143,7 @@ from .spec import (
     interval_seconds,
     parse_duration,
 )
+from .summary import compute_summary
 
 log = get_logger("session")
 # the fields of the JSON records a step logs (risk_events rows, decisions)
@@ -549,36 +551,9 @@ class Session:
         }
 
     # ---------------------------------------------------------------- hot reload
-    def _reload(self, rec: StepRecord) -> None:
-        for name, w in (("risk.yaml", self.w_risk), ("session.yaml", self.w_session),
-                        ("assets.yaml", self.w_assets)):
-            old = w.value
-            new = w.current()
-            if w.last_error != self._reload_errors.get(name):
-                self._reload_errors[name] = w.last_error
-                if w.last_error:
-                    self._state_row(rec, StateChange("config", "LOADED", "REJECTED",
-                                                     f"{name}: {w.last_error}; kept previous"))
-            if new is old or new == old:
-                continue
-            diff = (["assets changed"] if name == "assets.yaml"
-                    else _diff(old, new, "risk" if name == "risk.yaml" else ""))
-            if name == "risk.yaml":
-                self.limits = new
-                self.engine.limits = new
-                self.broker.price_band_pct = new.price_band_pct
-            elif name == "session.yaml":  # restart-only keys never get here (reload_policy)
-                self.settings = new
-                self.broker.costs = new.session
-            else:
-                self.assets = new
-                self._classify()
-                self.model.set_assets(force_model(new, self.model_name)
-                                      if self.model_name and not
-                                      self.model_name.startswith("baseline:") else new,
-                                      self.classes)
-            self._state_row(rec, StateChange("config", "LOADED", "RELOADED",
-                                             f"{name}: {'; '.join(diff)}"))
+    def reload(self, rec: StepRecord) -> None:
+        """The config files that changed apply from this step (:mod:`.reload`)."""
+        reload_step(self, rec)
 
     # ---------------------------------------------------------------- one step
     def _state_row(self, rec: StepRecord, ch: StateChange) -> None:
@@ -639,7 +614,7 @@ class Session:
         rec = StepRecord(step, bars.ts, len(bars.rows))
         rec.rows["bar_digests"] = step_digest(self, step, bars)
         if pre is None:
-            self._reload(rec)
+            self.reload(rec)
             record_reload(self, rec)
         if self._ks_at_start is not None:  # the session starts halted: say why, once
             self._state_row(rec, StateChange("kill_switch", "CLEAR", "ENGAGED",
@@ -1194,74 +1169,15 @@ class Session:
 
     # ---------------------------------------------------------------- summary
     def summary(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
-        from ..data.jumps import stale_marks
-
-        c = self.ledger.conn
-        n_steps = c.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
-        events = Counter(dict(c.execute(
-            "SELECT event, COUNT(*) FROM order_events GROUP BY event").fetchall()))
-        denials = dict(c.execute(
-            "SELECT code, COUNT(*) FROM risk_events WHERE kind='denial' GROUP BY code "
-            "ORDER BY code").fetchall())
-        rejections = dict(c.execute(
-            "SELECT code, COUNT(*) FROM risk_events WHERE kind='rejection' GROUP BY code "
-            "ORDER BY code").fetchall())
-        data = dict(c.execute(
-            "SELECT code, COUNT(*) FROM risk_events WHERE kind='data' GROUP BY code "
-            "ORDER BY code").fetchall())
-        eq = [r[0] for r in c.execute("SELECT equity FROM equity ORDER BY step")]
-        final = eq[-1] if eq else self.initial_cash
-        peak, mdd = self.initial_cash, 0.0
-        for e in eq:
-            peak = max(peak, e)
-            mdd = max(mdd, 1.0 - e / peak)
-        first_last = c.execute("SELECT MIN(ts), MAX(ts) FROM steps").fetchone()
-        lat = self.latency.summary_ms()
-        return {
-            "run_id": self.run_id,
-            "ledger": str(self.ledger.path),
-            "mode": self.mode,
-            "engine": getattr(self, "engine_name", "step"),
-            "dry_run": self.dry_run,
-            "model": self.model_label,
-            "symbols": self.symbols,
-            "proxies": {k: v for k, v in (getattr(self, "proxies", None) or {}).items() if v},
-            "first_step_ts": first_last[0],
-            "last_step_ts": first_last[1],
-            "steps": n_steps,
-            "steps_this_session": committed,
-            "stopped": stopped,
-            "error": error,
-            "orders": events.get("OrderSubmitted", 0),
-            "fills": events.get("OrderFilled", 0),
-            "rejected": events.get("OrderRejected", 0),
-            "denied": events.get("OrderDenied", 0),
-            "cancelled": events.get("OrderCancelled", 0),  # by a kill switch, before a fill
-            "denials_by_reason": denials,
-            "rejections_by_reason": rejections,
-            "bad_bars": data.pop("BAD_BAR", 0),
-            "data_findings": data,
-            "stale_marks": stale_marks(c),
-            "initial_equity": self.initial_cash,
-            "final_equity": final,
-            "return_pct": (final / self.initial_cash - 1.0) * 100.0,
-            "max_drawdown_pct": mdd * 100.0,
-            "state": self.engine.state.value,
-            "e2d_p50_ms": lat["p50_ms"],
-            "e2d_p99_ms": lat["p99_ms"],
-            "e2d_max_ms": lat["max_ms"],
-            "notes": [n for n in (getattr(self, "end_note", None),) if n],
-        }
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if dataclasses.is_dataclass(old) and dataclasses.is_dataclass(new):
-        out = []
-        for f in dataclasses.fields(old):
-            out += _diff(getattr(old, f.name), getattr(new, f.name),
-                         f"{prefix}.{f.name}" if prefix else f.name)
-        return out
-    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+        """The session's summary (:func:`research_lib.paper.summary.compute_summary`)."""
+        return compute_summary(
+            self.ledger.conn, run_id=self.run_id, ledger=str(self.ledger.path), mode=self.mode,
+            engine=getattr(self, "engine_name", "step"), dry_run=self.dry_run,
+            model=self.model_label, symbols=self.symbols,
+            proxies=getattr(self, "proxies", None) or {}, initial_cash=self.initial_cash,
+            state=self.engine.state.value, latency_ms=self.latency.summary_ms(),
+            stopped=stopped, committed=committed, error=error,
+            notes=[n for n in (getattr(self, "end_note", None),) if n])
 
 
 def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult:
