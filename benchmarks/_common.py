@@ -152,15 +152,15 @@ def run_timed(on_ledger: Callable[[Path], None] | None = None, **spec_kw: Any) -
     marks: dict[str, float] = {}
 
     class TimedSession(Session):
-        def _setup(self) -> None:
+        def prepare(self) -> None:
             t = time.perf_counter()
-            super()._setup()
+            super().prepare()
             marks["setup"] = time.perf_counter() - t
             marks["loop0"] = time.perf_counter()
 
-        def _finish(self, *a: Any) -> dict[str, Any]:
+        def finish(self, *a: Any) -> dict[str, Any]:
             marks["loop"] = time.perf_counter() - marks["loop0"]
-            return super()._finish(*a)
+            return super().finish(*a)
 
     run_dir = Path(spec_kw.pop("run_dir"))
     spec_kw.setdefault("kill_switch", KillSwitch(run_dir / "kill.flag", env={}))

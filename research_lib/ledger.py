@@ -190,6 +190,8 @@ class StepRecord:
     e2d_ms: float | None = None
     wall_ts: str | None = None
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    # what the step logs once committed (the session's JSON records); not written here
+    log: Any = field(default=None, repr=False, compare=False)
 
     def add(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows.setdefault(table, []).append(row)

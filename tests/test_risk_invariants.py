@@ -179,9 +179,9 @@ class RiskMachine(RuleBasedStateMachine):
                            resume="inv" if resume else None, config_dir=self.cfg,
                            kill_switch=KillSwitch(self.kill_file, env=self.env), log_file=False)
         s = Session(spec)
-        s._setup()
+        s.prepare()
         for b in self.history:  # warm-up, then the committed steps: as run() re-feeds them
-            s._observe(b)
+            s.observe(b)
         return s
 
     def _bars(self, spec: dict, warmup: bool = False) -> StepBars:
@@ -238,7 +238,7 @@ class RiskMachine(RuleBasedStateMachine):
         self.model.fired = False
         ks_before = self._ks_engaged()
         b = self._bars(bars)
-        rec = s._step(self.step_no, b, time.perf_counter())
+        rec = s.step(self.step_no, b, time.perf_counter())
         assert s.ledger.commit_step(rec)
         s.last_equity = rec.rows["equity"][0][3]
         self.model.on_predict = None

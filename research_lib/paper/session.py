@@ -324,7 +324,7 @@ class Session:
                       symbol=s, errors=errors, warnings=len(found) - errors,
                       codes=dict(sorted(seen.items())))
 
-    def _gate(self, bars: StepBars) -> tuple[StepBars, list[tuple[int, str]]]:
+    def gate(self, bars: StepBars) -> tuple[StepBars, list[tuple[int, str]]]:
         """The bar gate (fail closed): each new bar must have finite positive prices,
         consistent OHLC, no negative volume, a stamp not after now (live: not stale), and a
         close within its calendar's jump threshold of the last good close (the rules and
@@ -408,7 +408,7 @@ class Session:
                          None, None, None, "BAD_BAR", why, None, None]
         return plan
 
-    def _setup(self) -> None:
+    def prepare(self) -> None:
         spec = self.spec
         check_max_steps(spec.max_steps)
         self._configs()
@@ -565,11 +565,11 @@ class Session:
         log_event(log, "state_changed", level=level, step=rec.step, scope=ch.scope,
                   from_state=ch.from_state, to_state=ch.to_state, reason=ch.reason)
 
-    def _observe(self, bars: StepBars, gated: bool = False) -> np.ndarray | None:
+    def observe(self, bars: StepBars, gated: bool = False) -> np.ndarray | None:
         """Prices known now, features and the model's own history for the new bars that
-        pass the bar gate (``gated``: the caller already ran :meth:`_gate`)."""
+        pass the bar gate (``gated``: the caller already ran :meth:`gate`)."""
         if not gated:
-            bars, bad = self._gate(bars)
+            bars, bad = self.gate(bars)
             for i, why in bad:  # warm-up or resume re-feed: the start-up findings list them
                 log_event(log, "bad_bar_skipped", ts=bars.ts, symbol=self.symbols[i],
                           reason=why)
@@ -607,7 +607,7 @@ class Session:
             self.model.observe(r, np.array([c]))
         self._jumps.release = []
 
-    def _step(self, step: int, bars: StepBars, t0: float, pre: Any = None) -> StepRecord:
+    def step(self, step: int, bars: StepBars, t0: float, pre: Any = None) -> StepRecord:
         """One step. ``pre`` (fast replay, :mod:`research_lib.fast_replay`): the step's gate
         verdicts, predictions and closes, computed in a batch pass with this same code;
         the config is not re-read."""
@@ -629,7 +629,7 @@ class Session:
             for ev in self._data_events:
                 rec.add("risk_events", RiskEventRow(step, *ev))
         # the bar gate: a bad bar is recorded and used for nothing (fail closed)
-        bars, bad = self._gate(bars) if pre is None else (pre.bars, pre.bad)
+        bars, bad = self.gate(bars) if pre is None else (pre.bars, pre.bad)
         for i, why in bad:
             rec.add("risk_events", RiskEventRow(step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
         for i, code, why in (self._jumps.notes if pre is None else pre.notes):
@@ -660,7 +660,7 @@ class Session:
         # prices known now (features too), marks, latched account states, the breaker
         rows = bars.rows
         if pre is None:
-            X = self._observe(bars, gated=True)
+            X = self.observe(bars, gated=True)
         else:
             X = None
             self.last_close[:] = pre.last
@@ -683,21 +683,21 @@ class Session:
             if pre is not None:
                 preds = pre.preds
             elif X is not None:
-                preds = self._predict(rows, X)
+                preds = self.predict(rows, X)
 
         # targets: HALTED flattens everything it holds; otherwise the signal decides, and a
         # position above max_position_pct is trimmed even when its symbol has no new bar
         # (its market is closed while others move the equity): the order waits for its open
         plans: list[_Plan] = []
         held = {s for s, p in broker.positions.items() if p.qty}
-        oq = self._open_qty = self._open_qty_by_symbol()
+        oq = self._open_qty_by_symbol()  # this step's open quantities, passed on explicitly
         cands = rows.tolist()
         extra = []
         if held or oq:
             new = set(cands)
             extra = [i for i, s in enumerate(sym) if (s in held or oq.get(s, 0)) and i not in new]
         if eng.state is not TradingState.HALTED:
-            extra = [i for i in extra if self._over_limit(i, equity)]
+            extra = [i for i in extra if self._over_limit(i, equity, oq)]
         if extra:
             cands = sorted(set(cands) | set(extra))
         if bad:  # no order for a symbol whose bar was refused; one decision says why
@@ -705,7 +705,7 @@ class Session:
             cands = [i for i in cands if i not in refused]
             plans += [self._bad_bar_plan(rec, i, why) for i, why in bad]
         for i in cands:
-            plans.append(self._plan(rec, i, preds.get(i), equity))
+            plans.append(self.plan(rec, i, preds.get(i), equity, oq))
 
         # reductions first (they free gross room), then increases; each in symbol order
         proj_cash = broker.cash - sum(
@@ -715,9 +715,9 @@ class Session:
                          for s in sym if (s in held or oq.get(s, 0)))
         state = {"cash": proj_cash, "gross": proj_gross}
         orders = [p for p in plans if p.target_qty is not None]
-        orders.sort(key=lambda p: (self._increases(p), p.i))
+        orders.sort(key=lambda p: (self._increases(p, oq), p.i))
         for p in orders:
-            self._execute(rec, p, equity, state)
+            self.execute(rec, p, equity, state, oq)
 
         e2d = time.perf_counter() - t0
         self.latency.add(e2d)
@@ -744,10 +744,10 @@ class Session:
                 snap.append((step, s, pos.qty, pos.avg_price, shown,
                              pos.value(m) if pos.qty else 0.0, pos.realized,
                              pos.unrealized(m) if pos.qty else 0.0, pos.fees))
-        self._pending_log = (plans, fills_now, rec.rows.get("risk_events", ()))
+        rec.log = (plans, fills_now, rec.rows.get("risk_events", ()))  # after the commit
         return rec
 
-    def _predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
+    def predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
         sym = self.symbols
         out: dict[int, Any] = {}
         if self.model.needs_features:
@@ -814,25 +814,26 @@ class Session:
     def _lot(self, i: int) -> float | None:
         return self.settings.session.crypto_lot_size if self.crypto[i] else None
 
-    def _over_limit(self, i: int, equity: float) -> bool:
+    def _over_limit(self, i: int, equity: float, oq: dict[str, float]) -> bool:
         """The symbol's held + pending quantity, at its last close, above max_position_pct."""
         s = self.symbols[i]
         price = float(self.last_close[i])
         if not (math.isfinite(price) and price > 0 and equity > 0):
             return False
-        cur = self.broker.qty(s) + self._open_qty.get(s, 0)
+        cur = self.broker.qty(s) + oq.get(s, 0)
         return abs(cur * price / equity) > self.limits.max_position_pct + EPS
 
-    def _increases(self, p: _Plan) -> bool:
-        cur = self.broker.qty(p.symbol) + self._open_qty.get(p.symbol, 0)
+    def _increases(self, p: _Plan, oq: dict[str, float]) -> bool:
+        cur = self.broker.qty(p.symbol) + oq.get(p.symbol, 0)
         return abs(p.target_qty) > abs(cur) or (p.target_qty * cur < 0)
 
-    def _plan(self, rec: StepRecord, i: int, pred: Any, equity: float) -> _Plan:
+    def plan(self, rec: StepRecord, i: int, pred: Any, equity: float,
+              oq: dict[str, float]) -> _Plan:
         s = self.symbols[i]
         lim, sig = self.limits, self.settings.signal
         eng = self.engine
         price = float(self.last_close[i])
-        cur = self.broker.qty(s) + self._open_qty.get(s, 0)
+        cur = self.broker.qty(s) + oq.get(s, 0)
         if pred is None:
             model, prob, shadow, shadow_prob, fallback = self.model_label, None, None, None, None
         else:
@@ -909,12 +910,13 @@ class Session:
         plan.target_qty = tq
         return plan
 
-    def _execute(self, rec: StepRecord, p: _Plan, equity: float, book: dict[str, float]) -> None:
+    def execute(self, rec: StepRecord, p: _Plan, equity: float, book: dict[str, float],
+                 oq: dict[str, float]) -> None:
         s, i = p.symbol, p.i
         lim = self.limits
         broker = self.broker
         price = float(self.last_close[i])
-        cur = broker.qty(s) + self._open_qty.get(s, 0)
+        cur = broker.qty(s) + oq.get(s, 0)
         qty = round(p.target_qty - cur, QTY_DIGITS)
         rate = self._cost_rate(s, price)
         lot = self._lot(i)
@@ -985,7 +987,7 @@ class Session:
         t_start = time.monotonic()
         step_delay = _step_delay_seconds()
         try:
-            self._setup()
+            self.prepare()
             check_consumed_bars(self)  # a resume re-reads the bars it consumed, or refuses
         except BaseException:
             if getattr(self, "ledger", None) is not None:
@@ -1024,12 +1026,12 @@ class Session:
                     committed = n
 
                 stopped = run_fast(self, deadline, counted)
-                summary = self._finish(stopped, committed, None)
+                summary = self.finish(stopped, committed, None)
                 return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
             step = -1
             for bars in self.feed:
                 if bars.warmup:
-                    self._observe(bars)
+                    self.observe(bars)
                     continue
                 if self.mode == "replay":
                     step += 1
@@ -1037,7 +1039,7 @@ class Session:
                     step = max(step + 1, self.next_step) if step >= 0 else self.next_step
                 if step < self.next_step:  # already in the ledger: re-feed indicators only
                     self._check_resume_clock(step, bars)
-                    self._observe(bars)
+                    self.observe(bars)
                     continue
                 if self.ks.stop_requested:
                     stopped = "signal"
@@ -1046,7 +1048,7 @@ class Session:
                     stopped = "duration"
                     break
                 t0 = time.perf_counter()
-                rec = self._step(step, bars, t0)
+                rec = self.step(step, bars, t0)
                 if step_delay:  # drills only: half decided-not-written, half in the transaction
                     time.sleep(step_delay / 2)
                 try:
@@ -1058,7 +1060,7 @@ class Session:
                                       "refusing to continue a run that is written twice")
                 self.last_equity = rec.rows["equity"][0].equity
                 committed += 1
-                self._log_decisions()
+                self.log_decisions(rec.log)
                 if spec.max_steps is not None and committed >= spec.max_steps:
                     stopped = "max_steps"
                     break
@@ -1067,19 +1069,19 @@ class Session:
                     stopped = "signal"
                 elif deadline is not None and time.monotonic() >= deadline:
                     stopped = "duration"
-            summary = self._finish(stopped, committed, None)
+            summary = self.finish(stopped, committed, None)
         except LedgerBusyError as exc:  # another writer: refuse, never latch HALTED
             log_event(log, "session_refused_ledger_busy", level=40, error=str(exc))
-            self._finish("ledger_busy", committed, str(exc))
+            self.finish("ledger_busy", committed, str(exc))
             raise
         except FeedError as exc:  # a live feed that brings nothing: stop loudly, recorded
             log_event(log, "session_stopped_feed_failed", level=40, error=str(exc))
             self.ledger.append_risk_event("session", "FEED_FAILED", f"FEED_FAILED: {exc}")
-            self._finish("feed_failed", committed, str(exc))
+            self.finish("feed_failed", committed, str(exc))
             raise
         except LedgerError as exc:
             log_event(log, "session_halted_ledger_error", level=50, error=str(exc))
-            summary, exit_code = self._finish("ledger_error", committed, str(exc)), 3
+            summary, exit_code = self.finish("ledger_error", committed, str(exc)), 3
         finally:
             # signals stay ours until the summary is written: a second Ctrl+C never
             # interrupts the last commit or the summary
@@ -1108,7 +1110,7 @@ class Session:
                 f"folder writable, check the run, then `research-lib reset-halt {self.run_id}` "
                 f"and `research-lib paper --resume {self.run_id}`")
 
-    def _finish(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
+    def finish(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
         summary = self.summary(stopped, committed, error)
         log_event(log, "session_finished", **{k: v for k, v in summary.items()
                                               if k not in ("run_id",)})
@@ -1123,10 +1125,11 @@ class Session:
                     "refusing to resume"
                 )
 
-    def _log_decisions(self) -> None:
+    def log_decisions(self, pending: Any) -> None:
+        """A committed step's JSON records (``rec.log``: plans, fills, risk events)."""
         if not log.isEnabledFor(logging.INFO):
             return
-        plans, fills_now, events = self._pending_log
+        plans, fills_now, events = pending
         # batches (telemetry.log_rows): the same JSON records, one write per step
         # clips, denials, rejections, breaches (rejections also at ERROR)
         log_rows(log, "risk_event", _RISK_EVENT_KEYS, events)
