@@ -32,523 +32,72 @@ import dataclasses
 import logging
 import math
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..baselines import Prediction
 from ..broker import (
-    QTY_DIGITS,
-    Order,
     OrderFilled,
-    PaperBroker,
-    client_order_id,
-    round_qty,
-)
-from ..config import (
-    AssetsConfig,
-    ConfigWatcher,
-    RiskLimits,
-    SessionSettings,
-    config_dir,
-    load_assets,
-    load_risk,
-    load_session,
-    parse_symbols,
-    project_root,
 )
 from ..errors import (
-    ConfigError,
-    DataError,
     FeedError,
     LedgerBusyError,
     LedgerError,
 )
-from ..features import FeatureState
-from ..flags import KillSwitch
 from ..ledger import (
     LEDGER_WRITE_FAILED,
-    Ledger,
-    LedgerState,
     StepRecord,
     discard_empty_run,
-    ledger_path,
     now_iso,
-    resolve_ledger,
-)
-from ..paths import safe_id
-from ..reload_policy import (
-    assets_reload_problem,
-    risk_reload_problem,
-    session_reload_problem,
 )
 from ..resume import (
     check_consumed_bars,
-    check_resume,
     record_reload,
-    refuse_fixed_options,
-    run_inputs,
-    start_digest,
     step_digest,
 )
 from ..risk import (
-    EPS,
-    OrderCheck,
-    RiskEngine,
     StateChange,
     TradingState,
-    clip_target,
     reason_code,
-    refuse_shared_underlying,
 )
 from ..telemetry import (
-    JsonFormatter,
-    LatencyRecorder,
     get_logger,
     log_event,
-    log_rows,
-    new_run_id,
-    set_run_id,
 )
+from .events import EventLog
 from .feeds import (
-    REPLAY_ONLY_SOURCES,
     LiveFeed,
-    ReplayFeed,
     StepBars,
-    _check_frame,
-    _fetch_window,
-    _utc,
-    replay_end_note,
 )
+from .gate import BarGate
+from .orders import OrderStages, _Plan
 from .reload import reload_step
 from .rows import (
-    DECISION,
     EquityRow,
     FillRow,
     OrderEventRow,
-    OrderRow,
     RiskEventRow,
     StateChangeRow,
 )
-from .signals import checked_prediction, force_model, make_model, signal_target
+from .setup import SessionSetup
+from .signals import checked_prediction
 from .spec import (
-    CRYPTO_CALENDAR,
     SessionResult,
     SessionSpec,
     _step_delay_seconds,
-    check_max_steps,
     interval_seconds,
     parse_duration,
 )
 from .summary import compute_summary
 
 log = get_logger("session")
-# the fields of the JSON records a step logs (risk_events rows, decisions)
-_RISK_EVENT_KEYS = ("step", "bar_ts", "symbol", "kind", "code", "reason", "client_order_id")
-_DECISION_KEYS = ("step", "bar_ts", "symbol", "asset_class", "model", "probability", "target",
-                  "verdict", "reason", "order", "fill", "latency_ms")
 
-
-
-@dataclass(slots=True)
-class _Plan:
-    i: int
-    symbol: str
-    pred: Any
-    target: float | None
-    target_qty: float
-    kind: str
-    decision: list[Any] = field(default_factory=list)  # a DecisionRow, filled in stages
-
-
-class Session:
+class Session(SessionSetup, BarGate, OrderStages, EventLog):
     """One paper session (use :func:`run_session`)."""
 
     def __init__(self, spec: SessionSpec) -> None:
         self.spec = spec
-
-    # ---------------------------------------------------------------- setup
-    def _configs(self) -> None:
-        cdir = Path(self.spec.config_dir) if self.spec.config_dir else config_dir()
-        self.config_dir = cdir
-        self.w_risk = ConfigWatcher(cdir / "risk.yaml", load_risk, check=risk_reload_problem)
-        self.w_session = ConfigWatcher(cdir / "session.yaml", load_session,
-                                       check=session_reload_problem)
-        self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets, check=lambda o, n:
-                                      assets_reload_problem(o, n, getattr(self, "symbols", ())))
-        self.limits: RiskLimits = self.w_risk.value
-        self.settings: SessionSettings = self.w_session.value
-        self.assets: AssetsConfig = self.w_assets.value
-        self._reload_errors: dict[str, str | None] = {}
-
-    def _classify(self) -> None:
-        self._index = {s: i for i, s in enumerate(self.symbols)}
-        self.classes = {s: self.assets.classify(s) for s in self.symbols}
-        self.crypto = np.array([
-            self.classes[s] == "crypto" or self.assets.asset_class(self.classes[s]).calendar
-            == CRYPTO_CALENDAR for s in self.symbols])
-
-    def _resolve_run_dir(self) -> Path:
-        rd = Path(self.spec.run_dir or self.settings.session.run_dir)
-        return rd if rd.is_absolute() else project_root() / rd
-
-    def _load_frames(self, source: Any) -> tuple[dict[str, Any], Any, Any]:
-        import pandas as pd
-
-        from ..data import get_source
-        from ..data.sanity import refuse_bad_timeline
-
-        src = get_source(source)
-        interval = self.interval
-        start = _utc(self.start_arg, "--start") if self.start_arg else None
-        end = _utc(self.end_arg, "--end") if self.end_arg else None
-        if start is not None and end is not None and start > end:
-            raise ConfigError(f"--start {self.start_arg} is after --end {self.end_arg}; pass a "
-                              "--start on or before --end")
-        warm = self.settings.session.warmup_bars
-        fetch_start = (start - pd.Timedelta(seconds=warm * interval_seconds(interval) * 2)
-                       - pd.Timedelta(days=10)) if start is not None else None
-        raw = {s: _fetch_window(src, s, fetch_start, end, interval, self.start_arg,
-                                self.end_arg, warm) for s in self.symbols}
-        frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
-        refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
-        refuse_shared_underlying(self.symbols, {s: str(raw[s].attrs.get("served_as", s))
-                                                for s in self.symbols})
-        self.labels = {s: raw[s].attrs.get("label", s) for s in self.symbols}
-        self.proxies = {s: raw[s].attrs.get("proxy_note", "") for s in self.symbols}
-        self._init_gate({s: raw[s].attrs for s in self.symbols})
-        end_note = None
-        if end is None:
-            end = min(f.index[-1] for f in frames.values())
-            end_note = replay_end_note(frames)
-        if start is None:
-            start = end - pd.Timedelta(days=round(365.25 * self.settings.session.replay_years))
-        if start > end and not self.end_arg:  # the end came from the data, not the user
-            raise ConfigError(f"--start {self.start_arg} is after the data's last common bar "
-                              f"({end.isoformat()}): "
-                              + (end_note or "pass a --start before it"))
-        if start > end:
-            raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
-        out = {}
-        for s, f in frames.items():
-            trade = f[(f.index >= start) & (f.index <= end)]
-            if trade.empty:
-                raise DataError(
-                    f"{s}: no bars between {start.date()} and {end.date()}; its data spans "
-                    f"{f.index[0].date()} .. {f.index[-1].date()}; pass --start/--end inside it"
-                )
-            out[s] = pd.concat([f[f.index < start].iloc[-warm:], trade])
-        self._check_data(out, start, end)
-        self.end_note = end_note
-        if end_note is not None:  # said on stderr, in the summary and in the ledger
-            log_event(log, "replay_ends_early", level=logging.WARNING, note=end_note)
-            first = min(frames, key=lambda s: frames[s].index[-1])
-            self._data_events.append((None, first, "data",
-                                      "REPLAY_ENDS_EARLY", f"REPLAY_ENDS_EARLY: {end_note}", None))
-        return out, start, end
-
-    # ---------------------------------------------------------------- bad data
-    def _init_gate(self, attrs: dict[str, Any]) -> None:
-        """Per symbol: its calendar and the jump threshold the sanity suite uses for it."""
-        from ..data.jumps import JumpGate
-        from ..data.sanity import jump_threshold_for
-
-        gate = self.settings.gate
-        self._jumps = JumpGate(gate.jump_confirm_bars, gate.split_tolerance)
-        self._data_events: list[tuple[Any, ...]] = []
-        self._interval_s = interval_seconds(self.interval)
-        self._cal = [str(attrs.get(s, {}).get("calendar") or self.assets.calendar_for(s))
-                     for s in self.symbols]
-        self._jump_thr = np.array([
-            jump_threshold_for(str(attrs.get(s, {}).get("served_as", s)), c,
-                               per_calendar=gate.thresholds())
-            for s, c in zip(self.symbols, self._cal, strict=True)])
-
-    def _check_data(self, frames: dict[str, Any], start: Any, end: Any) -> None:
-        """The whole-frame sanity suite on what the session replays. Its error and warning
-        findings become ``data`` risk events at the run's first step (and a log record):
-        in the warm-up history they are warnings only; inside the window the bar gate
-        judges each bar at its step. Missing sessions are flagged, never filled."""
-        import pandas as pd
-
-        from ..data.sanity import (
-            ERROR,
-            INFO,
-            WARNING,
-            Finding,
-            SanityConfig,
-            check_frame,
-            stale_bar,
-        )
-
-        now = pd.Timestamp(self.spec.clock(), unit="s", tz="UTC")
-        cap = 20  # events per symbol and code; the rest are counted in one more
-        for j, (s, f) in enumerate(frames.items()):
-            found = check_frame(f, s, SanityConfig(calendar=self._cal[j], now=now,
-                                                   interval=self.interval,
-                                                   jump_threshold=float(self._jump_thr[j])))
-            last = f.index[-1]
-            if stale_bar(self._cal[j], self._interval_s, last, end):
-                found.append(Finding(
-                    "STALE_LAST_BAR", WARNING, s, last, len(f) - 1,
-                    f"last bar {last.isoformat()} is a full session or more before the "
-                    f"session's end {end.isoformat()}; {s} gets no decision after it and is "
-                    "marked at that close"))
-            found = [x for x in found if x.severity != INFO]
-            if not found:
-                continue
-            seen: Counter[str] = Counter()
-            for x in found:
-                seen[x.code] += 1
-                if seen[x.code] > cap:
-                    continue
-                ts = x.timestamp.isoformat() if x.timestamp is not None else None
-                where = ""
-                if x.timestamp is not None and x.severity == ERROR:
-                    where = (" (warm-up history before the window: warned, never traded on)"
-                             if x.timestamp < start else
-                             " (inside the window: the bar gate checks it at its step)")
-                self._data_events.append((ts, s, "data", x.code,
-                                          f"{x.code}: {x.message} severity={x.severity} "
-                                          f"symbol={s} at={ts}{where}", None))
-            for code, k in seen.items():
-                if k > cap:
-                    self._data_events.append((None, s, "data", code,
-                                              f"{code}: {k - cap} more finding(s) not listed "
-                                              f"symbol={s}; run `research-lib data check`", None))
-            errors = sum(x.severity == ERROR for x in found)
-            log_event(log, "data_findings", level=logging.WARNING if errors else logging.INFO,
-                      symbol=s, errors=errors, warnings=len(found) - errors,
-                      codes=dict(sorted(seen.items())))
-
-    def gate(self, bars: StepBars) -> tuple[StepBars, list[tuple[int, str]]]:
-        """The bar gate (fail closed): each new bar must have finite positive prices,
-        consistent OHLC, no negative volume, a stamp not after now (live: not stale), and a
-        close within its calendar's jump threshold of the last good close (the rules and
-        thresholds of :mod:`research_lib.data.sanity`). Returns the bars that pass and
-        ``(row, "BAD_BAR: CODE: ...")`` for the others, which the step records and uses for
-        nothing: no features, no mark (the last good close stays), no order, no fill."""
-        from ..data.sanity import bar_faults, describe_bar_fault
-
-        rows = bars.rows
-        if not len(rows):
-            self._jumps.clear()
-            return bars, []
-        now_ns = int(self.spec.clock() * 1e9)
-        stale = None
-        if self.mode == "live" and not bars.warmup and bars.bar_ns is not None:
-            import pandas as pd
-
-            from ..data.sanity import stale_bar
-
-            now = pd.Timestamp(now_ns, unit="ns", tz="UTC")
-            stale = np.array([stale_bar(self._cal[i], self._interval_s,
-                                        pd.Timestamp(int(ns), unit="ns", tz="UTC"), now)
-                              for i, ns in zip(rows, bars.bar_ns, strict=True)], dtype=bool)
-        ref, thr = self.last_close[rows], self._jump_thr[rows]
-        code = bar_faults(bars.open, bars.high, bars.low, bars.close, bars.volume, ref, thr,
-                          bars.bar_ns, now_ns, stale)
-        held = self._jumps.review(rows, code, bars, ref, thr,  # jumps: held, split, confirmed
-                                  lambda i: self.features.volumes[i, -1])
-        if not code.any():
-            return bars, []
-        import pandas as pd
-
-        bad = []
-        for k in np.flatnonzero(code):
-            i = int(rows[k])
-            stamp = ("" if bars.bar_ns is None
-                     else pd.Timestamp(int(bars.bar_ns[k]), unit="ns", tz="UTC").isoformat())
-            why = describe_bar_fault(
-                int(code[k]), float(bars.open[k]), float(bars.high[k]), float(bars.low[k]),
-                float(bars.close[k]), float(bars.volume[k]), float(ref[k]), float(thr[k]),
-                stamp, pd.Timestamp(now_ns, unit="ns", tz="UTC").isoformat())
-            bad.append((i, f"BAD_BAR: {why}{held.get(int(k), '')} symbol={self.symbols[i]}"))
-        ok = code == 0
-        return dataclasses.replace(
-            bars, rows=rows[ok], open=bars.open[ok], high=bars.high[ok], low=bars.low[ok],
-            close=bars.close[ok], volume=bars.volume[ok], dow=bars.dow[ok],
-            bar_ns=None if bars.bar_ns is None else bars.bar_ns[ok]), bad
-
-    def _gate_fills(self, bars: StepBars, bad: list[tuple[int, str]]) -> np.ndarray:
-        """Fill prices that pass the gate: none from a bad bar; finite, positive and within
-        the jump threshold of the last good close."""
-        from ..data.sanity import jump_exceeds
-
-        fp = bars.fill_prices
-        if bad:
-            fp = fp.copy()
-            fp[[i for i, _ in bad]] = np.nan
-        with np.errstate(invalid="ignore"):
-            ok = (fp > 0) & (fp < np.inf) & ~jump_exceeds(fp, self.last_close, self._jump_thr)
-        return np.where(ok, fp, np.nan)
-
-    def _cancel_if_killed(self, rec: StepRecord, ts: str) -> None:
-        """A kill switch set at the fill stage cancels every open order (none fills while
-        it is set, none is left to fill after it clears), each recorded with the reason."""
-        halt = self.ks.check()
-        if not halt.halted:
-            return
-        for ev in self.broker.cancel_open(f"KILL_SWITCH: {halt.reason}"):
-            cid, sym = ev.order.client_order_id, ev.order.symbol
-            reason = f"{ev.reason} symbol={sym}"
-            rec.add("order_events", OrderEventRow(rec.step, ts, cid, "OrderCancelled", reason))
-            rec.add("risk_events", RiskEventRow(rec.step, ts, sym, "cancellation", reason_code(reason),
-                                    reason, cid))
-            log_event(log, "order_cancelled", level=30, client_order_id=cid, symbol=sym,
-                      qty=ev.order.qty, reason=reason)
-
-    def _bad_bar_plan(self, rec: StepRecord, i: int, why: str) -> _Plan:
-        s = self.symbols[i]
-        plan = _Plan(i, s, None, None, None, "bad_bar")  # type: ignore[arg-type]
-        plan.decision = [rec.step, rec.ts, s, self.classes[s], self.model_label, None, None,
-                         None, None, None, "BAD_BAR", why, None, None]
-        return plan
-
-    def prepare(self) -> None:
-        spec = self.spec
-        check_max_steps(spec.max_steps)
-        self._configs()
-        # an unusable kill path is a config error before anything is written
-        (spec.kill_switch or KillSwitch(self.settings.session.kill_file)).ensure_usable()
-        self.run_dir = self._resolve_run_dir()
-        self.state: LedgerState | None = None
-        if spec.resume:
-            path = resolve_ledger(spec.resume, self.run_dir)
-            self.ledger = Ledger.open(path)
-            self.state = self.ledger.load_state()
-            m = self.state.meta
-            self.run_id = m["run_id"]
-            refuse_fixed_options(spec, m, self.run_id)  # the run keeps what it recorded
-            self.symbols = list(m["symbols"])
-            run = m["spec"]
-            # a Source object cannot be stored: the caller passes it again on resume
-            self.source_arg = (spec.source if spec.source is not None
-                               and not isinstance(spec.source, str) else run["source"])
-            self.mode = run["mode"]
-            self.start_arg, self.end_arg = run["start"], run["end"]
-            self.interval, self.dry_run, self.model_name = (run["interval"], run["dry_run"],
-                                                            run["model"])
-            self.initial_cash = float(m["initial_cash"])
-            if self.mode == "live":
-                self.ledger.conn.execute("PRAGMA synchronous=FULL")
-        else:
-            self.symbols = parse_symbols(list(spec.symbols))
-            if spec.run_id is not None:
-                safe_id(spec.run_id, "--run-id")  # a plain name: the run folder stays in runs/
-            self.run_id = spec.run_id or new_run_id("paper")
-            self.source_arg = spec.source or self.settings.session.source
-            self.interval = spec.interval or self.settings.session.interval
-            self.mode = spec.mode or (
-                "live" if self.source_arg == "yfinance" and not spec.start and not spec.end
-                else "replay")
-            self.start_arg, self.end_arg = spec.start, spec.end
-            self.dry_run, self.model_name = spec.dry_run, spec.model
-            self.initial_cash = self.settings.session.initial_cash
-        if self.mode not in ("replay", "live"):
-            raise ConfigError(f"--mode must be replay or live, got {self.mode!r}")
-        if self.mode == "live" and self.source_arg in REPLAY_ONLY_SOURCES:
-            raise ConfigError(
-                f"--mode live with --source {self.source_arg}: that source is fixed history "
-                "and never gets a new bar, so a live session would poll it forever; drop "
-                "--mode live to replay it, or use --source yfinance (or a csv:PATH another "
-                "process appends to)")
-        if spec.fast and self.mode != "replay":
-            raise ConfigError("--fast replays history only; a live session runs step by step "
-                              "(drop --fast, or pass --start/--end or a replay source)")
-        self.engine_name = "fast" if spec.fast else "step"
-        set_run_id(self.run_id)
-        refuse_shared_underlying(self.symbols)  # one position cap per underlying
-        self._classify()
-        self.n = len(self.symbols)
-
-        # data
-        if self.mode == "replay":
-            frames, start, end = self._load_frames(self.source_arg)
-            self.feed: Any = ReplayFeed(frames, self.symbols, start)
-            self.start_arg, self.end_arg = start.isoformat(), end.isoformat()
-        else:
-            self.labels = {s: s for s in self.symbols}
-            self.proxies = {s: "" for s in self.symbols}
-            self._init_gate({})
-            self.feed = None  # built in run(): it needs the stop predicate
-
-        # model
-        model_assets = (force_model(self.assets, self.model_name)
-                        if self.model_name and not self.model_name.startswith("baseline:")
-                        else self.assets)
-        self.model_assets = model_assets
-        self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
-                                router=spec.router)
-        self.model_label = self.model_name or "router"
-        self.model.warm(self.symbols)
-        self.features = FeatureState(self.n)
-        if self.state is not None:
-            check_resume(self)  # same config and models, or refuse (bars: in run())
-
-        # ledger
-        if self.state is None:
-            path = ledger_path(self.run_dir, self.run_id, "--run-id")
-            meta = {
-                "run_id": self.run_id,
-                "symbols": self.symbols,
-                "labels": self.labels,
-                "proxies": self.proxies,
-                "asset_classes": self.classes,
-                "crypto_symbols": [s for s, c in zip(self.symbols, self.crypto, strict=True) if c],
-                "initial_cash": self.initial_cash,
-                "spec": {"source": str(self.source_arg), "mode": self.mode,
-                         "start": self.start_arg, "end": self.end_arg,
-                         "interval": self.interval, "dry_run": self.dry_run,
-                         "model": self.model_name},
-                "config": self._snapshot(),
-                "inputs": run_inputs(self),  # what a resume checks (research_lib.resume)
-                "config_dir": str(self.config_dir),  # where, not what: not compared
-                "engine": self.engine_name,  # how, not what: not compared
-            }
-            self.ledger = Ledger.create(path, meta, synchronous="FULL" if self.mode == "live"
-                                        else "NORMAL")
-            self.state = self.ledger.load_state()
-        st = self.state
-        self._bars_seen = start_digest(self)  # rolling sha256 of the bars consumed
-
-        # account
-        self.broker = PaperBroker(self.initial_cash, self.settings.session, self.dry_run,
-                                  self.limits.price_band_pct)
-        self.broker = self.broker.restore(st.fills, st.open_orders, st.known_ids)
-        self.engine = RiskEngine(self.limits, st.state, st.day, st.day_start_equity, st.peak,
-                                 dict(st.halted_symbols))
-        self.last_equity = st.equity if st.equity is not None else self.initial_cash
-        self.next_step = st.last_step + 1
-        self.last_close = np.full(self.n, np.nan)
-        self.prev_close = np.full(self.n, np.nan)
-        self.ks = spec.kill_switch or KillSwitch(self.settings.session.kill_file)
-        self.latency = LatencyRecorder()
-        if self.engine.state is TradingState.HALTED:
-            log_event(log, "account_halted_at_start", level=30, run_id=self.run_id,
-                      reason=st.halt_reason,
-                      note=f"only closing orders pass until `research-lib reset-halt {self.run_id}`")
-        at_start = self.ks.check()
-        # recorded in the first step this session commits (scope "kill_switch")
-        self._ks_at_start = at_start.reason if at_start.halted else None
-        if at_start.halted:
-            log_event(log, "kill_switch_engaged_at_start", level=30, reason=at_start.reason,
-                      note="no order will pass while it is set")
-
-    def _snapshot(self) -> dict[str, Any]:
-        return {
-            "risk": dataclasses.asdict(self.limits),
-            "session": dataclasses.asdict(self.settings.session),
-            "signal": dataclasses.asdict(self.settings.signal),
-            "gate": dataclasses.asdict(self.settings.gate),
-            "assets": {"universal_model": self.assets.universal_model,
-                       "classes": {c.name: {"model": c.model, "calendar": c.calendar}
-                                   for c in self.assets.classes}},
-            "model": self.model_name or "router",
-        }
 
     # ---------------------------------------------------------------- hot reload
     def reload(self, rec: StepRecord) -> None:
@@ -780,207 +329,6 @@ class Session:
                                                  self.model_label)
         return out
 
-    def _open_qty_by_symbol(self) -> dict[str, float]:
-        """``broker.open_qty(s)`` for every symbol with open orders, summed in the same
-        order. Taken once per step after the fills: each symbol gets at most one order per
-        step, decided after its own lookups, so the map holds for the whole step."""
-        out: dict[str, float] = {}
-        for o in self.broker.open_orders.values():
-            out[o.symbol] = out.get(o.symbol, 0) + o.qty
-        return out
-
-    def _breaker_rows(self, rows: np.ndarray) -> list[int]:
-        """Rows whose per-symbol breaker may change this step: a close outside the price
-        band around the previous close (numpy, the same arithmetic as
-        :func:`research_lib.risk.price_band_breached`) or a symbol already halted."""
-        if len(rows) <= 8:
-            return rows.tolist()
-        ref = self.prev_close[rows]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = (np.isfinite(ref) & (ref > 0) & (np.abs(self.last_close[rows] / ref - 1.0)
-                                                   > self.engine.limits.price_band_pct + EPS))
-        halted, sym = self.engine.halted_symbols, self.symbols
-        return [i for i, b in zip(rows.tolist(), out.tolist(), strict=True)
-                if b or sym[i] in halted]
-
-    def _cost_rate(self, symbol: str, price: float) -> float:
-        c = self.settings.session
-        rate = (c.slippage_bps + c.commission_bps) / 1e4
-        i = self._index[symbol]
-        if not self.crypto[i] and price > 0:
-            rate += c.commission_per_share / price
-        return rate
-
-    def _lot(self, i: int) -> float | None:
-        return self.settings.session.crypto_lot_size if self.crypto[i] else None
-
-    def _over_limit(self, i: int, equity: float, oq: dict[str, float]) -> bool:
-        """The symbol's held + pending quantity, at its last close, above max_position_pct."""
-        s = self.symbols[i]
-        price = float(self.last_close[i])
-        if not (math.isfinite(price) and price > 0 and equity > 0):
-            return False
-        cur = self.broker.qty(s) + oq.get(s, 0)
-        return abs(cur * price / equity) > self.limits.max_position_pct + EPS
-
-    def _increases(self, p: _Plan, oq: dict[str, float]) -> bool:
-        cur = self.broker.qty(p.symbol) + oq.get(p.symbol, 0)
-        return abs(p.target_qty) > abs(cur) or (p.target_qty * cur < 0)
-
-    def plan(self, rec: StepRecord, i: int, pred: Any, equity: float,
-              oq: dict[str, float]) -> _Plan:
-        s = self.symbols[i]
-        lim, sig = self.limits, self.settings.signal
-        eng = self.engine
-        price = float(self.last_close[i])
-        cur = self.broker.qty(s) + oq.get(s, 0)
-        if pred is None:
-            model, prob, shadow, shadow_prob, fallback = self.model_label, None, None, None, None
-        else:
-            model = getattr(pred, "model", self.model_label)
-            prob = getattr(pred, "probability", None)
-            shadow = getattr(pred, "shadow_model", None)
-            shadow_prob = getattr(pred, "shadow_probability", None)
-            fallback = getattr(pred, "fallback_reason", None)
-        if prob is not None and not math.isfinite(prob):
-            prob = None
-        plan = _Plan(i, s, pred, None, None, "signal",  # type: ignore[arg-type]
-                     [rec.step, rec.ts, s, self.classes[s], model, prob, shadow, shadow_prob,
-                      fallback])
-
-        def verdict(v: str, reason: str | None = None, target: float | None = None) -> _Plan:
-            plan.decision += [target, v, reason, None, None]
-            plan.target_qty = None  # type: ignore[assignment]
-            return plan
-
-        if not math.isfinite(price) or price <= 0:
-            reason = f"NO_PRICE: price={price} symbol={s}"
-            rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "denial", "NO_PRICE", reason, None))
-            return verdict("NO_PRICE", reason)
-        cur_w = cur * price / equity if equity > 0 else 0.0
-        # above the limit at the current mark (held + pending): always trimmed back to it,
-        # whatever the signal, the rebalance band or a missing prediction say
-        over = abs(cur_w) > lim.max_position_pct + EPS
-        if eng.state is TradingState.HALTED:
-            if cur == 0:
-                return verdict("HALTED", "HALTED: no position to close", 0.0)
-            target_w, plan.kind = 0.0, "flatten"
-        else:
-            raw: float | None = None
-            if pred is None or prob is None:
-                if not over:
-                    why = getattr(pred, "fallback_reason", None) or "NO_SIGNAL: no probability"
-                    return verdict("NO_SIGNAL", why)
-            else:
-                raw = signal_target(prob, sig.long_threshold, sig.short_threshold,
-                                    sig.target_weight, lim.allow_short)
-            if raw is None:  # hold; a position above the limit is trimmed to it
-                target_w = cur_w
-                if over:
-                    target_w = math.copysign(lim.max_position_pct, cur_w)
-                    plan.kind = "trim"
-                    rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "POSITION_TRIMMED",
-                                            f"POSITION_TRIMMED: limit={lim.max_position_pct:g} "
-                                            f"weight={cur_w:.4f} symbol={s}", None))
-            else:
-                target_w, why = clip_target(raw, lim)
-                if why is not None:
-                    rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "TARGET_CLIPPED",
-                                            f"{why} symbol={s}", None))
-            if eng.state is TradingState.REDUCING:
-                lo, hi = (0.0, cur_w) if cur_w >= 0 else (cur_w, 0.0)
-                clipped = min(max(target_w, lo), hi)
-                if clipped != target_w:
-                    rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "REDUCING_ONLY_CLIPPED",
-                                            f"REDUCING_ONLY_CLIPPED: target={target_w:.4f} "
-                                            f"clipped={clipped:.4f} symbol={s}", None))
-                    target_w = clipped
-        plan.target = target_w
-        tq = round_qty(target_w * equity / price, self._lot(i)) if target_w else 0.0
-        if target_w == cur_w and plan.kind == "signal":
-            tq = cur  # an explicit hold keeps the exact quantity
-        if tq == cur:
-            return verdict("HOLD", None, target_w)
-        if (tq != 0 and cur != 0 and (tq > 0) == (cur > 0) and eng.state is TradingState.ACTIVE
-                and not over
-                and abs(tq - cur) * price / equity <= self.settings.session.rebalance_band + EPS):
-            return verdict("HOLD", f"WITHIN_REBALANCE_BAND: band="
-                           f"{self.settings.session.rebalance_band:g} target={target_w:.4f} "
-                           f"weight={cur_w:.4f}", target_w)
-        plan.target_qty = tq
-        return plan
-
-    def execute(self, rec: StepRecord, p: _Plan, equity: float, book: dict[str, float],
-                 oq: dict[str, float]) -> None:
-        s, i = p.symbol, p.i
-        lim = self.limits
-        broker = self.broker
-        price = float(self.last_close[i])
-        cur = broker.qty(s) + oq.get(s, 0)
-        qty = round(p.target_qty - cur, QTY_DIGITS)
-        rate = self._cost_rate(s, price)
-        lot = self._lot(i)
-        reducing = abs(cur + qty) < abs(cur) and (cur + qty) * cur >= 0
-        if qty > 0 and not reducing:  # buying power, with the cash buffer kept back
-            room = book["cash"] - lim.cash_buffer_pct * equity
-            if cur < 0:
-                room += -cur * price  # covering a short first
-            max_q = max(round_qty(room / (price * (1 + rate)), lot), 0.0)
-            if qty > max_q:
-                rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "CASH_CLIPPED",
-                                        f"CASH_CLIPPED: wanted={qty:.10g} allowed={max_q:.10g} "
-                                        f"cash={book['cash']:.2f} buffer={lim.cash_buffer_pct:g} "
-                                        f"symbol={s}", None))
-                qty = max_q
-        if not reducing and qty != 0:  # gross room
-            room = lim.max_gross_leverage * equity - (book["gross"] - abs(cur * price))
-            max_abs = max(round_qty(room / price, lot), 0.0)
-            if abs(cur + qty) > max_abs and abs(cur + qty) > abs(cur):
-                new_after = math.copysign(max(max_abs, abs(cur)), cur + qty)
-                new_qty = round(new_after - cur, QTY_DIGITS)
-                rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "clip", "GROSS_CLIPPED",
-                                        f"GROSS_CLIPPED: limit={lim.max_gross_leverage:g} "
-                                        f"wanted={qty:.10g} allowed={new_qty:.10g} symbol={s}",
-                                        None))
-                qty = new_qty
-        if qty == 0:
-            p.decision += [p.target, "HOLD", "CLIPPED_TO_ZERO", None, None]
-            return
-        cid = client_order_id(self.run_id, rec.step, s)
-        order = Order(cid, rec.step, rec.ts, s, qty, price, p.kind, self.classes[s],
-                      bool(self.crypto[i]))
-        check = OrderCheck(s, qty, price, float(self.prev_close[i]), cur, equity, book["gross"],
-                           book["cash"], self.engine.state, rate)
-        reason = self.engine.check(check)
-        if reason is None:
-            halt = self.ks.check()  # immediately before this order, every time
-            if halt.halted:
-                reason = f"KILL_SWITCH: {halt.reason} symbol={s}"
-        rec.add("orders", OrderRow(cid, rec.step, rec.ts, s, self.classes[s], order.side, qty, price,
-                           p.kind, int(self.dry_run)))
-        if reason is not None:
-            ev = broker.deny(order, reason)
-            if ev is None:
-                p.decision += [p.target, "DUPLICATE", cid, cid, qty]
-                return
-            rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderDenied", reason))
-            rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "denial", reason_code(reason), reason,
-                                    cid))
-            log_event(log, "order_denied", client_order_id=cid, symbol=s, qty=qty,
-                      reason=reason)
-            p.decision += [p.target, "DENIED", reason, cid, qty]
-            return
-        sub = broker.submit(order)
-        if sub is None:
-            p.decision += [p.target, "DUPLICATE", cid, cid, qty]
-            return
-        rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderSubmitted",
-                                 "DRY_RUN" if sub.dry_run else None))
-        if qty > 0:
-            book["cash"] -= qty * price * (1 + rate)
-        book["gross"] += abs((cur + qty) * price) - abs(cur * price)
-        p.decision += [p.target, "DRY_RUN" if sub.dry_run else "SUBMITTED", None, cid, qty]
-
     # ---------------------------------------------------------------- the loop
     def run(self) -> SessionResult:
         spec = self.spec
@@ -1125,51 +473,6 @@ class Session:
                     "refusing to resume"
                 )
 
-    def log_decisions(self, pending: Any) -> None:
-        """A committed step's JSON records (``rec.log``: plans, fills, risk events)."""
-        if not log.isEnabledFor(logging.INFO):
-            return
-        plans, fills_now, events = pending
-        # batches (telemetry.log_rows): the same JSON records, one write per step
-        # clips, denials, rejections, breaches (rejections also at ERROR)
-        log_rows(log, "risk_event", _RISK_EVENT_KEYS, events)
-        D = DECISION  # column indices: the decision is a plain list in DecisionRow order
-        log_rows(log, "decision", _DECISION_KEYS, [
-            (d[D.step], d[D.ts], d[D.symbol], d[D.asset_class], d[D.model], d[D.probability],
-             d[D.target], d[D.verdict], d[D.reason],
-             None if d[D.client_order_id] is None
-             else {"client_order_id": d[D.client_order_id], "qty": d[D.qty]},
-             fills_now.get(d[D.symbol]), d[D.latency_ms])
-            for d in (p.decision for p in plans)])
-
-    def _attach_log(self) -> logging.Handler | None:
-        if not self.spec.log_file:
-            return None
-        root = logging.getLogger("research_lib")
-        path = self.ledger.path.parent / "events.jsonl"
-        h = logging.FileHandler(path, encoding="utf-8")
-        h.setFormatter(JsonFormatter())
-        h.setLevel(logging.INFO)
-        self._saved_levels = (root.level, [(x, x.level) for x in root.handlers])
-        floor = root.getEffectiveLevel()
-        for x in root.handlers:  # stderr keeps the level the user asked for
-            if x.level < floor:
-                x.setLevel(floor)
-        root.addHandler(h)
-        root.setLevel(min(floor, logging.INFO))
-        return h
-
-    def _detach_log(self, h: logging.Handler | None) -> None:
-        if h is None:
-            return
-        root = logging.getLogger("research_lib")
-        root.removeHandler(h)
-        h.close()
-        level, handlers = self._saved_levels
-        root.setLevel(level)
-        for x, lv in handlers:
-            x.setLevel(lv)
-
     # ---------------------------------------------------------------- summary
     def summary(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
         """The session's summary (:func:`research_lib.paper.summary.compute_summary`)."""
@@ -1190,4 +493,5 @@ def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult
     elif kwargs:
         spec = dataclasses.replace(spec, **kwargs)
     return Session(spec).run()
+
 
