@@ -187,7 +187,7 @@ class BaselinePass(Pass1):
         from .data.sanity import bar_faults
 
         feed = s.feed
-        now_ns = int(s.spec.clock() * 1e9)
+        now_ns = int(s.wiring.clock() * 1e9)
         for j in range(s.n):
             idx = np.flatnonzero(feed.has[:, j])
             c = feed.C[idx, j]

@@ -118,7 +118,7 @@ def model_digests(s: Session) -> dict[str, str | None] | None:
     name = s.model_name
     if name and name.startswith("baseline:"):
         return {}
-    if s.spec.router is not None:
+    if s.wiring.router is not None:
         return None
     from .config import models_dir
     from .models.registry import model_path
@@ -138,7 +138,7 @@ def kill_path(s: Session) -> str | None:
     """The kill file the session watches, as an absolute path: a relative ``kill_file``
     is taken from the working directory, so a resume from another folder would watch
     another file."""
-    ks = s.spec.kill_switch
+    ks = s.wiring.kill_switch
     f = getattr(ks, "kill_file", None) if ks is not None else s.settings.session.kill_file
     return os.path.abspath(f) if f else None
 

@@ -45,7 +45,7 @@ class EventLog:
             for d in (p.decision for p in plans)])
 
     def _attach_log(self) -> logging.Handler | None:
-        if not self.spec.log_file:
+        if not self.wiring.log_file:
             return None
         root = logging.getLogger("research_lib")
         path = self.ledger.path.parent / "events.jsonl"

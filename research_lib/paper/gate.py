@@ -61,7 +61,7 @@ class BarGate:
             stale_bar,
         )
 
-        now = pd.Timestamp(self.spec.clock(), unit="s", tz="UTC")
+        now = pd.Timestamp(self.wiring.clock(), unit="s", tz="UTC")
         cap = 20  # events per symbol and code; the rest are counted in one more
         for j, (s, f) in enumerate(frames.items()):
             found = check_frame(f, s, SanityConfig(calendar=self._cal[j], now=now,
@@ -114,7 +114,7 @@ class BarGate:
         if not len(rows):
             self._jumps.clear()
             return bars, []
-        now_ns = int(self.spec.clock() * 1e9)
+        now_ns = int(self.wiring.clock() * 1e9)
         stale = None
         if self.mode == "live" and not bars.warmup and bars.bar_ns is not None:
             import pandas as pd

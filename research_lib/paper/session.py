@@ -83,8 +83,10 @@ from .rows import (
 from .setup import SessionSetup
 from .signals import checked_prediction
 from .spec import (
+    RunSpec,
     SessionResult,
     SessionSpec,
+    Wiring,
     _step_delay_seconds,
     interval_seconds,
     parse_duration,
@@ -96,8 +98,14 @@ log = get_logger("session")
 class Session(SessionSetup, BarGate, OrderStages, EventLog):
     """One paper session (use :func:`run_session`)."""
 
-    def __init__(self, spec: SessionSpec) -> None:
-        self.spec = spec
+    def __init__(self, spec: SessionSpec | RunSpec, wiring: Wiring | None = None) -> None:
+        """``Session(RunSpec(...), Wiring(...))``, or ``Session(SessionSpec(...))`` (both in
+        one keyword form, split here)."""
+        if isinstance(spec, SessionSpec):
+            spec, split_wiring = spec.split()
+            wiring = wiring or split_wiring
+        self.spec: RunSpec = spec  # what to run (on a resume: as asked, not as recorded)
+        self.wiring: Wiring = wiring or Wiring()
 
     # ---------------------------------------------------------------- hot reload
     def reload(self, rec: StepRecord) -> None:
@@ -346,7 +354,7 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
         duration = parse_duration(spec.duration)
         deadline = None if duration is None else t_start + duration
         handler = self._attach_log()
-        if spec.install_signal_handlers:
+        if self.wiring.install_signal_handlers:
             self.ks.install_signal_handlers()
         stopped, exit_code = "end_of_data", 0
         committed = 0
@@ -357,10 +365,10 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
         if self.mode == "live":
             from ..data import get_source
 
-            poll = spec.poll_seconds or interval_seconds(self.interval)
+            poll = self.wiring.poll_seconds or interval_seconds(self.interval)
             self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval, poll,
                                  self.settings.session.warmup_bars, should_stop,
-                                 clock=spec.clock, sleep=spec.sleep,
+                                 clock=self.wiring.clock, sleep=self.wiring.sleep,
                                  should_abort=lambda: self.ks.force)
         log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
@@ -435,7 +443,7 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
             # interrupts the last commit or the summary
             self.ledger.close()
             self._detach_log(handler)
-            if spec.install_signal_handlers and spec.restore_signal_handlers:
+            if self.wiring.install_signal_handlers and self.wiring.restore_signal_handlers:
                 self.ks.restore_signal_handlers()
         return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
 
@@ -488,7 +496,7 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
 
 def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult:
     """Run one paper session: ``run_session(symbols=["SPY", "QQQ"], model="baseline:sma_cross")``."""
-    if spec is None:
+    if spec is None:  # each keyword goes to the RunSpec or the Wiring (SessionSpec.split)
         spec = SessionSpec(**kwargs)
     elif kwargs:
         spec = dataclasses.replace(spec, **kwargs)

@@ -169,7 +169,7 @@ class SessionSetup:
         check_max_steps(spec.max_steps)
         self._configs()
         # an unusable kill path is a config error before anything is written
-        (spec.kill_switch or KillSwitch(self.settings.session.kill_file)).ensure_usable()
+        (self.wiring.kill_switch or KillSwitch(self.settings.session.kill_file)).ensure_usable()
         self.run_dir = self._resolve_run_dir()
         self.state: LedgerState | None = None
         if spec.resume:
@@ -238,7 +238,7 @@ class SessionSetup:
                         else self.assets)
         self.model_assets = model_assets
         self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
-                                router=spec.router)
+                                router=self.wiring.router)
         self.model_label = self.model_name or "router"
         self.model.warm(self.symbols)
         self.features = FeatureState(self.n)
@@ -281,7 +281,7 @@ class SessionSetup:
         self.next_step = st.last_step + 1
         self.last_close = np.full(self.n, np.nan)
         self.prev_close = np.full(self.n, np.nan)
-        self.ks = spec.kill_switch or KillSwitch(self.settings.session.kill_file)
+        self.ks = self.wiring.kill_switch or KillSwitch(self.settings.session.kill_file)
         self.latency = LatencyRecorder()
         if self.engine.state is TradingState.HALTED:
             log_event(log, "account_halted_at_start", level=30, run_id=self.run_id,

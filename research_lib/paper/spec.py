@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +76,11 @@ def interval_seconds(interval: str) -> float:
 
 
 # ------------------------------------------------------------------- the session
-@dataclass
-class SessionSpec:
-    """What to run. ``None`` means: from config, or a sensible default."""
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run (frozen). ``None`` means: from config, or a sensible default. On a
+    resume the run keeps what its ledger recorded: the session reads those values from the
+    ledger's meta (``Session.mode``, ``.interval``...), never writes them back here."""
 
     symbols: Sequence[str] = ()
     source: Any = None  # "sample" | "yfinance" | "cache" | "csv:PATH" | a Source
@@ -94,17 +96,37 @@ class SessionSpec:
     resume: str | None = None
     config_dir: str | Path | None = None
     max_steps: int | None = None  # stop after this many committed steps (tests, drills)
-    kill_switch: KillSwitch | None = None
-    router: Any = None  # a Router stand-in (tests)
+    # replay only: quiet steps computed in batches, every other step by the step code;
+    # the same ledger rows (research_lib.fast_replay)
+    fast: bool = False
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """The collaborators a session is built with (frozen): none changes what is run."""
+
+    kill_switch: KillSwitch | None = None  # None: the config's kill file and the env flag
+    router: Any = None  # a Router stand-in, or a model speaking the protocol (tests)
     install_signal_handlers: bool = False
     restore_signal_handlers: bool = True  # the CLI keeps them: a late Ctrl+C exits 0 too
     poll_seconds: float | None = None  # live: default the interval
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
-    log_file: bool = True
-    # replay only: quiet steps computed in batches, every other step by the step code;
-    # the same ledger rows (research_lib.fast_replay)
-    fast: bool = False
+    log_file: bool = True  # <run>/events.jsonl
+
+
+RUN_FIELDS = tuple(f.name for f in fields(RunSpec))
+WIRING_FIELDS = tuple(f.name for f in fields(Wiring))
+
+
+@dataclass(frozen=True)
+class SessionSpec(RunSpec, Wiring):
+    """The keyword form ``run_session`` and the CLI take: a :class:`RunSpec` and a
+    :class:`Wiring` in one (every field of both); :meth:`split` separates them."""
+
+    def split(self) -> tuple[RunSpec, Wiring]:
+        return (RunSpec(**{k: getattr(self, k) for k in RUN_FIELDS}),
+                Wiring(**{k: getattr(self, k) for k in WIRING_FIELDS}))
 
 
 @dataclass
