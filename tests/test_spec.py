@@ -32,3 +32,17 @@ def test_session_takes_a_run_spec_and_wiring_or_the_keyword_form():
     assert s.spec == RunSpec(symbols=["AAA"]) and s.wiring.log_file is False
     t = Session(SessionSpec(symbols=["AAA"], log_file=False))
     assert t.spec == s.spec and t.wiring == s.wiring
+
+
+def test_resume_reads_the_recorded_values_and_leaves_the_spec_as_asked(tmp_path):
+    from tests.acceptance.paper_kit import FrameSource, make_session, random_walk
+
+    src = FrameSource({"AAA": random_walk(60, symbol="AAA")})
+    make_session(tmp_path, symbols=["AAA"], source=src, start="2021-02-01",
+                 model="baseline:sma_cross", dry_run=True, run_id="r", max_steps=3).run()
+    s = make_session(tmp_path, resume="r", source=src, max_steps=1)
+    s.run()
+    assert s.spec.model is None and s.spec.dry_run is False and s.spec.start is None
+    v = s.run_values
+    assert (v.model, v.dry_run, v.mode) == ("baseline:sma_cross", True, "replay")
+    assert v.start.startswith("2021-02-01") and (s.model_name, s.dry_run) == (v.model, True)

@@ -72,6 +72,7 @@ from .feeds import (
 from .signals import force_model, make_model
 from .spec import (
     CRYPTO_CALENDAR,
+    RunValues,
     check_max_steps,
     interval_seconds,
 )
@@ -82,6 +83,18 @@ log = get_logger("session")
 class SessionSetup:
     """The set-up half of :class:`~research_lib.paper.session.Session` (a mixin: phase 2
     turns it into a function returning the account state and the wiring)."""
+
+    run_values: RunValues  # what this run runs with (set by prepare)
+
+    # the run's values by their old names (read-only; replaced whole in prepare)
+    source_arg = property(lambda self: self.run_values.source)
+    mode = property(lambda self: self.run_values.mode)
+    start_arg = property(lambda self: self.run_values.start)
+    end_arg = property(lambda self: self.run_values.end)
+    interval = property(lambda self: self.run_values.interval)
+    dry_run = property(lambda self: self.run_values.dry_run)
+    model_name = property(lambda self: self.run_values.model)
+    initial_cash = property(lambda self: self.run_values.initial_cash)
 
     # ---------------------------------------------------------------- setup
     def _configs(self) -> None:
@@ -182,13 +195,12 @@ class SessionSetup:
             self.symbols = list(m["symbols"])
             run = m["spec"]
             # a Source object cannot be stored: the caller passes it again on resume
-            self.source_arg = (spec.source if spec.source is not None
-                               and not isinstance(spec.source, str) else run["source"])
-            self.mode = run["mode"]
-            self.start_arg, self.end_arg = run["start"], run["end"]
-            self.interval, self.dry_run, self.model_name = (run["interval"], run["dry_run"],
-                                                            run["model"])
-            self.initial_cash = float(m["initial_cash"])
+            self.run_values = RunValues(  # as recorded: the spec keeps what was asked
+                source=(spec.source if spec.source is not None
+                        and not isinstance(spec.source, str) else run["source"]),
+                mode=run["mode"], start=run["start"], end=run["end"],
+                interval=run["interval"], dry_run=run["dry_run"], model=run["model"],
+                initial_cash=float(m["initial_cash"]))
             if self.mode == "live":
                 self.ledger.conn.execute("PRAGMA synchronous=FULL")
         else:
@@ -196,14 +208,15 @@ class SessionSetup:
             if spec.run_id is not None:
                 safe_id(spec.run_id, "--run-id")  # a plain name: the run folder stays in runs/
             self.run_id = spec.run_id or new_run_id("paper")
-            self.source_arg = spec.source or self.settings.session.source
-            self.interval = spec.interval or self.settings.session.interval
-            self.mode = spec.mode or (
-                "live" if self.source_arg == "yfinance" and not spec.start and not spec.end
-                else "replay")
-            self.start_arg, self.end_arg = spec.start, spec.end
-            self.dry_run, self.model_name = spec.dry_run, spec.model
-            self.initial_cash = self.settings.session.initial_cash
+            source = spec.source or self.settings.session.source
+            self.run_values = RunValues(
+                source=source,
+                mode=spec.mode or ("live" if source == "yfinance" and not spec.start
+                                   and not spec.end else "replay"),
+                start=spec.start, end=spec.end,
+                interval=spec.interval or self.settings.session.interval,
+                dry_run=spec.dry_run, model=spec.model,
+                initial_cash=self.settings.session.initial_cash)
         if self.mode not in ("replay", "live"):
             raise ConfigError(f"--mode must be replay or live, got {self.mode!r}")
         if self.mode == "live" and self.source_arg in REPLAY_ONLY_SOURCES:
@@ -225,7 +238,8 @@ class SessionSetup:
         if self.mode == "replay":
             frames, start, end = self._load_frames(self.source_arg)
             self.feed: Any = ReplayFeed(frames, self.symbols, start)
-            self.start_arg, self.end_arg = start.isoformat(), end.isoformat()
+            self.run_values = dataclasses.replace(self.run_values, start=start.isoformat(),
+                                           end=end.isoformat())
         else:
             self.labels = {s: s for s in self.symbols}
             self.proxies = {s: "" for s in self.symbols}

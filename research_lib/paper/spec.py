@@ -129,6 +129,23 @@ class SessionSpec(RunSpec, Wiring):
                 Wiring(**{k: getattr(self, k) for k in WIRING_FIELDS}))
 
 
+@dataclass(frozen=True)
+class RunValues:
+    """What this run runs with: on a new run the :class:`RunSpec` resolved against the
+    config (and, for a replay, the window the data gave); on a resume what the ledger
+    recorded (its meta ``spec``), never written back into the spec. A Source object
+    cannot be stored: a resume takes the one the caller passes again."""
+
+    source: Any
+    mode: str
+    start: str | None
+    end: str | None
+    interval: str
+    dry_run: bool
+    model: str | None
+    initial_cash: float
+
+
 @dataclass
 class SessionResult:
     run_id: str
