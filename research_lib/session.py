@@ -47,7 +47,6 @@ from .paper.spec import (  # noqa: F401
     interval_seconds,
     parse_duration,
 )
-from .paper.summary import format_summary
 from .risk import (
     TradingState,
 )
@@ -57,6 +56,11 @@ from .telemetry import (
 )
 
 log = get_logger("session")
+
+
+# ---------------------------------------------------------------------- CLI
+# format_summary lives in research_lib.paper.summary; imported here for the CLI handlers
+from .paper.summary import format_summary  # noqa: E402
 
 
 def cli_paper(args: Any) -> int:
