@@ -85,28 +85,12 @@ def frames_for(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     return out
 
 
-class MemorySource:
-    """A data source over frames already in memory: a backtest timed without file I/O."""
+def MemorySource(frames: dict[str, Any]) -> Any:  # noqa: N802 (a class before)
+    """A data source over frames already in memory: a backtest timed without file I/O
+    (the library's :class:`research_lib.data.frames.FramesSource`, named "memory")."""
+    from research_lib.data.frames import FramesSource  # lazy, like the imports above
 
-    name = "memory"
-
-    def __init__(self, frames: dict[str, Any]) -> None:
-        self.frames = frames
-
-    def symbols(self) -> list[str]:
-        return sorted(self.frames)
-
-    def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
-        import pandas as pd
-
-        df = self.frames[symbol]
-        if start is not None:
-            df = df[df.index >= pd.Timestamp(start)]
-        if end is not None:
-            df = df[df.index <= pd.Timestamp(end)]
-        out = df.copy()
-        out.attrs = dict(self.frames[symbol].attrs)
-        return out
+    return FramesSource(frames, name="memory")
 
 
 def write_config(folder: Path, risk: dict | None = None, session: dict | None = None,
@@ -168,15 +152,15 @@ def run_timed(on_ledger: Callable[[Path], None] | None = None, **spec_kw: Any) -
     marks: dict[str, float] = {}
 
     class TimedSession(Session):
-        def _setup(self) -> None:
+        def prepare(self) -> None:
             t = time.perf_counter()
-            super()._setup()
+            super().prepare()
             marks["setup"] = time.perf_counter() - t
             marks["loop0"] = time.perf_counter()
 
-        def _finish(self, *a: Any) -> dict[str, Any]:
+        def finish(self, *a: Any) -> dict[str, Any]:
             marks["loop"] = time.perf_counter() - marks["loop0"]
-            return super()._finish(*a)
+            return super().finish(*a)
 
     run_dir = Path(spec_kw.pop("run_dir"))
     spec_kw.setdefault("kill_switch", KillSwitch(run_dir / "kill.flag", env={}))

@@ -160,15 +160,15 @@ def _memory_child(bars: int, n: int, trace: bool) -> dict[str, Any]:
     marks: dict[str, float] = {}
     if trace:
         tracemalloc.start()
-        orig = Session._setup
+        orig = Session.prepare
 
-        def _setup(self: Session) -> None:
+        def prepare(self: Session) -> None:
             orig(self)
             marks["loop_base"] = tracemalloc.get_traced_memory()[0]
             marks["setup_peak"] = tracemalloc.get_traced_memory()[1]
             tracemalloc.reset_peak()
 
-        Session._setup = _setup  # type: ignore[method-assign]
+        Session.prepare = prepare  # type: ignore[method-assign]
     r = run_timed(symbols=[s for s, _ in pairs], source=src, start=FULL_START, end=end,
                   config_dir=cfg, run_dir=tempdir("mem"))
     out: dict[str, Any] = {"bars": bars, "symbols": n, "steps": r.steps,

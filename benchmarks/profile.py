@@ -46,19 +46,19 @@ def phases(symbols: list[str], source: str, start: str, end: str, model: str | N
         return w
 
     class Phased(Session):
-        _reload = timed("reload", Session._reload)
-        _gate = timed("gate", Session._gate)
-        _observe = timed("features", Session._observe)
-        _predict = timed("predict", Session._predict)
-        _plan = timed("plan", Session._plan)
-        _execute = timed("orders", Session._execute)
-        _log_decisions = timed("log", Session._log_decisions)
+        reload = timed("reload", Session.reload)
+        gate = timed("gate", Session.gate)
+        observe = timed("features", Session.observe)
+        predict = timed("predict", Session.predict)
+        plan = timed("plan", Session.plan)
+        execute = timed("orders", Session.execute)
+        log_decisions = timed("log", Session.log_decisions)
 
-        def _step(self, step: int, bars: Any, t0: float) -> Any:
+        def step(self, step: int, bars: Any, t0: float) -> Any:
             t = perf()
-            rec = Session._step(self, step, bars, t0)
+            rec = Session.step(self, step, bars, t0)
             acc["step: rest"] += perf() - t
-            keep["rec"], keep["log"] = rec, self._pending_log
+            keep["rec"], keep["log"] = rec, rec.log
             return rec
 
     orig_iter, orig_commit = ReplayFeed.__iter__, Ledger.commit_step
@@ -137,10 +137,9 @@ def log_alone(pending: Any, repeats: int = 300) -> float:
     root.setLevel(logging.INFO)
     try:
         s = Session.__new__(Session)
-        s._pending_log = pending
         t = time.perf_counter()
         for _ in range(repeats):
-            s._log_decisions()
+            s.log_decisions(pending)
         return (time.perf_counter() - t) / repeats * 1e6
     finally:
         root.removeHandler(h)

@@ -29,9 +29,14 @@ _EXPORTS = {
     "run_report": ("research_lib.notebooks", "run_report"),
     "paper_session": ("research_lib.report", "paper_session"),
     "paper_session_report": ("research_lib.report", "paper_session_report"),
-    "run_session": ("research_lib.session", "run_session"),
+    "run_session": ("research_lib.paper.session", "run_session"),
     "read_run": ("research_lib.ledger", "read_run"),
-    "session_summary_text": ("research_lib.summary", "format_summary"),
+    "session_summary_text": ("research_lib.paper.summary", "format_summary"),
+    "FramesSource": ("research_lib.data.frames", "FramesSource"),
+    "RunSpec": ("research_lib.paper.spec", "RunSpec"),
+    "Wiring": ("research_lib.paper.spec", "Wiring"),
+    "SignalModel": ("research_lib.signal_model", "SignalModel"),
+    "ModelBase": ("research_lib.signal_model", "ModelBase"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

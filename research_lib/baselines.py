@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from .signal_model import ModelBase
 
 BASELINES = ("baseline:buy_and_hold", "baseline:sma_cross")
 SMA_FAST = 10
@@ -36,7 +39,7 @@ class Prediction:
     fallback_reason: str | None = None
 
 
-class _Baseline:
+class _Baseline(ModelBase):
     name = ""
     needs_features = False
     window = 1
@@ -58,6 +61,10 @@ class _Baseline:
 
     def set_asset_classes(self, asset_classes: dict[str, str]) -> None:
         self.asset_classes = dict(asset_classes)
+
+    def set_assets(self, assets: Any, classes: dict[str, str]) -> None:
+        """assets.yaml reloaded: a rule reads no route, only the symbols' classes."""
+        self.set_asset_classes(classes)
 
     def _signal(self, i: int) -> float | None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -4,14 +4,14 @@ Most steps of a replay are *quiet*: no open order to fill, nothing to buy or sel
 limit crossed, the account ACTIVE. Their rows (``steps``, ``equity``, ``positions``,
 ``decisions``) are a function of prices the whole replay already holds, so this engine
 computes them in numpy blocks and sends every other step, unchanged, through
-:meth:`research_lib.session.Session._step`. The ledger is the same, row for row
+:meth:`research_lib.session.Session.step`. The ledger is the same, row for row
 (``tests/test_fast_replay.py`` compares :func:`~research_lib.ledger.deterministic_dump` of
 both engines over many scenarios).
 
 1. **Pass 1** gates every bar, moves the closes and asks the model, for the whole clock,
    before any trading: a rule baseline in numpy (the same reductions as its incremental
    path); any other model, or data with a bad bar, with the step code's own
-   ``_gate`` / ``_observe`` / ``_predict`` step by step. This is sound because none of them
+   ``gate`` / ``observe`` / ``predict`` step by step. This is sound because none of them
    depends on the account: the features and the model see bars, not positions.
 2. **Pass 2** walks the steps. From a step whose state allows it (ACTIVE, no open order,
    no tripped breaker, a finite peak, not the first step), :func:`quiet_run` marks a block
@@ -52,7 +52,8 @@ from .risk import EPS, TradingState, clip_target
 from .telemetry import get_logger, log_event
 
 if TYPE_CHECKING:
-    from .session import Session, StepBars
+    from .paper.feeds import StepBars
+    from .paper.session import Session
 
 log = get_logger("session")
 
@@ -63,7 +64,7 @@ BLOCK_MIN, BLOCK_MAX = 16, 4096  # steps tested at once for quiet: grows while a
 # ---------------------------------------------------------------------------- pass 1
 @dataclass(slots=True)
 class StepInput:
-    """What :meth:`Session._step` takes from pass 1 for one step."""
+    """What :meth:`Session.step` takes from pass 1 for one step."""
 
     bars: Any  # the bars that passed the gate
     bad: list[tuple[int, str]]
@@ -113,19 +114,19 @@ class StepwisePass(Pass1):
         for t in range(T):
             bars = feed.bars_at(t, every[t])
             if t < feed.n_warmup:
-                s._observe(bars)  # logs a refused warm-up bar as the step loop does
+                s.observe(bars)  # logs a refused warm-up bar as the step loop does
             else:
-                g, bad = s._gate(bars)
+                g, bad = s.gate(bars)
                 if bad:
                     self.bad[t] = (g, bad)
                 if s._jumps.notes:
                     self.notes[t] = list(s._jumps.notes)
                     self.noted[t] = True
-                X = s._observe(g, gated=True)
+                X = s.observe(g, gated=True)
                 rows = g.rows
                 self.ok[t, rows] = True
                 if X is not None:
-                    pr = s._predict(rows, X)
+                    pr = s.predict(rows, X)
                     self.preds[t] = pr
                     for i, p in pr.items():
                         prob = getattr(p, "probability", None)
@@ -138,7 +139,7 @@ class StepwisePass(Pass1):
         return self.preds[t]
 
     def fields(self, t: int, i: int) -> tuple[Any, ...]:
-        p = self.preds[t].get(i)  # as Session._plan reads a prediction
+        p = self.preds[t].get(i)  # as Session.plan reads a prediction
         if p is None:
             return (self.label, None, None, None, None)
         return (getattr(p, "model", self.label), getattr(p, "probability", None),
@@ -186,7 +187,7 @@ class BaselinePass(Pass1):
         from .data.sanity import bar_faults
 
         feed = s.feed
-        now_ns = int(s.spec.clock() * 1e9)
+        now_ns = int(s.wiring.clock() * 1e9)
         for j in range(s.n):
             idx = np.flatnonzero(feed.has[:, j])
             c = feed.C[idx, j]
@@ -313,7 +314,7 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
         over = np.abs(cur_w) > lim.max_position_pct + EPS
         event |= over.any(axis=1)
 
-        # each good bar's plan verdict (Session._plan with an ACTIVE account, no open order)
+        # each good bar's plan verdict (Session.plan with an ACTIVE account, no open order)
         nosig = np.isnan(P)
         long_ = P > sig.long_threshold
         short = P < sig.short_threshold
@@ -493,10 +494,10 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
             s.last_close[:] = pre.L[t - 1] if t > 0 else np.nan
             s.prev_close[:] = pre.PL[t - 1] if t > 0 else np.nan
             t0 = time.perf_counter()
-            rec = s._step(step, bars, t0, pre=pre.step_input(s, t, bars))
+            rec = s.step(step, bars, t0, pre=pre.step_input(s, t, bars))
             batch.add_record(rec)
             s.last_equity = rec.rows["equity"][0][3]
-            s._log_decisions()
+            s.log_decisions(rec.log)
             slow += 1
             step += 1
         if batch.steps >= FLUSH_STEPS:

@@ -53,6 +53,15 @@ from typing import TYPE_CHECKING, Any
 
 from .broker import Fill, Order, PaperBroker, Position
 from .errors import LedgerBusyError, LedgerError
+from .paper.rows import (
+    RESUME_TABLES_ROWS,
+    TABLES,
+    RiskEventRow,
+    StateChangeRow,
+    StepRow,
+    columns,
+    create_table,
+)
 from .paths import inside, safe_id
 from .risk import TradingState
 from .telemetry import get_logger, log_event
@@ -68,25 +77,9 @@ HALT_MARKER_SUFFIX = ".halted"
 LEDGER_WRITE_FAILED = "LEDGER_WRITE_FAILED"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
-# table -> columns, in insert order (the primary keys and types are in _DDL)
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "steps": ("step", "ts", "n_bars", "wall_ts", "e2d_ms"),
-    "orders": ("client_order_id", "step", "ts", "symbol", "asset_class", "side", "qty",
-               "decision_price", "kind", "dry_run"),
-    "order_events": ("step", "ts", "client_order_id", "event", "reason"),
-    "fills": ("client_order_id", "step", "ts", "symbol", "qty", "price", "base_price",
-              "commission", "cash_delta"),
-    "equity": ("step", "ts", "cash", "equity", "gross", "net", "peak", "day_start_equity",
-               "drawdown", "day", "state"),
-    "positions": ("step", "symbol", "qty", "avg_price", "mark", "value", "realized",
-                  "unrealized", "fees"),
-    "decisions": ("step", "ts", "symbol", "asset_class", "model", "probability",
-                  "shadow_model", "shadow_probability", "fallback_reason", "target",
-                  "verdict", "reason", "client_order_id", "qty", "latency_ms"),
-    "risk_events": ("step", "ts", "symbol", "kind", "code", "reason", "client_order_id"),
-    "state_changes": ("step", "ts", "scope", "from_state", "to_state", "reason", "equity",
-                      "peak", "day", "wall_ts"),
-}
+# table -> columns, in insert order: from the one typed definition per table
+# (research_lib.paper.rows; the primary keys and types are there too)
+COLUMNS: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in TABLES.items()}
 
 # Columns that hold wall-clock times or measured latencies: everything else is deterministic.
 WALL_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -97,45 +90,10 @@ WALL_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
 WALL_CLOCK_META = ("created_at", "run_id", "ledger_path", "config_dir", "engine")  # when, who, where, how
 RESUME_META = ("inputs",)  # what a resume checks (research_lib.resume): not in the dump
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS steps (
-    step INTEGER PRIMARY KEY, ts TEXT NOT NULL, n_bars INTEGER NOT NULL,
-    wall_ts TEXT, e2d_ms REAL);
-CREATE TABLE IF NOT EXISTS orders (
-    client_order_id TEXT PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
-    symbol TEXT NOT NULL, asset_class TEXT, side TEXT NOT NULL, qty REAL NOT NULL,
-    decision_price REAL, kind TEXT NOT NULL, dry_run INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS order_events (
-    seq INTEGER PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
-    client_order_id TEXT NOT NULL, event TEXT NOT NULL, reason TEXT);
-CREATE TABLE IF NOT EXISTS fills (
-    client_order_id TEXT PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
-    symbol TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL, base_price REAL NOT NULL,
-    commission REAL NOT NULL, cash_delta REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS equity (
-    step INTEGER PRIMARY KEY, ts TEXT NOT NULL, cash REAL NOT NULL, equity REAL NOT NULL,
-    gross REAL NOT NULL, net REAL NOT NULL, peak REAL NOT NULL, day_start_equity REAL,
-    drawdown REAL NOT NULL, day TEXT NOT NULL, state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS positions (
-    step INTEGER NOT NULL, symbol TEXT NOT NULL, qty REAL NOT NULL, avg_price REAL,
-    mark REAL, value REAL, realized REAL, unrealized REAL, fees REAL,
-    PRIMARY KEY (step, symbol));
-CREATE TABLE IF NOT EXISTS decisions (
-    step INTEGER NOT NULL, ts TEXT NOT NULL, symbol TEXT NOT NULL, asset_class TEXT,
-    model TEXT, probability REAL, shadow_model TEXT, shadow_probability REAL,
-    fallback_reason TEXT, target REAL, verdict TEXT NOT NULL, reason TEXT,
-    client_order_id TEXT, qty REAL, latency_ms REAL, PRIMARY KEY (step, symbol));
-CREATE TABLE IF NOT EXISTS risk_events (
-    seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, symbol TEXT, kind TEXT NOT NULL,
-    code TEXT NOT NULL, reason TEXT NOT NULL, client_order_id TEXT);
-CREATE TABLE IF NOT EXISTS bar_digests (step INTEGER PRIMARY KEY, digest TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS config_history (step INTEGER PRIMARY KEY, inputs TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS state_changes (
-    seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, scope TEXT NOT NULL,
-    from_state TEXT NOT NULL, to_state TEXT NOT NULL, reason TEXT NOT NULL,
-    equity REAL, peak REAL, day TEXT, wall_ts TEXT);
-"""
+_DDL = "\n".join([
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    *(create_table(t, r) for t, r in {**TABLES, **RESUME_TABLES_ROWS}.items()),
+])
 
 _INSERT = {
     t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
@@ -143,8 +101,7 @@ _INSERT = {
 }
 # resume checks (research_lib.resume), written in the step's transaction; not in the
 # deterministic dump (they fingerprint inputs, not what the run did)
-RESUME_TABLES: dict[str, tuple[str, ...]] = {"bar_digests": ("step", "digest"),
-                                             "config_history": ("step", "inputs")}
+RESUME_TABLES: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in RESUME_TABLES_ROWS.items()}
 _INSERT.update({t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
                 for t, cols in RESUME_TABLES.items()})
 _ORDER_COLS = ", ".join(COLUMNS["orders"])
@@ -233,6 +190,8 @@ class StepRecord:
     e2d_ms: float | None = None
     wall_ts: str | None = None
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    # what the step logs once committed (the session's JSON records); not written here
+    log: Any = field(default=None, repr=False, compare=False)
 
     def add(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows.setdefault(table, []).append(row)
@@ -241,7 +200,7 @@ class StepRecord:
 def step_rows(rec: StepRecord) -> dict[str, list[tuple[Any, ...]]]:
     """One step's rows per table, its ``steps`` row first (what :meth:`Ledger.commit_rows`
     takes)."""
-    return {"steps": [(rec.step, rec.ts, rec.n_bars, rec.wall_ts or now_iso(), rec.e2d_ms)],
+    return {"steps": [StepRow(rec.step, rec.ts, rec.n_bars, rec.wall_ts or now_iso(), rec.e2d_ms)],
             **{t: r for t, r in rec.rows.items() if t != "steps"}}
 
 
@@ -533,7 +492,8 @@ class Ledger:
         step, ts = last if last else (None, None)
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute(_INSERT["risk_events"], (step, ts, None, kind, code, reason, None))
+            self.conn.execute(_INSERT["risk_events"],
+                              RiskEventRow(step, ts, None, kind, code, reason, None))
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             try:
@@ -550,8 +510,9 @@ class Ledger:
         step, ts, day = last if last else (None, None, None)
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute(_INSERT["state_changes"], (step, ts, scope, from_state, to_state,
-                                                         reason, equity, peak, day, now_iso()))
+            self.conn.execute(_INSERT["state_changes"],
+                              StateChangeRow(step, ts, scope, from_state, to_state, reason,
+                                             equity, peak, day, now_iso()))
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             try:

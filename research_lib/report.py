@@ -384,7 +384,7 @@ def paper_session(symbols: str | list[str], source: str = "sample", start: Any =
     import os
 
     from .config import parse_symbols, project_root
-    from .session import run_session
+    from .paper.session import run_session
 
     syms = parse_symbols(symbols)
     saved = os.environ.get("FLAG_ASSET_SPECIFIC_MODELS")

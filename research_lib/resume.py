@@ -36,10 +36,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
+from .paper.rows import ConfigHistoryRow
 
 if TYPE_CHECKING:
     from .ledger import StepRecord
-    from .session import ReplayFeed, Session
+    from .paper.feeds import ReplayFeed
+    from .paper.session import Session
 
 INPUTS_VERSION = 1
 
@@ -116,7 +118,7 @@ def model_digests(s: Session) -> dict[str, str | None] | None:
     name = s.model_name
     if name and name.startswith("baseline:"):
         return {}
-    if s.spec.router is not None:
+    if s.wiring.router is not None:
         return None
     from .config import models_dir
     from .models.registry import model_path
@@ -138,7 +140,7 @@ def kill_path(s: Session) -> str | None:
     another file."""
     from .flags import kill_file_path
 
-    ks = s.spec.kill_switch
+    ks = s.wiring.kill_switch
     if ks is not None:
         f = getattr(ks, "kill_file", None)
         return os.path.abspath(f) if f else None
@@ -154,7 +156,7 @@ def run_inputs(s: Session) -> dict[str, Any]:
 def record_reload(s: Session, rec: StepRecord) -> None:
     """After a hot reload was applied in this step: the run's inputs from this step on."""
     if any(r[2] == "config" and r[4] == "RELOADED" for r in rec.rows.get("state_changes", ())):
-        rec.add("config_history", (rec.step, json.dumps(run_inputs(s), sort_keys=True)))
+        rec.add("config_history", ConfigHistoryRow(rec.step, json.dumps(run_inputs(s), sort_keys=True)))
 
 
 # ----------------------------------------------------------------------- bars

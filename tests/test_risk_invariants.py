@@ -84,6 +84,7 @@ from research_lib.flags import KillSwitch
 from research_lib.ledger import COLUMNS, Ledger, replay
 from research_lib.risk import EPS, TradingState
 from research_lib.session import Session, SessionSpec, StepBars
+from research_lib.signal_model import ModelBase
 from tests.acceptance.crash_kit import fills_vs_orders
 from tests.acceptance.paper_kit import NO_COSTS, FrameSource, frame, write_config
 
@@ -109,7 +110,7 @@ events = st.sampled_from([None] * 24 + ["flag_on", "file_on", "restart", "restar
                          + ["flag_off", "file_off"] * 8)  # "off" eight times as likely
 
 
-class StubModel:
+class StubModel(ModelBase):
     """The loop's model protocol: this step's probabilities, and an optional action run
     inside ``predict`` (after the signal, before any order)."""
 
@@ -179,9 +180,9 @@ class RiskMachine(RuleBasedStateMachine):
                            resume="inv" if resume else None, config_dir=self.cfg,
                            kill_switch=KillSwitch(self.kill_file, env=self.env), log_file=False)
         s = Session(spec)
-        s._setup()
+        s.prepare()
         for b in self.history:  # warm-up, then the committed steps: as run() re-feeds them
-            s._observe(b)
+            s.observe(b)
         return s
 
     def _bars(self, spec: dict, warmup: bool = False) -> StepBars:
@@ -238,7 +239,7 @@ class RiskMachine(RuleBasedStateMachine):
         self.model.fired = False
         ks_before = self._ks_engaged()
         b = self._bars(bars)
-        rec = s._step(self.step_no, b, time.perf_counter())
+        rec = s.step(self.step_no, b, time.perf_counter())
         assert s.ledger.commit_step(rec)
         s.last_equity = rec.rows["equity"][0][3]
         self.model.on_predict = None

@@ -23,8 +23,8 @@ from research_lib.config import load_session
 from research_lib.data import load
 from research_lib.errors import ConfigError
 from research_lib.ledger import read_run
+from research_lib.paper.summary import format_summary
 from research_lib.session import Session, SessionSpec, run_session
-from research_lib.summary import format_summary
 from tests.acceptance.paper_kit import (
     FrameSource,
     ScriptedModel,

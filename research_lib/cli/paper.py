@@ -11,8 +11,8 @@ from ..errors import ConfigError
 
 def cli_paper(args: argparse.Namespace) -> int:
     from ..config import parse_symbols
+    from ..paper.summary import format_summary
     from ..session import SessionSpec, parse_duration, run_session
-    from ..summary import format_summary
 
     # a new run's defaults; with --resume an option given is refused (research_lib.resume)
     fresh = not args.resume

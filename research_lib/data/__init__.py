@@ -6,6 +6,7 @@ float64 columns ``open, high, low, close, volume`` on a tz-aware UTC index named
 ``label``, ``source`` and ``adjustment``.
 """
 
+from .frames import FramesSource
 from .sources import (
     COLUMNS,
     CacheSource,
@@ -22,6 +23,7 @@ __all__ = [
     "COLUMNS",
     "CacheSource",
     "CsvSource",
+    "FramesSource",
     "SampleSource",
     "Source",
     "YFinanceSource",

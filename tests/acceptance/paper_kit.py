@@ -15,9 +15,11 @@ import pandas as pd
 import yaml
 
 from research_lib.baselines import Prediction
+from research_lib.data.frames import FramesSource
 from research_lib.flags import KillSwitch
 from research_lib.ledger import Ledger
 from research_lib.session import Session, SessionSpec
+from research_lib.signal_model import ModelBase
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 GOLDEN_CONFIG = GOLDEN / "config"
@@ -71,29 +73,10 @@ def random_walk(n: int, seed: int = 0, start: str = "2021-01-04", freq: str = "D
     return frame(close, start=start, freq=freq, opens=opens, symbol=symbol)
 
 
-class FrameSource:
-    """A data source over in-memory frames (replay tests)."""
-
-    name = "frames"
-
-    def __init__(self, frames: Mapping[str, pd.DataFrame]) -> None:
-        self.frames = dict(frames)
-
-    def symbols(self) -> list[str]:
-        return sorted(self.frames)
-
-    def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
-        df = self.frames[symbol]
-        if start is not None:
-            df = df[df.index >= pd.Timestamp(start)]
-        if end is not None:
-            df = df[df.index <= pd.Timestamp(end)]
-        out = df.copy()
-        out.attrs = dict(self.frames[symbol].attrs)
-        return out
+FrameSource = FramesSource  # the library's in-memory source (research_lib.data.frames)
 
 
-class ScriptedModel:
+class ScriptedModel(ModelBase):
     """A stand-in model speaking the loop's protocol: ``prob(symbol, n_seen, close)`` gives
     the probability; ``hook(n_predict_calls)`` runs before each prediction."""
 

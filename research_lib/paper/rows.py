@@ -1,0 +1,194 @@
+"""One typed definition per ledger table: its columns, in order, and their SQL.
+
+Each table is a :class:`typing.NamedTuple` (a row *is* a tuple, so the ledger writes it as
+it is) with an ``SQL`` attribute: the table's body in ``CREATE TABLE`` (types, keys; a
+``seq`` column the database numbers comes first where a table has one). The ledger builds
+its schema and its INSERTs from :data:`TABLES` (:mod:`research_lib.ledger`), the reader
+names the columns of :func:`research_lib.ledger.read_run` from it, and the session builds
+its rows with these names. To add a column: add the field and its SQL here, in one class.
+
+For the per-symbol rows a step writes many of (positions, decisions) the hot loop builds
+plain tuples in the same order and reads them back through :data:`DECISION` /
+:data:`POSITION`, rows of column *indices* (``d[DECISION.verdict]``): named, and no
+object per row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class StepRow(NamedTuple):
+    step: int
+    ts: str
+    n_bars: int
+    wall_ts: str | None
+    e2d_ms: float | None
+    SQL = """step INTEGER PRIMARY KEY, ts TEXT NOT NULL, n_bars INTEGER NOT NULL,
+    wall_ts TEXT, e2d_ms REAL"""
+
+
+class OrderRow(NamedTuple):
+    client_order_id: str
+    step: int
+    ts: str
+    symbol: str
+    asset_class: str | None
+    side: str
+    qty: float
+    decision_price: float | None
+    kind: str
+    dry_run: int
+    SQL = """client_order_id TEXT PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
+    symbol TEXT NOT NULL, asset_class TEXT, side TEXT NOT NULL, qty REAL NOT NULL,
+    decision_price REAL, kind TEXT NOT NULL, dry_run INTEGER NOT NULL"""
+
+
+class OrderEventRow(NamedTuple):
+    step: int
+    ts: str
+    client_order_id: str
+    event: str
+    reason: str | None
+    SQL = """seq INTEGER PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
+    client_order_id TEXT NOT NULL, event TEXT NOT NULL, reason TEXT"""
+
+
+class FillRow(NamedTuple):
+    client_order_id: str
+    step: int
+    ts: str
+    symbol: str
+    qty: float
+    price: float
+    base_price: float
+    commission: float
+    cash_delta: float
+    SQL = """client_order_id TEXT PRIMARY KEY, step INTEGER NOT NULL, ts TEXT NOT NULL,
+    symbol TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL, base_price REAL NOT NULL,
+    commission REAL NOT NULL, cash_delta REAL NOT NULL"""
+
+
+class EquityRow(NamedTuple):
+    step: int
+    ts: str
+    cash: float
+    equity: float
+    gross: float
+    net: float
+    peak: float
+    day_start_equity: float | None
+    drawdown: float
+    day: str
+    state: str
+    SQL = """step INTEGER PRIMARY KEY, ts TEXT NOT NULL, cash REAL NOT NULL, equity REAL NOT NULL,
+    gross REAL NOT NULL, net REAL NOT NULL, peak REAL NOT NULL, day_start_equity REAL,
+    drawdown REAL NOT NULL, day TEXT NOT NULL, state TEXT NOT NULL"""
+
+
+class PositionRow(NamedTuple):
+    step: int
+    symbol: str
+    qty: float
+    avg_price: float | None
+    mark: float | None
+    value: float | None
+    realized: float | None
+    unrealized: float | None
+    fees: float | None
+    SQL = """step INTEGER NOT NULL, symbol TEXT NOT NULL, qty REAL NOT NULL, avg_price REAL,
+    mark REAL, value REAL, realized REAL, unrealized REAL, fees REAL,
+    PRIMARY KEY (step, symbol)"""
+
+
+class DecisionRow(NamedTuple):
+    step: int
+    ts: str
+    symbol: str
+    asset_class: str | None
+    model: str | None
+    probability: float | None
+    shadow_model: str | None
+    shadow_probability: float | None
+    fallback_reason: str | None
+    target: float | None
+    verdict: str
+    reason: str | None
+    client_order_id: str | None
+    qty: float | None
+    latency_ms: float | None
+    SQL = """step INTEGER NOT NULL, ts TEXT NOT NULL, symbol TEXT NOT NULL, asset_class TEXT,
+    model TEXT, probability REAL, shadow_model TEXT, shadow_probability REAL,
+    fallback_reason TEXT, target REAL, verdict TEXT NOT NULL, reason TEXT,
+    client_order_id TEXT, qty REAL, latency_ms REAL, PRIMARY KEY (step, symbol)"""
+
+
+class RiskEventRow(NamedTuple):
+    step: int | None
+    ts: str | None
+    symbol: str | None
+    kind: str
+    code: str
+    reason: str
+    client_order_id: str | None
+    SQL = """seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, symbol TEXT, kind TEXT NOT NULL,
+    code TEXT NOT NULL, reason TEXT NOT NULL, client_order_id TEXT"""
+
+
+class StateChangeRow(NamedTuple):
+    step: int | None
+    ts: str | None
+    scope: str
+    from_state: str
+    to_state: str
+    reason: str
+    equity: float | None
+    peak: float | None
+    day: str | None
+    wall_ts: str | None
+    SQL = """seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, scope TEXT NOT NULL,
+    from_state TEXT NOT NULL, to_state TEXT NOT NULL, reason TEXT NOT NULL,
+    equity REAL, peak REAL, day TEXT, wall_ts TEXT"""
+
+
+# resume checks (research_lib.resume): written in the step's transaction, not in the
+# deterministic dump (they fingerprint inputs, not what the run did)
+class BarDigestRow(NamedTuple):
+    step: int
+    digest: str
+    SQL = "step INTEGER PRIMARY KEY, digest TEXT NOT NULL"
+
+
+class ConfigHistoryRow(NamedTuple):
+    step: int
+    inputs: str
+    SQL = "step INTEGER PRIMARY KEY, inputs TEXT NOT NULL"
+
+
+# table -> row type, in the schema's order (what the run did)
+TABLES: dict[str, type[Any]] = {
+    "steps": StepRow,
+    "orders": OrderRow,
+    "order_events": OrderEventRow,
+    "fills": FillRow,
+    "equity": EquityRow,
+    "positions": PositionRow,
+    "decisions": DecisionRow,
+    "risk_events": RiskEventRow,
+    "state_changes": StateChangeRow,
+}
+RESUME_TABLES_ROWS: dict[str, type[Any]] = {"bar_digests": BarDigestRow,
+                                            "config_history": ConfigHistoryRow}
+
+# rows of column indices: ``row[DECISION.verdict]`` on a plain tuple in DecisionRow order
+DECISION = DecisionRow(*range(len(DecisionRow._fields)))
+POSITION = PositionRow(*range(len(PositionRow._fields)))
+EQUITY = EquityRow(*range(len(EquityRow._fields)))
+
+
+def columns(row: type[Any]) -> tuple[str, ...]:
+    return tuple(row._fields)
+
+
+def create_table(name: str, row: type[Any]) -> str:
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {row.SQL});"
