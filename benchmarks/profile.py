@@ -113,12 +113,17 @@ def ledger_alone(rec: Any, repeats: int = 300) -> float:
 
 
 def _rekey(table: str, row: tuple, k: int) -> tuple:
-    if table in ("orders", "fills"):
-        return (f"{row[0]}-copy{k}", k, *row[2:])
-    if table in ("positions", "equity", "decisions", "order_events", "risk_events",
-                 "state_changes"):
-        return (k, *row[1:])
-    return row
+    """The row with this copy's keys, by the table's named columns (research_lib.paper.rows):
+    a client order id made unique, a step column set to ``k``."""
+    from research_lib.paper.rows import RESUME_TABLES_ROWS, TABLES
+
+    fields = (TABLES.get(table) or RESUME_TABLES_ROWS[table])._fields
+    out = list(row)
+    if fields[0] == "client_order_id":
+        out[0] = f"{row[0]}-copy{k}"
+    if "step" in fields[:2]:
+        out[fields.index("step")] = k
+    return tuple(out)
 
 
 def log_alone(pending: Any, repeats: int = 300) -> float:

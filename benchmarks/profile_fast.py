@@ -31,8 +31,8 @@ def _timed_parts(acc: collections.Counter, calls: collections.Counter) -> Iterat
     from research_lib.ledger import Ledger
     from research_lib.session import Session
 
-    targets = [(fr, "quiet_run", "quiet"), (fr, "pass1", "pass1"), (Session, "_step", "_step"),
-               (Session, "_log_decisions", "log"), (Ledger, "commit_rows", "commit")]
+    targets = [(fr, "quiet_run", "quiet"), (fr, "pass1", "pass1"), (Session, "step", "_step"),
+               (Session, "log_decisions", "log"), (Ledger, "commit_rows", "commit")]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in targets]
 
     def wrap(f: Any, key: str) -> Any:
