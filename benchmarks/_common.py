@@ -164,6 +164,7 @@ def run_timed(on_ledger: Callable[[Path], None] | None = None, **spec_kw: Any) -
 
     run_dir = Path(spec_kw.pop("run_dir"))
     spec_kw.setdefault("kill_switch", KillSwitch(run_dir / "kill.flag", env={}))
+    spec_kw.setdefault("replicas", True)  # replicated real series: each its own instrument
     s = TimedSession(SessionSpec(run_dir=run_dir, **spec_kw))
     t0 = time.perf_counter()
     res = s.run()

@@ -80,7 +80,8 @@ def phases(symbols: list[str], source: str, start: str, end: str, model: str | N
         run_dir = tempdir("profile")
         s = Phased(SessionSpec(symbols=symbols, source=source, start=start, end=end,
                                model=model, config_dir=config, run_dir=run_dir,
-                               kill_switch=KillSwitch(run_dir / "kill.flag", env={})))
+                               kill_switch=KillSwitch(run_dir / "kill.flag", env={}),
+                               replicas=True))  # replicated real series
         res = s.run()
     finally:
         ReplayFeed.__iter__ = orig_iter  # type: ignore[method-assign]

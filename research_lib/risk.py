@@ -21,6 +21,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from .config import RiskLimits
 
@@ -260,6 +261,34 @@ def refuse_shared_underlying(symbols: list[str], served: dict[str, str] | None =
                 f"{where}: {other} and {s} are the same underlying {key}{how}; each symbol "
                 "gets its own position cap, so together they would hold up to twice "
                 f"max_position_pct in {key}; list only one of them")
+        seen[key] = s
+
+
+def refuse_identical_series(frames: dict[str, Any], where: str = "--symbols") -> None:
+    """One series under two names (``AAA.csv`` copied to ``AAA2.csv``) would get two
+    position caps on one exposure, as two names of one underlying do: two symbols whose
+    bars are identical (the same timestamps and closes) are refused, naming both. A
+    benchmark that replays deliberate copies of a real series as separate instruments says
+    so with ``replicas=True`` (``SessionSpec``), which skips this check."""
+    import hashlib
+
+    import numpy as np
+
+    from .errors import ConfigError
+
+    seen: dict[bytes, str] = {}
+    for s, df in frames.items():
+        if not len(df):
+            continue
+        h = hashlib.sha256(np.asarray(df.index.asi8, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(df["close"].to_numpy(dtype=np.float64)).tobytes())
+        key = h.digest()
+        if key in seen:
+            raise ConfigError(
+                f"{where}: {seen[key]} and {s} have identical bars ({len(df)} bars, "
+                f"{df.index[0].date()} .. {df.index[-1].date()}): one series under two names "
+                "would get two position caps; list only one of them (a benchmark replaying "
+                "deliberate copies as separate instruments passes replicas=True)")
         seen[key] = s
 
 

@@ -543,3 +543,31 @@ def test_cli_paper_when_csv_source_has_no_path_then_exit_2_and_the_working_folde
     assert code == 2, err
     assert "csv:PATH" in err and "no path" in err
     assert no_run_written(tmp_path)
+
+
+def test_cli_paper_when_one_series_is_listed_under_two_file_names_then_exit_2_naming_both(
+        tmp_path, capsys, spx):
+    # found by the red team: AAA.csv copied to AAA2.csv traded both, two 15% caps on one
+    # series (the one-underlying check compared names only)
+    folder = tmp_path / "csv"
+    write_dates(folder, spx, spx.index, name="AAA")
+    write_dates(folder, spx, spx.index, name="AAA2")
+    code = paper(tmp_path, "--symbols", "AAA,AAA2", "--source", f"csv:{folder}",
+                 "--start", START, "--end", END)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "AAA and AAA2 have identical bars" in err and "two position caps" in err
+    assert no_run_written(tmp_path)
+
+
+def test_session_when_identical_series_are_declared_replicas_then_each_trades(tmp_path, spx):
+    # the benchmarks' replicated real series, said so explicitly: each its own instrument
+    frames = {}
+    for name in ("AAA", "AAA2"):
+        frames[name] = spx.copy()
+        frames[name].attrs = {"symbol": name, "served_as": name}  # as benchmarks' copies
+    res = make_session(tmp_path, symbols=["AAA", "AAA2"], source=FrameSource(frames),
+                       start=START, end=END, model="baseline:buy_and_hold",
+                       replicas=True).run()
+    fills = read_run(res.ledger_path)["fills"]
+    assert set(fills["symbol"]) == {"AAA", "AAA2"}

@@ -52,6 +52,7 @@ from ..resume import (
 from ..risk import (
     RiskEngine,
     TradingState,
+    refuse_identical_series,
     refuse_shared_underlying,
 )
 from ..telemetry import (
@@ -144,6 +145,8 @@ class SessionSetup:
         refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
         refuse_shared_underlying(self.symbols, {s: str(raw[s].attrs.get("served_as", s))
                                                 for s in self.symbols})
+        if not self.spec.replicas:
+            refuse_identical_series(frames)
         self.labels = {s: raw[s].attrs.get("label", s) for s in self.symbols}
         self.proxies = {s: raw[s].attrs.get("proxy_note", "") for s in self.symbols}
         self._init_gate({s: raw[s].attrs for s in self.symbols})

@@ -99,6 +99,9 @@ class RunSpec:
     # replay only: quiet steps computed in batches, every other step by the step code;
     # the same ledger rows (research_lib.fast_replay)
     fast: bool = False
+    # symbols with identical bars are deliberate copies, each its own instrument (benchmarks
+    # replaying replicated real series); otherwise two names of one series are refused
+    replicas: bool = False
 
 
 @dataclass(frozen=True)
