@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.acceptance.paper_kit import write_config
+from tests.kit.paper import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "research_lib"

@@ -22,7 +22,7 @@ from research_lib.data import load
 from research_lib.errors import DataError, EmptyDataError
 from research_lib.ledger import read_run
 from research_lib.session import Session, SessionSpec, run_session
-from tests.acceptance.paper_kit import FrameSource, quiet_switch, write_config
+from tests.kit.paper import FrameSource, quiet_switch, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SYM = "SPX"  # an equity (XNYS calendar, 25% jump threshold) read from SPX.csv

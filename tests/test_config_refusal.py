@@ -15,7 +15,7 @@ from research_lib.cli import main
 from research_lib.config import load_assets, load_risk, load_session, parse_symbols
 from research_lib.errors import ConfigError
 from research_lib.models.settings import load_settings
-from tests.acceptance.paper_kit import GOLDEN_CONFIG, write_config
+from tests.kit.paper import GOLDEN_CONFIG, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ import pytest
 from research_lib.cli import main
 from research_lib.flags import KillSwitch
 from research_lib.ledger import Ledger, deterministic_dump, halt_marker_path, read_run
-from tests.acceptance.paper_kit import (
+from tests.kit.paper import (
     NO_COSTS,
     FrameSource,
     ScriptedModel,

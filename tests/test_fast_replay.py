@@ -29,7 +29,7 @@ from research_lib.errors import ConfigError
 from research_lib.flags import KillSwitch
 from research_lib.ledger import COLUMNS, WALL_CLOCK_COLUMNS, Ledger, deterministic_dump
 from research_lib.session import SessionResult, SessionSpec, run_session
-from tests.acceptance.paper_kit import (
+from tests.kit.paper import (
     NO_COSTS,
     FakeRouter,
     FlipEnv,

@@ -14,7 +14,7 @@ from research_lib.ledger import (
     read_run,
     replay,
 )
-from tests.acceptance.paper_kit import FrameSource, make_session, random_walk, write_config
+from tests.kit.paper import FrameSource, make_session, random_walk, write_config
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from research_lib.config import load_assets
 from research_lib.features import N_FEATURES
 from research_lib.paper.signals import RouterModel, make_model
 from research_lib.signal_model import ModelBase, SignalModel
-from tests.acceptance.paper_kit import GOLDEN_CONFIG, FakeRouter, ScriptedModel
+from tests.kit.paper import GOLDEN_CONFIG, FakeRouter, ScriptedModel
 from tests.test_risk_invariants import StubModel
 
 SYMBOLS = ["SPY", "BTC-USD"]

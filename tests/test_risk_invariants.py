@@ -42,7 +42,7 @@ price (its last good close), "position" meaning held + pending (open orders) qua
 7. **Replay**: the broker rebuilt from the ledger's fills and open orders alone equals the
    live one exactly (cash, positions, open orders, known client order ids), the latched
    state (state, peak, day start, day, halted symbols) read back equals the engine's, and no
-   fill is lost or doubled (:func:`tests.acceptance.crash_kit.fills_vs_orders`). A restart
+   fill is lost or doubled (:func:`tests.kit.crash.fills_vs_orders`). A restart
    rebuilds exactly the state it closed.
 
 CI runs 40 derandomized examples of up to 30 rule calls (about 20 s) and requires that they
@@ -85,8 +85,8 @@ from research_lib.ledger import COLUMNS, Ledger, replay
 from research_lib.risk import EPS, TradingState
 from research_lib.session import Session, SessionSpec, StepBars
 from research_lib.signal_model import ModelBase
-from tests.acceptance.crash_kit import fills_vs_orders
-from tests.acceptance.paper_kit import NO_COSTS, FrameSource, frame, write_config
+from tests.kit.crash import fills_vs_orders
+from tests.kit.paper import NO_COSTS, FrameSource, frame, write_config
 
 SYMBOLS = ["AAA", "BBB-USD", "CCC-USD"]
 START_PRICE = {"AAA": 100.0, "BBB-USD": 20.0, "CCC-USD": 3000.0}

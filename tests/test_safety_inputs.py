@@ -7,7 +7,7 @@ two symbols on one underlying are refused; ``--max-steps`` below 1 is refused; a
 that stops at the first symbol's last bar says so.
 
 Price fixtures are real ^GSPC / BTC-USD daily bars from the shipped sample, rewritten in
-another date format; synthetic frames (tests/acceptance/paper_kit.py) are labelled so.
+another date format; synthetic frames (tests/kit/paper.py) are labelled so.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from research_lib.data.sources import CsvSource
 from research_lib.errors import ConfigError, DataError
 from research_lib.ledger import read_run
 from research_lib.session import run_session
-from tests.acceptance.paper_kit import (
+from tests.kit.paper import (
     FrameSource,
     ScriptedModel,
     make_session,
@@ -532,7 +532,7 @@ def test_cli_paper_when_csv_source_has_no_path_then_exit_2_and_the_working_folde
         tmp_path, capsys, monkeypatch, spec):
     """``--source csv:`` (e.g. ``csv:$DATA`` with DATA unset) read the working folder: any
     ``SPY.csv`` lying there was replayed and traded. An empty path is refused."""
-    from tests.acceptance.paper_kit import random_walk
+    from tests.kit.paper import random_walk
 
     work = tmp_path / "work"
     work.mkdir()

@@ -25,7 +25,7 @@ from research_lib.errors import ConfigError
 from research_lib.ledger import read_run
 from research_lib.paper.summary import format_summary
 from research_lib.session import Session, SessionSpec, run_session
-from tests.acceptance.paper_kit import (
+from tests.kit.paper import (
     FrameSource,
     ScriptedModel,
     quiet_switch,

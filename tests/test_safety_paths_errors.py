@@ -23,7 +23,7 @@ import pytest
 
 from research_lib.cli import main
 from research_lib.errors import ResearchLibError
-from tests.acceptance.paper_kit import (
+from tests.kit.paper import (
     FrameSource,
     ScriptedModel,
     make_session,

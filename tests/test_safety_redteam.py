@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.acceptance.paper_kit import make_session, write_config
+from tests.kit.paper import make_session, write_config
 
 
 def _bump(path: Path) -> None:
@@ -60,7 +60,7 @@ def test_live_when_the_symbols_latest_bar_is_stale_then_an_open_order_does_not_f
     import pandas as pd
 
     from research_lib.ledger import read_run
-    from tests.acceptance.paper_kit import random_walk
+    from tests.kit.paper import random_walk
 
     bars = random_walk(81, start="2021-02-12", freq="B", symbol="AAA")  # to 2021-06-04 (Fri)
     assert bars.index[-1] == pd.Timestamp("2021-06-04", tz="UTC")
@@ -98,7 +98,7 @@ def test_live_resume_when_a_held_symbols_feed_fails_then_marked_at_its_recorded_
 
     from research_lib.errors import DataError, FeedError
     from research_lib.ledger import read_run
-    from tests.acceptance.paper_kit import random_walk
+    from tests.kit.paper import random_walk
 
     frames = {s: random_walk(200, seed=k, start="2021-01-01", symbol=s)
               for k, s in enumerate(["AAA-USD", "BBB-USD"])}

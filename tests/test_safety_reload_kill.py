@@ -28,8 +28,8 @@ from research_lib.config import ConfigWatcher, load_risk, load_session
 from research_lib.errors import ConfigError
 from research_lib.flags import KillSwitch
 from research_lib.ledger import Ledger, read_run
-from tests.acceptance.crash_kit import fills_vs_orders
-from tests.acceptance.paper_kit import (
+from tests.kit.crash import fills_vs_orders
+from tests.kit.paper import (
     FlipEnv,
     FrameSource,
     ScriptedModel,

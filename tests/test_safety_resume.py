@@ -19,7 +19,7 @@ import pytest
 from research_lib.cli import main
 from research_lib.errors import ConfigError
 from research_lib.ledger import deterministic_dump, ledger_path
-from tests.acceptance.paper_kit import (
+from tests.kit.paper import (
     NO_COSTS,
     FrameSource,
     ScriptedModel,

@@ -21,7 +21,7 @@ from research_lib.features import N_FEATURES
 from research_lib.models.onnx import OnnxModel, UnsafeModelFileError
 from research_lib.models.router import Router
 from research_lib.models.settings import load_settings
-from tests.acceptance.paper_kit import write_config
+from tests.kit.paper import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "research_lib"

@@ -17,7 +17,7 @@ from research_lib.errors import ConfigError
 from research_lib.flags import KillSwitch
 from research_lib.ledger import Ledger, deterministic_dump, read_run
 from research_lib.session import parse_duration, signal_target
-from tests.acceptance.paper_kit import (
+from tests.kit.paper import (
     NO_COSTS,
     FakeRouter,
     FlipEnv,

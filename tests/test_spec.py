@@ -35,7 +35,7 @@ def test_session_takes_a_run_spec_and_wiring_or_the_keyword_form():
 
 
 def test_resume_reads_the_recorded_values_and_leaves_the_spec_as_asked(tmp_path):
-    from tests.acceptance.paper_kit import FrameSource, make_session, random_walk
+    from tests.kit.paper import FrameSource, make_session, random_walk
 
     src = FrameSource({"AAA": random_walk(60, symbol="AAA")})
     make_session(tmp_path, symbols=["AAA"], source=src, start="2021-02-01",

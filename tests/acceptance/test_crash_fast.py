@@ -15,7 +15,7 @@ Checked for every kill:
   uninterrupted fast run (observed by the same poll): a batch is in whole or not at all;
 * after ``--resume RUN --fast`` (or ``--resume RUN`` in the step loop) the ledger's
   :func:`~research_lib.ledger.deterministic_dump` equals an uninterrupted *step-mode* run's,
-  and :func:`tests.acceptance.crash_kit.fills_vs_orders` gives the same counts;
+  and :func:`tests.kit.crash.fills_vs_orders` gives the same counts;
 * the resumed session ran exactly the steps the kill lost.
 
 Separately, ``test_fast_replay_commits_in_batches_of_flush_steps`` checks the documented
@@ -45,7 +45,8 @@ import pytest
 
 from research_lib.fast_replay import FLUSH_STEPS
 from research_lib.ledger import deterministic_dump
-from tests.acceptance.crash_kit import (
+from tests.acceptance.test_crash_restart import fault_seed
+from tests.kit.crash import (
     CRASH_CONFIG,
     LedgerWatch,
     fills_vs_orders,
@@ -53,7 +54,6 @@ from tests.acceptance.crash_kit import (
     sigkill,
     start_paper,
 )
-from tests.acceptance.test_crash_restart import fault_seed
 
 pytestmark = pytest.mark.acceptance
 

@@ -10,7 +10,7 @@ decided, sleeping, committing, or just after), sends SIGKILL, then runs
 
 * the final ledger's :func:`~research_lib.ledger.deterministic_dump` equals that of one
   uninterrupted run (every order, fill, equity row, decision and state change);
-* no fill lost or doubled: :func:`tests.acceptance.crash_kit.fills_vs_orders` (unique client
+* no fill lost or doubled: :func:`tests.kit.crash.fills_vs_orders` (unique client
   order ids in ``fills``, each order denied / submitted / filled / rejected at most once,
   fills == filled orders, submitted == filled + rejected + open) and the counts equal the
   uninterrupted run's.
@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from research_lib.ledger import Ledger, deterministic_dump
-from tests.acceptance.crash_kit import (
+from tests.kit.crash import (
     CRASH_ARGS,
     CRASH_CONFIG,
     CRASH_STEPS,

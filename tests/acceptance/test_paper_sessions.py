@@ -18,7 +18,7 @@ import pytest
 from research_lib.cli import main
 from research_lib.data import load
 from research_lib.ledger import Ledger, deterministic_dump, read_run
-from tests.acceptance.paper_kit import (
+from tests.kit.paper import (
     GOLDEN,
     GOLDEN_CONFIG,
     NO_COSTS,

@@ -1,4 +1,5 @@
-"""Shared test stubs (one module, as in NautilusTrader's test_kit)."""
+"""The one test kit (NautilusTrader test_kit style): shared stubs here, session helpers in
+tests.kit.paper, fault-injection helpers in tests.kit.crash."""
 
 from __future__ import annotations
 
