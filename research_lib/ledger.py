@@ -490,17 +490,22 @@ class Ledger:
         """A risk event outside any step (e.g. a live feed that failed), after the last step."""
         last = self.conn.execute("SELECT step, ts FROM steps ORDER BY step DESC LIMIT 1").fetchone()
         step, ts = last if last else (None, None)
+        self._append_row("risk_events", RiskEventRow(step, ts, None, kind, code, reason, None),
+                         f"the {code} event")
+
+    def _append_row(self, table: str, row: tuple[Any, ...], what: str) -> None:
+        """One row outside any step, in its own transaction (rolled back on failure: the
+        error from :func:`_write_error` says what could not be recorded)."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute(_INSERT["risk_events"],
-                              RiskEventRow(step, ts, None, kind, code, reason, None))
+            self.conn.execute(_INSERT[table], row)
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             try:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            raise _write_error(self.path, f"the {code} event", exc, "") from exc
+            raise _write_error(self.path, what, exc, "") from exc
 
     def append_state_change(self, scope: str, from_state: str, to_state: str, reason: str,
                             equity: float | None, peak: float | None) -> None:
@@ -508,21 +513,9 @@ class Ledger:
         last = self.conn.execute(
             "SELECT step, ts, day FROM equity ORDER BY step DESC LIMIT 1").fetchone()
         step, ts, day = last if last else (None, None, None)
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute(_INSERT["state_changes"],
-                              StateChangeRow(step, ts, scope, from_state, to_state, reason,
-                                             equity, peak, day, now_iso()))
-            self.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            err = _write_error(self.path, to_state, exc, "")
-            if not isinstance(err, LedgerBusyError):
-                err = LedgerError(f"{self.path}: could not record {to_state} ({exc})")
-            raise err from exc
+        row = StateChangeRow(step, ts, scope, from_state, to_state, reason, equity, peak, day,
+                             now_iso())
+        self._append_row("state_changes", row, f"the {from_state} -> {to_state} change")
 
     def latch_halt(self, reason: str, equity: float | None) -> str:
         """After a step failed to commit: record the account HALTED where it still can be.
