@@ -136,3 +136,30 @@ def test_live_resume_when_a_held_symbols_feed_fails_then_marked_at_its_recorded_
     bbb = pos[(pos["symbol"] == "BBB-USD") & (pos["step"] >= 2)]
     assert len(bbb) and (bbb["mark"] == pos[(pos["symbol"] == "BBB-USD")
                                             & (pos["step"] == 1)]["mark"].iloc[0]).all()
+
+
+def test_cli_main_in_process_when_a_paper_session_ran_then_the_callers_signal_handlers_are_back(
+        tmp_path, capsys):
+    # found after the red team: cli_paper leaves SIGINT/SIGTERM ignored (so the program's
+    # own exit is never turned into a kill), and an in-process caller (a notebook, a test,
+    # a worker) stayed deaf to Ctrl+C for the rest of its life
+    import signal
+
+    from research_lib.cli import main
+
+    cfg = write_config(tmp_path / "config", session={"kill_file": str(tmp_path / "kill.flag")})
+
+    def mine(signum, frame):  # the caller's own handler
+        return None
+
+    before = {s: signal.signal(s, mine) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main(["paper", "--symbols", "SPY", "--start", "2017-01-01", "--end",
+                     "2017-02-01", "--model", "baseline:buy_and_hold", "--config-dir", str(cfg),
+                     "--run-dir", str(tmp_path / "runs")])
+        assert code == 0, capsys.readouterr().err
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -145,12 +146,17 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. ``argv=None`` is the ``research-lib`` program (the command line of
+    this process); an explicit ``argv`` is an in-process call (a notebook, a test, a
+    worker), whose SIGINT/SIGTERM handlers are given back when the command returns (a paper
+    session takes them over, and leaves them ignored for the program's own exit)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from ..telemetry import configure
 
     configure(level=args.log_level)
     key = args.command if args.command != "data" else f"data {args.data_command}"
+    saved = _signal_handlers() if argv is not None else {}
     try:
         check_window(args)
         return int(_resolve(HANDLERS[key])(args) or 0)
@@ -160,3 +166,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"research-lib {key}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in saved.items():
+            try:
+                signal.signal(sig, handler)
+            except ValueError:  # pragma: no cover - not the main thread: nothing was set
+                pass
+
+
+def _signal_handlers() -> dict[int, object]:
+    """The current SIGINT and SIGTERM handlers (those Python can give back)."""
+    out: dict[int, object] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is not None:  # installed outside Python: cannot be restored
+            out[sig] = handler
+    return out
