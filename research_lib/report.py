@@ -143,7 +143,7 @@ def rebase(series: Mapping[str, pd.Series]) -> pd.DataFrame:
 # ------------------------------------------------------------------ paper sessions
 @dataclass
 class PaperSessionReport:
-    """Tables and figures of one paper run, read from its ledger (``ledger.read_run``)."""
+    """Tables and figures of one paper run, read from its ledger (``ledger_read.read_run``)."""
 
     run: dict[str, Any]
     closes: pd.DataFrame  # close per symbol on the run's bar clock (for buy-and-hold)
@@ -358,7 +358,7 @@ class PaperSessionReport:
 def paper_session_report(ledger: str | Any) -> PaperSessionReport:
     """Read a run (ledger file or run folder) and the closes its buy-and-hold needs."""
     from .data import load
-    from .ledger import read_run
+    from .ledger_read import read_run
 
     run = read_run(ledger)
     meta = run["meta"]

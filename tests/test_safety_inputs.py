@@ -25,7 +25,7 @@ from research_lib.data import load
 from research_lib.data.sanity import ERROR, SanityConfig, check_frame
 from research_lib.data.sources import CsvSource
 from research_lib.errors import ConfigError, DataError
-from research_lib.ledger import read_run
+from research_lib.ledger_read import read_run
 from research_lib.session import run_session
 from tests.kit.paper import (
     FrameSource,
