@@ -87,7 +87,7 @@ def check_schema(df: pd.DataFrame, sym: str) -> list[Finding]:
         return [Finding("MULTIINDEX_COLUMNS", ERROR, sym, None, None,
                         f"columns are a {df.columns.nlevels}-level MultiIndex {levels}; flatten "
                         "them to open, high, low, close, volume (for a yfinance frame: "
-                        "research_lib.data.sources.flatten_yf_columns)")]
+                        "research_lib.data.yfinance_source.flatten_yf_columns)")]
     for c in REQUIRED:
         if c not in df.columns:
             out.append(Finding("MISSING_COLUMN", ERROR, sym, None, None,
