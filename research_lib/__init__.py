@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load": ("research_lib.data", "load"),
     "get_source": ("research_lib.data", "get_source"),
-    "check_symbols": ("research_lib.data.sanity", "check_symbols"),
+    "check_symbols": ("research_lib.data.sanity_report", "check_symbols"),
     "check_frame": ("research_lib.data.sanity", "check_frame"),
     "build_features": ("research_lib.features", "build"),
     "FeatureState": ("research_lib.features", "FeatureState"),

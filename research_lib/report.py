@@ -13,14 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from .data.sanity import (
-    ERROR,
-    WARNING,
-    Finding,
-    check_symbols,
-    findings_frame,
-    summary_table,
-)
+from .data.sanity import ERROR, WARNING, Finding
+from .data.sanity_report import check_symbols, findings_frame, summary_table
 
 
 def short_label(df: pd.DataFrame, sym: str) -> str:

@@ -34,9 +34,7 @@ ALLOWED_CYCLES: set[frozenset[str]] = {
 }
 
 # files over MAX_LINES today
-ALLOWED_LONG: set[str] = {
-    "research_lib/data/sanity.py",  # issue 11: split pending
-}
+ALLOWED_LONG: set[str] = set()
 
 
 @dataclass(frozen=True)
