@@ -240,7 +240,7 @@ def run_research_lib(frames: dict[str, Any], config: Any,
     """One session over every series from its first bar (no warm-up history before the
     start), by the step loop or ``fast`` (the same ledger). Returns (whole run() seconds,
     loop seconds, symbol-bars, trades)."""
-    from research_lib.ledger import read_run
+    from research_lib.ledger_read import read_run
 
     got: dict[str, Any] = {}
     r = run_timed(symbols=list(frames), source=MemorySource(frames), start=FULL_START,

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load": ("research_lib.data", "load"),
     "get_source": ("research_lib.data", "get_source"),
-    "check_symbols": ("research_lib.data.sanity", "check_symbols"),
+    "check_symbols": ("research_lib.data.sanity_report", "check_symbols"),
     "check_frame": ("research_lib.data.sanity", "check_frame"),
     "build_features": ("research_lib.features", "build"),
     "FeatureState": ("research_lib.features", "FeatureState"),
@@ -30,7 +30,7 @@ _EXPORTS = {
     "paper_session": ("research_lib.report", "paper_session"),
     "paper_session_report": ("research_lib.report", "paper_session_report"),
     "run_session": ("research_lib.paper.session", "run_session"),
-    "read_run": ("research_lib.ledger", "read_run"),
+    "read_run": ("research_lib.ledger_read", "read_run"),
     "session_summary_text": ("research_lib.paper.summary", "format_summary"),
     "FramesSource": ("research_lib.data.frames", "FramesSource"),
     "RunSpec": ("research_lib.paper.spec", "RunSpec"),

@@ -5,7 +5,7 @@ limit crossed, the account ACTIVE. Their rows (``steps``, ``equity``, ``position
 ``decisions``) are a function of prices the whole replay already holds, so this engine
 computes them in numpy blocks and sends every other step, unchanged, through
 :meth:`research_lib.session.Session.step`. The ledger is the same, row for row
-(``tests/test_fast_replay.py`` compares :func:`~research_lib.ledger.deterministic_dump` of
+(``tests/test_fast_replay.py`` compares :func:`~research_lib.ledger_read.deterministic_dump` of
 both engines over many scenarios).
 
 1. **Pass 1** gates every bar, moves the closes and asks the model, for the whole clock,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from .config import load_session, project_root
 from .errors import ConfigError
-from .ledger import Ledger, resolve_ledger
+from .ledger import Ledger
 from .risk import RiskEngine, TradingState
+from .run_files import resolve_ledger
 from .telemetry import get_logger, log_event
 
 log = get_logger("session")

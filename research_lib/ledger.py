@@ -21,14 +21,16 @@
 ``config_history``  per config reload applied: the run's inputs from that step on
 ==================  ===================================================================
 
-Everything but the wall-clock columns (:data:`WALL_CLOCK_COLUMNS`) and the run id is a
-deterministic function of inputs, seed and config; :func:`deterministic_dump` returns
+Everything but the wall-clock columns and the run id is a deterministic function of
+inputs, seed and config; :func:`~research_lib.ledger_read.deterministic_dump` returns
 exactly that part, so two runs can be compared byte for byte.
 
 :meth:`Ledger.open` refuses a ledger it cannot trust (not SQLite, truncated, failed
 ``quick_check``, missing tables, cash or positions that do not match the fills) with a
 :class:`~research_lib.errors.LedgerError` naming the file and the reason; the file is
-never changed or deleted. :func:`read_run` gives notebooks the tables as DataFrames.
+never changed or deleted. :func:`~research_lib.ledger_read.read_run` gives notebooks the
+tables as DataFrames; the run's paths, lock and halt marker are in
+:mod:`research_lib.run_files`.
 
 A step that cannot be committed (a full disk, a read-only file) is rolled back and the
 account is latched HALTED by :meth:`Ledger.latch_halt`: as a ``state_changes`` row when the
@@ -45,13 +47,13 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .broker import Fill, Order, PaperBroker, Position
+from .broker import Fill, Order, Position
 from .errors import LedgerBusyError, LedgerError
 from .paper.rows import (
     RESUME_TABLES_ROWS,
@@ -62,33 +64,25 @@ from .paper.rows import (
     columns,
     create_table,
 )
-from .paths import inside, safe_id
 from .risk import TradingState
+from .run_files import (
+    LEDGER_WRITE_FAILED,
+    RunLock,
+    fsync_dir,
+    halt_marker_path,
+    read_halt_marker,
+)
 from .telemetry import get_logger, log_event
-
-if TYPE_CHECKING:  # pandas only for readers, never on the trading path
-    import pandas as pd
 
 log = get_logger("ledger")
 
 SCHEMA_VERSION = "1"
-LEDGER_NAME = "ledger.sqlite"
-HALT_MARKER_SUFFIX = ".halted"
-LEDGER_WRITE_FAILED = "LEDGER_WRITE_FAILED"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # table -> columns, in insert order: from the one typed definition per table
 # (research_lib.paper.rows; the primary keys and types are there too)
 COLUMNS: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in TABLES.items()}
 
-# Columns that hold wall-clock times or measured latencies: everything else is deterministic.
-WALL_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
-    "steps": ("wall_ts", "e2d_ms"),
-    "decisions": ("latency_ms",),
-    "state_changes": ("wall_ts",),
-}
-WALL_CLOCK_META = ("created_at", "run_id", "ledger_path", "config_dir", "engine")  # when, who, where, how
-RESUME_META = ("inputs",)  # what a resume checks (research_lib.resume): not in the dump
 
 _DDL = "\n".join([
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
@@ -125,58 +119,8 @@ def _write_error(path: Path, what: str, exc: sqlite3.Error, after: str) -> Ledge
     return LedgerError(f"{path}: {what} could not be written ({exc}){after}")
 
 
-def discard_empty_run(path: str | Path) -> bool:
-    """Remove a run folder a failed setup left: its ledger (and lock, WAL) if the ledger
-    holds no step, then the folder if nothing else is in it. True if removed."""
-    p = Path(path)
-    try:
-        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-        try:
-            steps = conn.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False
-    if steps:
-        return False
-    try:
-        for f in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm"),
-                  p.with_name(p.name + ".lock")):
-            f.unlink(missing_ok=True)
-        p.parent.rmdir()  # only if empty: never a file that was there before
-    except OSError:
-        return False
-    return True
-
-
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def ledger_path(run_dir: str | Path, run_id: str, field: str = "run id") -> Path:
-    """``<run_dir>/<run_id>/ledger.sqlite``; ``run_id`` must be a plain name
-    (:func:`~research_lib.paths.safe_id`) and the folder must stay inside ``run_dir``."""
-    folder = Path(run_dir) / safe_id(run_id, field)
-    inside(run_dir, folder, field)
-    return folder / LEDGER_NAME
-
-
-def halt_marker_path(ledger: str | Path) -> Path:
-    """``<run>/ledger.sqlite.halted``: the account halted on a step the ledger could not take."""
-    p = Path(ledger)
-    return p.with_name(p.name + HALT_MARKER_SUFFIX)
-
-
-def resolve_ledger(run: str | Path, run_dir: str | Path | None = None) -> Path:
-    """A run id (folder under ``run_dir``), a run folder or a ledger file -> the ledger file."""
-    p = Path(run)
-    if p.is_file():
-        return p
-    if p.is_dir():
-        return p / LEDGER_NAME
-    if run_dir is not None:
-        return ledger_path(run_dir, str(run))
-    return p / LEDGER_NAME
 
 
 @dataclass
@@ -245,59 +189,6 @@ def _check_header(path: Path) -> None:
         )
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a new name in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - not POSIX
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on a folder
-        pass
-    finally:
-        os.close(fd)
-
-
-class RunLock:
-    """An exclusive advisory lock on ``<ledger>.lock`` held by the one process writing a run:
-    a second session on the same run is refused instead of interleaving steps."""
-
-    def __init__(self, ledger: Path) -> None:
-        self.path = ledger.with_name(ledger.name + ".lock")
-        self._fh: Any = None
-
-    def acquire(self) -> RunLock:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: no lock
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise LedgerError(
-                f"{self.path.parent}: the run is in use by {holder}; stop that session first"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        import os
-
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
-        self._fh = fh
-        return self
-
-    def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()  # closing the descriptor drops the flock
-            self._fh = None
-
-
 class Ledger:
     """One run's SQLite ledger. Create with :meth:`create`, reopen with :meth:`open`.
     A writer holds the run's :class:`RunLock` until :meth:`close`."""
@@ -356,7 +247,7 @@ class Ledger:
             conn.close()  # the last connection: the WAL is checkpointed into the file
             os.link(tmp, p)  # never replaces a ledger another creator linked first
             tmp.unlink()
-            _fsync_dir(p.parent)
+            fsync_dir(p.parent)
             conn = cls._connect(p, readonly=False, synchronous=synchronous)
         except FileExistsError:
             lock.release()
@@ -554,7 +445,7 @@ class Ledger:
         marker = halt_marker_path(self.path)
         if not marker.exists():
             return
-        reason, from_state, equity = _read_marker(marker)
+        reason, from_state, equity = read_halt_marker(marker)
         try:
             self.append_state_change("account", from_state, TradingState.HALTED.value, reason,
                                      equity, None)
@@ -640,7 +531,7 @@ class Ledger:
         marker = halt_marker_path(self.path)
         if marker.exists():  # a failed step the ledger itself could not record
             state = TradingState.HALTED.value
-            halt_reason = _read_marker(marker)[0]
+            halt_reason = read_halt_marker(marker)[0]
         if state == TradingState.HALTED.value and halt_reason is None:
             row = c.execute("SELECT reason FROM state_changes WHERE scope='account' AND "
                             "to_state='HALTED' ORDER BY seq DESC LIMIT 1").fetchone()
@@ -690,116 +581,3 @@ class Ledger:
                 )
 
 
-def _read_marker(marker: Path) -> tuple[str, str, float | None]:
-    """(reason, from_state, equity) from a halt marker; an empty one still halts."""
-    try:
-        data = json.loads(marker.read_text() or "{}")
-    except (OSError, ValueError):
-        data = {}
-    reason = data.get("reason") or (f"{LEDGER_WRITE_FAILED}: a step could not be committed "
-                                    f"(marker {marker.name}, reason not recorded)")
-    return str(reason), str(data.get("from_state") or "UNKNOWN"), data.get("equity")
-
-
-# ---------------------------------------------------------------------- replay
-def replay(path: str | Path) -> PaperBroker:
-    """A broker rebuilt from the ledger's fills and open orders alone (no snapshots)."""
-    with Ledger.open(path, readonly=True) as led:
-        st = led.load_state()
-    broker = PaperBroker(initial_cash=float(st.meta["initial_cash"]))
-    return broker.restore(st.fills, st.open_orders, st.known_ids)
-
-
-def deterministic_dump(path: str | Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table without wall-clock columns, with the run id replaced by ``<RUN>``:
-    two runs of the same inputs, seed and config give equal dumps."""
-    with Ledger.open(path, readonly=True) as led:
-        meta = led.meta()
-        run_id = str(meta.get("run_id", ""))
-        out: dict[str, list[tuple[Any, ...]]] = {}
-        for table, cols in COLUMNS.items():
-            keep = [c for c in cols if c not in WALL_CLOCK_COLUMNS.get(table, ())]
-            rows = led.conn.execute(f"SELECT {', '.join(keep)} FROM {table} ORDER BY rowid")
-            out[table] = [tuple(v.replace(run_id, "<RUN>") if isinstance(v, str) and run_id
-                                else v for v in r) for r in rows]
-        out["meta"] = sorted((k, json.dumps(v, sort_keys=True)) for k, v in meta.items()
-                             if k not in WALL_CLOCK_META and k not in RESUME_META)
-    return out
-
-
-# ----------------------------------------------------------------------- pandas
-def read_run(path: str | Path) -> dict[str, Any]:
-    """The run's tables as DataFrames for reports, plus ``meta`` (a dict).
-
-    Keys: ``orders`` (one row per order with its final ``status``, fill price, commission
-    and denial/rejection reason), ``fills``, ``equity`` (per step: ts, cash, equity, gross,
-    net, drawdown, state, and ``pos_<SYMBOL>`` market values), ``positions`` (long),
-    ``risk_events``, ``decisions``, ``state_changes``, ``steps`` and ``meta`` (run_id,
-    symbols, labels with proxy notes, asset classes, spec, config snapshot).
-    ``path`` may be the ledger file or its run folder.
-    """
-    import pandas as pd
-
-    p = Path(path)
-    if p.is_dir():
-        p = p / LEDGER_NAME
-    with Ledger.open(p, readonly=True) as led:
-        meta = led.meta()
-        meta["ledger_path"] = str(p)
-
-        def q(sql: str) -> pd.DataFrame:
-            cur = led.conn.execute(sql)
-            cols = [d[0] for d in cur.description]
-            return pd.DataFrame(cur.fetchall(), columns=cols)
-
-        frames = {t: q(f"SELECT * FROM {t} ORDER BY rowid") for t in COLUMNS}
-    for name, df in frames.items():
-        if "ts" in df.columns:
-            df["ts"] = pd.to_datetime(df["ts"], utc=True)
-        if "wall_ts" in df.columns:
-            df["wall_ts"] = pd.to_datetime(df["wall_ts"], utc=True, format="ISO8601")
-        frames[name] = df
-
-    ev = frames["order_events"]
-    orders = frames["orders"].copy()
-    status_map = {"OrderSubmitted": "open", "OrderFilled": "filled",
-                  "OrderDenied": "denied", "OrderRejected": "rejected",
-                  "OrderCancelled": "cancelled"}
-    last = ev.drop_duplicates("client_order_id", keep="last")
-    reasons = ev[ev["event"].isin(["OrderDenied", "OrderRejected", "OrderCancelled"])]
-    fills = frames["fills"][["client_order_id", "price", "ts", "commission"]].rename(
-        columns={"price": "fill_price", "ts": "fill_ts"})
-    orders = orders.merge(last[["client_order_id", "event"]], on="client_order_id", how="left")
-    orders = orders.merge(reasons[["client_order_id", "reason"]], on="client_order_id",
-                          how="left")
-    orders = orders.merge(fills, on="client_order_id", how="left")
-    orders["status"] = orders.pop("event").map(status_map)
-    orders.loc[orders["dry_run"] == 1, "status"] = "dry_run"
-    orders["fill_price"] = orders["fill_price"].astype("float64")
-    orders["commission"] = orders["commission"].astype("float64")
-    orders["fill_ts"] = pd.to_datetime(orders["fill_ts"], utc=True)
-    orders["dry_run"] = orders["dry_run"].astype(bool)
-
-    equity = frames["equity"].copy()
-    pos = frames["positions"]
-    if len(pos) and len(equity):
-        wide = pos.pivot(index="step", columns="symbol", values="value")
-        wide.columns = [f"pos_{c}" for c in wide.columns]
-        equity = equity.join(wide, on="step")
-    equity = equity.set_index("ts", drop=False).rename_axis("timestamp")
-    return {
-        "orders": orders,
-        "fills": frames["fills"],
-        "equity": equity,
-        "positions": pos,
-        "risk_events": frames["risk_events"],
-        "decisions": frames["decisions"],
-        "state_changes": frames["state_changes"],
-        "steps": frames["steps"],
-        "order_events": ev,
-        "meta": meta,
-    }
-
-
-def rows_equal(a: Iterable[tuple[Any, ...]], b: Iterable[tuple[Any, ...]]) -> bool:
-    return list(a) == list(b)

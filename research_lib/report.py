@@ -13,14 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from .data.sanity import (
-    ERROR,
-    WARNING,
-    Finding,
-    check_symbols,
-    findings_frame,
-    summary_table,
-)
+from .data.sanity import ERROR, WARNING, Finding
+from .data.sanity_report import check_symbols, findings_frame, summary_table
 
 
 def short_label(df: pd.DataFrame, sym: str) -> str:
@@ -143,7 +137,7 @@ def rebase(series: Mapping[str, pd.Series]) -> pd.DataFrame:
 # ------------------------------------------------------------------ paper sessions
 @dataclass
 class PaperSessionReport:
-    """Tables and figures of one paper run, read from its ledger (``ledger.read_run``)."""
+    """Tables and figures of one paper run, read from its ledger (``ledger_read.read_run``)."""
 
     run: dict[str, Any]
     closes: pd.DataFrame  # close per symbol on the run's bar clock (for buy-and-hold)
@@ -358,7 +352,7 @@ class PaperSessionReport:
 def paper_session_report(ledger: str | Any) -> PaperSessionReport:
     """Read a run (ledger file or run folder) and the closes its buy-and-hold needs."""
     from .data import load
-    from .ledger import read_run
+    from .ledger_read import read_run
 
     run = read_run(ledger)
     meta = run["meta"]

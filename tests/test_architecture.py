@@ -34,11 +34,7 @@ ALLOWED_CYCLES: set[frozenset[str]] = {
 }
 
 # files over MAX_LINES today
-ALLOWED_LONG: set[str] = {
-    "research_lib/ledger.py",  # issue 11: split pending
-    "research_lib/data/sources.py",  # issue 11: split pending
-    "research_lib/data/sanity.py",  # issue 11: split pending
-}
+ALLOWED_LONG: set[str] = set()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pytest
 from research_lib.cli import main
 from research_lib.data import load
 from research_lib.errors import DataError, EmptyDataError
-from research_lib.ledger import read_run
+from research_lib.ledger_read import read_run
 from research_lib.session import Session, SessionSpec, run_session
 from tests.kit.paper import FrameSource, quiet_switch, write_config
 
@@ -373,7 +373,7 @@ def test_cli_paper_when_csv_has_duplicate_rows_then_exit_2_with_the_reason_and_n
 _TZ_SCRIPT = """
 import json, sys
 from research_lib.flags import KillSwitch
-from research_lib.ledger import deterministic_dump
+from research_lib.ledger_read import deterministic_dump
 from research_lib.session import run_session
 csv, cfg, runs = sys.argv[1:4]
 res = run_session(symbols=["SPX"], source="csv:" + csv, start="2018-10-01", end="2018-12-31",

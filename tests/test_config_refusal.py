@@ -266,7 +266,7 @@ def test_paper_when_only_a_class_model_is_broken_and_the_flag_is_on_then_starts_
     code = _paper(tmp_path, home / "config", "--max-steps", "2")
 
     assert code == 0, capsys.readouterr().err
-    from research_lib.ledger import read_run
+    from research_lib.ledger_read import read_run
 
     d = read_run(tmp_path / "runs" / "refused" / "ledger.sqlite")["decisions"]
     assert set(d["model"]) == {"universal_v1"}

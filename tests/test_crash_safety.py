@@ -17,7 +17,9 @@ import pytest
 
 from research_lib.cli import main
 from research_lib.flags import KillSwitch
-from research_lib.ledger import Ledger, deterministic_dump, halt_marker_path, read_run
+from research_lib.ledger import Ledger
+from research_lib.ledger_read import deterministic_dump, read_run
+from research_lib.run_files import halt_marker_path
 from tests.kit.paper import (
     NO_COSTS,
     FrameSource,

@@ -27,7 +27,8 @@ import pytest
 from research_lib.cli import main
 from research_lib.errors import ConfigError
 from research_lib.flags import KillSwitch
-from research_lib.ledger import COLUMNS, WALL_CLOCK_COLUMNS, Ledger, deterministic_dump
+from research_lib.ledger import COLUMNS, Ledger
+from research_lib.ledger_read import WALL_CLOCK_COLUMNS, deterministic_dump
 from research_lib.session import SessionResult, SessionSpec, run_session
 from tests.kit.paper import (
     NO_COSTS,

@@ -7,13 +7,8 @@ import sqlite3
 import pytest
 
 from research_lib.errors import LedgerError
-from research_lib.ledger import (
-    Ledger,
-    StepRecord,
-    deterministic_dump,
-    read_run,
-    replay,
-)
+from research_lib.ledger import Ledger, StepRecord
+from research_lib.ledger_read import deterministic_dump, read_run, replay
 from tests.kit.paper import FrameSource, make_session, random_walk, write_config
 
 

@@ -83,7 +83,8 @@ from hypothesis.stateful import (
 from research_lib.baselines import Prediction
 from research_lib.cli.paper import cli_reset_halt
 from research_lib.flags import KillSwitch
-from research_lib.ledger import COLUMNS, Ledger, replay
+from research_lib.ledger import COLUMNS, Ledger
+from research_lib.ledger_read import replay
 from research_lib.risk import EPS, TradingState
 from research_lib.session import Session, SessionSpec, StepBars
 from research_lib.signal_model import ModelBase

@@ -22,10 +22,10 @@ import pytest
 
 from research_lib.cli import main
 from research_lib.data import load
+from research_lib.data.csv_source import CsvSource
 from research_lib.data.sanity import ERROR, SanityConfig, check_frame
-from research_lib.data.sources import CsvSource
 from research_lib.errors import ConfigError, DataError
-from research_lib.ledger import read_run
+from research_lib.ledger_read import read_run
 from research_lib.session import run_session
 from tests.kit.paper import (
     FrameSource,
@@ -105,7 +105,7 @@ def test_csv_source_when_integer_dates_are_ambiguous_then_refused_naming_column_
 
 
 def test_parse_timestamps_when_units_are_mixed_then_refused():
-    from research_lib.data.sources import parse_timestamps
+    from research_lib.data.timestamps import parse_timestamps
 
     with pytest.raises(DataError, match="refusing to guess"):
         parse_timestamps(pd.Series([1_500_000_000, 1_500_000_000_000]), "col 'ts'")
@@ -153,7 +153,7 @@ def test_train_dataset_when_hourly_bars_loaded_as_1d_then_refused(tmp_path, spx)
 
 
 def test_cache_source_when_parquet_index_is_small_integers_then_refused(tmp_path, spx):
-    from research_lib.data.sources import CacheSource
+    from research_lib.data.cache import CacheSource
 
     cache = CacheSource(tmp_path / "cache")
     p = cache.path("SPX", "1d")
@@ -166,7 +166,7 @@ def test_cache_source_when_parquet_index_is_small_integers_then_refused(tmp_path
 
 
 def test_cache_source_when_parquet_index_is_epoch_seconds_then_read_as_seconds(tmp_path, spx):
-    from research_lib.data.sources import CacheSource
+    from research_lib.data.cache import CacheSource
 
     cache = CacheSource(tmp_path / "cache")
     p = cache.path("SPX", "1d")

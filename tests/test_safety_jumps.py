@@ -22,7 +22,7 @@ from research_lib.cli import main
 from research_lib.config import load_session
 from research_lib.data import load
 from research_lib.errors import ConfigError
-from research_lib.ledger import read_run
+from research_lib.ledger_read import read_run
 from research_lib.paper.summary import format_summary
 from research_lib.session import Session, SessionSpec, run_session
 from tests.kit.paper import (

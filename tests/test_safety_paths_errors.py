@@ -131,7 +131,7 @@ def test_paper_run_id_when_run_folder_is_a_symlink_out_of_runs_then_exit_2(tmp_p
 
 
 def test_ledger_path_when_run_id_is_plain_then_inside_run_dir(tmp_path):
-    from research_lib.ledger import ledger_path
+    from research_lib.run_files import ledger_path
 
     p = ledger_path(tmp_path, "paper-20260101T000000Z-1a2b3c4d")
     assert p == tmp_path / "paper-20260101T000000Z-1a2b3c4d" / "ledger.sqlite"
@@ -434,7 +434,7 @@ def test_session_when_setup_fails_after_the_ledger_is_made_then_no_run_folder_is
 
 
 def test_discard_empty_run_when_the_ledger_has_steps_then_kept(tmp_path):
-    from research_lib.ledger import discard_empty_run
+    from research_lib.run_files import discard_empty_run
 
     res = make_session(tmp_path, symbols=["SYN"], source=FrameSource({"SYN": random_walk(120)}),
                        start="2021-03-01", model="baseline:buy_and_hold", run_id="kept",

@@ -59,7 +59,7 @@ def test_live_when_the_symbols_latest_bar_is_stale_then_an_open_order_does_not_f
     fill price is now no price, and the order waits."""
     import pandas as pd
 
-    from research_lib.ledger import read_run
+    from research_lib.ledger_read import read_run
     from tests.kit.paper import random_walk
 
     bars = random_walk(81, start="2021-02-12", freq="B", symbol="AAA")  # to 2021-06-04 (Fri)
@@ -97,7 +97,7 @@ def test_live_resume_when_a_held_symbols_feed_fails_then_marked_at_its_recorded_
     import pytest
 
     from research_lib.errors import DataError, FeedError
-    from research_lib.ledger import read_run
+    from research_lib.ledger_read import read_run
     from tests.kit.paper import random_walk
 
     frames = {s: random_walk(200, seed=k, start="2021-01-01", symbol=s)

@@ -27,7 +27,8 @@ from research_lib.cli import main
 from research_lib.config import ConfigWatcher, load_risk, load_session
 from research_lib.errors import ConfigError
 from research_lib.flags import KillSwitch
-from research_lib.ledger import Ledger, read_run
+from research_lib.ledger import Ledger
+from research_lib.ledger_read import read_run
 from tests.kit.crash import fills_vs_orders
 from tests.kit.paper import (
     FlipEnv,

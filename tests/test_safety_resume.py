@@ -18,7 +18,8 @@ import pytest
 
 from research_lib.cli import main
 from research_lib.errors import ConfigError
-from research_lib.ledger import deterministic_dump, ledger_path
+from research_lib.ledger_read import deterministic_dump
+from research_lib.run_files import ledger_path
 from tests.kit.paper import (
     NO_COSTS,
     FrameSource,

@@ -11,14 +11,8 @@ import pandas as pd
 import pytest
 
 from research_lib.data import load
-from research_lib.data.sanity import (
-    ERROR,
-    SanityConfig,
-    check_frame,
-    check_symbols,
-    format_table,
-    has_errors,
-)
+from research_lib.data.sanity import ERROR, SanityConfig, check_frame, has_errors
+from research_lib.data.sanity_report import check_symbols, format_table
 from tests.kit import make_bars
 
 NOW = pd.Timestamp("2024-06-28", tz="UTC")

@@ -15,7 +15,8 @@ import pytest
 from research_lib.cli import main
 from research_lib.errors import ConfigError
 from research_lib.flags import KillSwitch
-from research_lib.ledger import Ledger, deterministic_dump, read_run
+from research_lib.ledger import Ledger
+from research_lib.ledger_read import deterministic_dump, read_run
 from research_lib.session import parse_duration, signal_target
 from tests.kit.paper import (
     NO_COSTS,

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from research_lib.data import COLUMNS, CsvSource, SampleSource, get_source, load
-from research_lib.data.sources import CacheSource, YFinanceSource
+from research_lib.data.cache import CacheSource
+from research_lib.data.yfinance_source import YFinanceSource
 from research_lib.errors import DataError, EmptyDataError, UnknownSymbolError
 
 

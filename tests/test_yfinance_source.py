@@ -22,9 +22,9 @@ import yfinance
 from yfinance.exceptions import YFRateLimitError
 
 from research_lib.data import load
-from research_lib.data.sources import (
-    COLUMNS,
-    CacheSource,
+from research_lib.data.cache import CacheSource
+from research_lib.data.source_base import COLUMNS
+from research_lib.data.yfinance_source import (
     RetryPolicy,
     YFinanceSource,
     flatten_yf_columns,

@@ -40,7 +40,7 @@ def check_window(args: argparse.Namespace) -> None:
     start, end = getattr(args, "start", None), getattr(args, "end", None)
     if not start and not end:
         return
-    from ..data.sources import parse_when
+    from ..data.source_base import parse_when
 
     s, e = parse_when(start, "--start"), parse_when(end, "--end")
     if s is not None and e is not None and s > e:

@@ -8,7 +8,8 @@ import json
 
 def cli_check(args: argparse.Namespace) -> int:
     from ..config import parse_symbols
-    from ..data.sanity import ERROR, WARNING, check_symbols, format_table, has_errors
+    from ..data.sanity import ERROR, WARNING, has_errors
+    from ..data.sanity_report import check_symbols, format_table
 
     frames, findings = check_symbols(
         parse_symbols(args.symbols), source=args.source, start=args.start, end=args.end,

@@ -6,18 +6,12 @@ float64 columns ``open, high, low, close, volume`` on a tz-aware UTC index named
 ``label``, ``source`` and ``adjustment``.
 """
 
+from .cache import CacheSource
+from .csv_source import CsvSource
 from .frames import FramesSource
-from .sources import (
-    COLUMNS,
-    CacheSource,
-    CsvSource,
-    SampleSource,
-    Source,
-    YFinanceSource,
-    get_source,
-    load,
-    sample_symbols,
-)
+from .source_base import COLUMNS, Source
+from .sources import SampleSource, get_source, load, sample_symbols
+from .yfinance_source import YFinanceSource
 
 __all__ = [
     "COLUMNS",

@@ -5,7 +5,7 @@ Building a calendar costs about a second (importing exchange_calendars and worki
 its holiday rules), which a paper session would pay at every start for its sanity checks.
 So :func:`sessions` and :func:`is_session` answer from the calendar's session days kept in
 ``<cache>/calendars/<NAME>.json`` (the data cache folder, see
-:func:`research_lib.data.sources.default_cache_dir`), written when the calendar is built
+:func:`research_lib.data.cache.default_cache_dir`), written when the calendar is built
 and rebuilt when exchange_calendars changes version, or when a date after the last session
 it knows is asked on a later day than it was built. An unreadable or unwritable cache only
 means building the calendar as before.
@@ -67,7 +67,7 @@ def _day_number(t: pd.Timestamp) -> int:
 def _cache_file(name: str) -> Path:
     from urllib.parse import quote
 
-    from .sources import default_cache_dir
+    from .cache import default_cache_dir
 
     return default_cache_dir() / "calendars" / f"{quote(name, safe='-_.')}.json"
 

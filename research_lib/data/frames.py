@@ -1,7 +1,7 @@
 """An in-memory frames source: ``FramesSource({"SYM": df, ...})``.
 
 A data source over frames already in memory (a notebook's own frames, tests, benchmarks
-timed without file I/O). It speaks the :class:`~research_lib.data.sources.Source`
+timed without file I/O). It speaks the :class:`~research_lib.data.source_base.Source`
 interface: ``symbols()`` and ``fetch(symbol, start, end, interval)``, the window inclusive
 at both ends; each fetch returns a copy that carries the frame's ``attrs``.
 """

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from ..data.sources import SampleSource, _trim, finish_frame
+from ..data.source_base import _trim, finish_frame
+from ..data.sources import SampleSource
 from ..errors import DataError, UnknownSymbolError
 
 SOURCE_NAME = "synthetic-options"

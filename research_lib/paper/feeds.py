@@ -44,7 +44,7 @@ class StepBars:
 
 
 def _utc(value: Any, field: str = "date") -> Any:
-    from ..data.sources import parse_when
+    from ..data.source_base import parse_when
 
     return parse_when(value, field)  # a ConfigError naming field and value if not a date
 

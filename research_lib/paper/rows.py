@@ -4,7 +4,7 @@ Each table is a :class:`typing.NamedTuple` (a row *is* a tuple, so the ledger wr
 it is) with an ``SQL`` attribute: the table's body in ``CREATE TABLE`` (types, keys; a
 ``seq`` column the database numbers comes first where a table has one). The ledger builds
 its schema and its INSERTs from :data:`TABLES` (:mod:`research_lib.ledger`), the reader
-names the columns of :func:`research_lib.ledger.read_run` from it, and the session builds
+names the columns of :func:`research_lib.ledger_read.read_run` from it, and the session builds
 its rows with these names. To add a column: add the field and its SQL here, in one class.
 
 For the per-symbol rows a step writes many of (positions, decisions) the hot loop builds

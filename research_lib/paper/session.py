@@ -46,9 +46,7 @@ from ..errors import (
     LedgerError,
 )
 from ..ledger import (
-    LEDGER_WRITE_FAILED,
     StepRecord,
-    discard_empty_run,
     now_iso,
 )
 from ..resume import (
@@ -60,6 +58,10 @@ from ..risk import (
     StateChange,
     TradingState,
     reason_code,
+)
+from ..run_files import (
+    LEDGER_WRITE_FAILED,
+    discard_empty_run,
 )
 from ..telemetry import (
     get_logger,

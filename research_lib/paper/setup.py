@@ -34,8 +34,6 @@ from ..flags import KillSwitch
 from ..ledger import (
     Ledger,
     LedgerState,
-    ledger_path,
-    resolve_ledger,
 )
 from ..paths import safe_id
 from ..reload_policy import (
@@ -54,6 +52,10 @@ from ..risk import (
     TradingState,
     refuse_identical_series,
     refuse_shared_underlying,
+)
+from ..run_files import (
+    ledger_path,
+    resolve_ledger,
 )
 from ..telemetry import (
     LatencyRecorder,

@@ -14,7 +14,7 @@ Checked for every kill:
   ``decisions`` cover the same steps 0..n-1) and ``n`` is one of the commit points of an
   uninterrupted fast run (observed by the same poll): a batch is in whole or not at all;
 * after ``--resume RUN --fast`` (or ``--resume RUN`` in the step loop) the ledger's
-  :func:`~research_lib.ledger.deterministic_dump` equals an uninterrupted *step-mode* run's,
+  :func:`~research_lib.ledger_read.deterministic_dump` equals an uninterrupted *step-mode* run's,
   and :func:`tests.kit.crash.fills_vs_orders` gives the same counts;
 * the resumed session ran exactly the steps the kill lost.
 
@@ -44,7 +44,7 @@ from pathlib import Path
 import pytest
 
 from research_lib.fast_replay import FLUSH_STEPS
-from research_lib.ledger import deterministic_dump
+from research_lib.ledger_read import deterministic_dump
 from tests.acceptance.test_crash_restart import fault_seed
 from tests.kit.crash import (
     CRASH_CONFIG,

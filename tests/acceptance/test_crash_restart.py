@@ -8,7 +8,7 @@ steps are committed, waits a random 0-3 ms more (so the kill lands while step k 
 decided, sleeping, committing, or just after), sends SIGKILL, then runs
 ``research-lib paper --resume RUN`` to the end. Checked for every kill:
 
-* the final ledger's :func:`~research_lib.ledger.deterministic_dump` equals that of one
+* the final ledger's :func:`~research_lib.ledger_read.deterministic_dump` equals that of one
   uninterrupted run (every order, fill, equity row, decision and state change);
 * no fill lost or doubled: :func:`tests.kit.crash.fills_vs_orders` (unique client
   order ids in ``fills``, each order denied / submitted / filled / rejected at most once,
@@ -36,7 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from research_lib.ledger import Ledger, deterministic_dump
+from research_lib.ledger import Ledger
+from research_lib.ledger_read import deterministic_dump
 from tests.kit.crash import (
     CRASH_ARGS,
     CRASH_CONFIG,
