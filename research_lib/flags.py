@@ -45,13 +45,6 @@ def asset_specific_mode(env: Mapping[str, str] | None = None) -> RoutingMode:
     )
 
 
-def trading_halted_flag(env: Mapping[str, str] | None = None) -> bool:
-    """``FLAG_TRADING_HALTED``: anything but an explicit off value counts as halted
-    (fail closed: a typo halts rather than trades)."""
-    raw = (env if env is not None else os.environ).get("FLAG_TRADING_HALTED", "0")
-    return raw.strip().lower() not in _FALSE
-
-
 def trading_halted_value(env: Mapping[str, str] | None = None) -> str | None:
     """The raw ``FLAG_TRADING_HALTED`` value when it halts trading, else ``None``."""
     raw = (env if env is not None else os.environ).get("FLAG_TRADING_HALTED", "0")

@@ -163,3 +163,38 @@ def test_cli_main_in_process_when_a_paper_session_ran_then_the_callers_signal_ha
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+def test_live_when_one_series_is_served_under_two_names_then_refused_at_the_first_poll(
+        tmp_path):
+    # the identical-series refusal ran only in a replay's set-up: live (a csv:PATH another
+    # process appends to) gave AAA and a copy AAA2 two position caps on one series
+    import pandas as pd
+    import pytest
+
+    from research_lib.errors import ConfigError
+    from tests.kit.paper import random_walk
+
+    bars = random_walk(81, start="2021-02-12", freq="B", symbol="AAA")
+
+    class Copies:  # the same bars under both names
+        name = "copies"
+
+        def symbols(self) -> list[str]:
+            return ["AAA", "AAA2"]
+
+        def fetch(self, symbol, start=None, end=None, interval="1d"):
+            df = bars.copy()
+            df.attrs = {"symbol": symbol, "served_as": symbol}
+            return df
+
+    now = {"t": pd.Timestamp("2021-06-04 20:30", tz="UTC").timestamp()}
+
+    def sleep(dt: float) -> None:
+        now["t"] += dt
+
+    s = make_session(tmp_path, symbols=["AAA", "AAA2"], source=Copies(), mode="live",
+                     run_id="lv2", poll_seconds=86400, clock=lambda: now["t"], sleep=sleep,
+                     duration=3, model="baseline:buy_and_hold")
+    with pytest.raises(ConfigError, match="AAA and AAA2 have identical bars"):
+        s.run()

@@ -11,8 +11,9 @@ from ..errors import ConfigError
 
 def cli_paper(args: argparse.Namespace) -> int:
     from ..config import parse_symbols
+    from ..paper.session import run_session
+    from ..paper.spec import SessionSpec, parse_duration
     from ..paper.summary import format_summary
-    from ..session import SessionSpec, parse_duration, run_session
 
     # a new run's defaults; with --resume an option given is refused (research_lib.resume)
     fresh = not args.resume

@@ -14,6 +14,7 @@ from ..errors import (
     EmptyDataError,
     FeedError,
 )
+from ..risk import refuse_identical_series, refuse_shared_underlying
 from ..telemetry import (
     get_logger,
     log_event,
@@ -182,8 +183,10 @@ class LiveFeed:
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  should_abort: Callable[[], bool] = lambda: False,
-                 is_stale: Callable[[int, Any, Any], bool] = lambda j, ts, now: False) -> None:
+                 is_stale: Callable[[int, Any, Any], bool] = lambda j, ts, now: False,
+                 replicas: bool = False) -> None:
         self.source = source
+        self.replicas = replicas  # identical series are deliberate copies (RunSpec.replicas)
         # is_stale(row, bar_ts, now): a bar too old to fill at (the session's stale rule)
         self.is_stale = is_stale
         # a second Ctrl+C: stop fetching at once (nothing of this poll is decided yet)
@@ -273,6 +276,11 @@ class LiveFeed:
             if frames is None:
                 return
             self._check_failures(frames, first)
+            if first:  # one position cap per underlying, live as in a replay
+                refuse_shared_underlying(list(frames), {
+                    s: str(df.attrs.get("served_as", s)) for s, df in frames.items()})
+                if not self.replicas:
+                    refuse_identical_series(frames)
             now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
             fill = np.full(n, np.nan)
             news: dict[int, Any] = {}

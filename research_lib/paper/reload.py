@@ -13,7 +13,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..risk import StateChange
-from .signals import force_model
+from .signals import model_assets_for
 
 if TYPE_CHECKING:
     from ..ledger import StepRecord
@@ -47,8 +47,7 @@ def reload_step(s: Session, rec: StepRecord) -> None:
             s.assets = new
             s._classify()
             # the models it decides with from now on (recorded for a resume)
-            s.model_assets = (force_model(new, s.model_name) if s.model_name
-                              and not s.model_name.startswith("baseline:") else new)
+            s.model_assets = model_assets_for(new, s.model_name)
             s.model.set_assets(s.model_assets, s.classes)
         s._state_row(rec, StateChange("config", "LOADED", "RELOADED",
                                       f"{name}: {'; '.join(diff)}"))

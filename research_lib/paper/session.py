@@ -378,7 +378,7 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
                                  self.settings.session.warmup_bars, should_stop,
                                  clock=self.wiring.clock, sleep=self.wiring.sleep,
                                  should_abort=lambda: self.ks.force,
-                                 is_stale=self._stale_fill)
+                                 is_stale=self._stale_fill, replicas=self.spec.replicas)
         log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
                   model=self.model_label, ledger=str(self.ledger.path))

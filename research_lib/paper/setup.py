@@ -72,7 +72,7 @@ from .feeds import (
     _utc,
     replay_end_note,
 )
-from .signals import force_model, make_model
+from .signals import make_model, model_assets_for
 from .spec import (
     CRYPTO_CALENDAR,
     RunValues,
@@ -254,10 +254,7 @@ class SessionSetup:
             self.feed = None  # built in run(): it needs the stop predicate
 
         # model
-        model_assets = (force_model(self.assets, self.model_name)
-                        if self.model_name and not self.model_name.startswith("baseline:")
-                        else self.assets)
-        self.model_assets = model_assets
+        self.model_assets = model_assets_for(self.assets, self.model_name)
         self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
                                 router=self.wiring.router)
         self.model_label = self.model_name or "router"

@@ -75,6 +75,16 @@ def force_model(assets: AssetsConfig, name: str) -> AssetsConfig:
     )
 
 
+def model_assets_for(assets: AssetsConfig, model: str | None) -> AssetsConfig:
+    """The assets config the session decides with: a forced registry model mapped to every
+    class, else the config as it is (the router's own map; a rule baseline reads no route).
+    Set-up and hot reload both use it, so the checksums a resume compares are the models
+    actually used."""
+    if model and not model.startswith("baseline:"):
+        return force_model(assets, model)
+    return assets
+
+
 def make_model(model: str | None, symbols: Sequence[str], assets: AssetsConfig,
                classes: dict[str, str], router: Any = None) -> SignalModel:
     if model is not None and model.startswith("baseline:"):

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-# ---------------------------------------------------------------------- CLI
 
 def compute_summary(c: sqlite3.Connection, *, run_id: str, ledger: str, mode: str,
                     engine: str, dry_run: bool, model: str, symbols: Sequence[str],
