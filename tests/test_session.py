@@ -481,8 +481,9 @@ def test_live_poll_when_second_interrupt_mid_fetch_then_stops_fetching_and_write
     """First Ctrl+C: the step in flight is finished and committed. A second one during a
     live poll (slow fetches, rate-limit back-off) ends sooner: the remaining symbols are not
     fetched, nothing of that poll is decided, so nothing is half-written; exit is clean."""
-    bars = {s: frame(list(np.linspace(100, 130, 80)), start="2021-01-04 00:00", freq="h",
-                     symbol=s) for s in ("AAA", "BBB", "CCC")}
+    # three series (one series under three names is refused since issue 10)
+    bars = {s: frame(list(np.linspace(100 + k, 130 + k, 80)), start="2021-01-04 00:00",
+                     freq="h", symbol=s) for k, s in enumerate(("AAA", "BBB", "CCC"))}
     now = {"t": bars["AAA"].index[59].timestamp()}
     ks = KillSwitch(kill_file=None)
     fetched: list[tuple[int, str]] = []
