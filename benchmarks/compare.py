@@ -28,7 +28,7 @@ cache dir (``import vectorbt``, then the first ^GSPC run), and again in a new pr
 the cache that run left. A universe of N series is one research_lib session, N runs of
 backtesting.py and backtrader (each is single-series) and one vectorbt call per distinct
 clock (the replicas of one real series share it: 7 calls of up to 15 columns for 100). research_lib runs twice
-per round: the step loop and ``--fast`` (research_lib.fast_replay: the same ledger rows,
+per round: the step loop and ``--fast`` (research_lib.paper.fast: the same ledger rows,
 quiet steps in numpy blocks); both must take the same trades.
 """
 

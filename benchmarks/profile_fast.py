@@ -27,11 +27,11 @@ PARTS = (("pass1", "pass 1 (gate, closes, features, predictions)"),
 
 @contextlib.contextmanager
 def _timed_parts(acc: collections.Counter, calls: collections.Counter) -> Iterator[None]:
-    import research_lib.fast_replay as fr
+    import research_lib.paper.fast as fr
     from research_lib.ledger import Ledger
     from research_lib.session import Session
 
-    targets = [(fr, "quiet_run", "quiet"), (fr, "pass1", "pass1"), (Session, "step", "_step"),
+    targets = [(fr, "quiet_run", "quiet"), (fr, "pass1", "pass1"), (fr, "run_step", "_step"),
                (Session, "log_decisions", "log"), (Ledger, "commit_rows", "commit")]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in targets]
 

@@ -69,6 +69,11 @@ class _Baseline(ModelBase):
     def _signal(self, i: int) -> float | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def batch(self, close: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """The rule over one symbol's whole series of closes (the fast path): after close
+        ``t`` the same value as ``_signal`` after observing closes ``0..t``; NaN: none."""
+        raise NotImplementedError
+
     def _signals(self, rows: list[int]) -> list[float | None]:
         """``_signal`` for many symbol indices; subclasses do it in one pass."""
         return [self._signal(i) for i in rows]
@@ -90,6 +95,10 @@ class BuyAndHold(_Baseline):
     def _signals(self, rows: list[int]) -> list[float | None]:
         ok = (self.count[rows] > 0) & np.isfinite(self.closes[rows, -1])
         return [1.0 if k else None for k in ok.tolist()]
+
+    def batch(self, close: np.ndarray) -> np.ndarray:
+        c = np.asarray(close, dtype=np.float64)
+        return np.where(np.isfinite(c), 1.0, np.nan)
 
 
 class SmaCross(_Baseline):
@@ -119,6 +128,19 @@ class SmaCross(_Baseline):
         return [(1.0 if u else 0.0) if k else None
                 for k, u in zip(ok.tolist(), up.tolist(), strict=True)]
 
+    def batch(self, close: np.ndarray) -> np.ndarray:
+        """Each window's means as ``_signals`` takes them (a reduction over one C-contiguous
+        row of the same length), so the same floats and the same verdicts."""
+        c = np.ascontiguousarray(close, dtype=np.float64)
+        out = np.full(len(c), np.nan)
+        if len(c) >= SMA_SLOW:
+            W = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(c, SMA_SLOW))
+            fast = np.mean(np.ascontiguousarray(W[:, -SMA_FAST:]), axis=1)
+            slow = np.mean(W, axis=1)
+            ok = np.isfinite(fast) & np.isfinite(slow)
+            out[SMA_SLOW - 1:] = np.where(ok, (fast > slow).astype(np.float64), np.nan)
+        return out
+
 
 def make_baseline(name: str, symbols: Sequence[str],
                   asset_classes: dict[str, str] | None = None) -> _Baseline:
@@ -132,10 +154,6 @@ def make_baseline(name: str, symbols: Sequence[str],
 
 
 def sma_cross_signal(close: np.ndarray) -> np.ndarray:
-    """The SMA(10)/SMA(20) rule over a whole close series: 1.0, 0.0, or NaN (warm-up)."""
-    c = np.asarray(close, dtype=np.float64)
-    out = np.full(len(c), np.nan)
-    for t in range(SMA_SLOW - 1, len(c)):
-        w = c[t - SMA_SLOW + 1 : t + 1]
-        out[t] = 1.0 if np.mean(w[-SMA_FAST:]) > np.mean(w) else 0.0
-    return out
+    """The SMA(10)/SMA(20) rule over a whole close series: 1.0, 0.0, or NaN (warm-up)
+    (:meth:`SmaCross.batch`)."""
+    return SmaCross([]).batch(close)

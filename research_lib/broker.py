@@ -22,9 +22,10 @@ filled).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+
+import numpy as np
 
 from .config import SessionConfig
 from .telemetry import get_logger, log_event
@@ -47,6 +48,22 @@ def round_qty(qty: float, lot: float | None) -> float:
     n = math.floor(abs(qty) / step + 1e-9)
     q = round(n * step, QTY_DIGITS)
     return q if qty >= 0 else -q
+
+
+def round_qty_array(qty: np.ndarray, lots: np.ndarray | None = None,
+                    lot: float | None = None) -> np.ndarray:
+    """:func:`round_qty` over an array (the fast path), with the same floats: whole units in
+    numpy; the columns where ``lots`` is True (crypto) through :func:`round_qty` itself with
+    ``lot`` (its decimal rounding is Python's, which numpy's does not always equal)."""
+    q = np.asarray(qty, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        n = np.floor(np.abs(q) / 1.0 + 1e-9)
+        out = np.where(np.isfinite(q), np.where(q >= 0, n, -n), 0.0)
+    if lots is not None and lots.any():
+        sel = np.broadcast_to(lots, q.shape)
+        for k in zip(*np.nonzero(sel), strict=True):
+            out[k] = round_qty(float(q[k]), lot)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +183,50 @@ class OrderCancelled:
 OrderEvent = OrderSubmitted | OrderDenied | OrderRejected | OrderFilled | OrderCancelled
 
 
+class PositionBook(Mapping[str, Position]):
+    """The positions of one account as arrays over symbols, in the order each was first
+    booked: ``qty``, ``avg_price``, ``realized``, ``fees`` (float64). Read as a mapping of
+    :class:`Position` (read-only); written by the broker one fill at a time."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.symbols: list[str] = []
+        self.qty = np.zeros(0)
+        self.avg_price = np.zeros(0)
+        self.realized = np.zeros(0)
+        self.fees = np.zeros(0)
+
+    def put(self, p: Position) -> None:
+        i = self.index.get(p.symbol)
+        if i is None:
+            i = self.index[p.symbol] = len(self.symbols)
+            self.symbols.append(p.symbol)
+            self.qty, self.avg_price, self.realized, self.fees = (
+                np.append(a, 0.0) for a in (self.qty, self.avg_price, self.realized, self.fees))
+        self.qty[i], self.avg_price[i], self.realized[i], self.fees[i] = (
+            p.qty, p.avg_price, p.realized, p.fees)
+
+    def qty_of(self, symbol: str) -> float:
+        i = self.index.get(symbol)
+        return 0.0 if i is None else float(self.qty[i])
+
+    def held(self) -> list[tuple[str, float]]:
+        """(symbol, quantity) of the open positions, in booking order."""
+        return [(self.symbols[i], float(self.qty[i])) for i in np.flatnonzero(self.qty)]
+
+    # Mapping: Position objects built on demand (Python floats, as the fold gives them)
+    def __getitem__(self, symbol: str) -> Position:
+        i = self.index[symbol]
+        return Position(symbol, float(self.qty[i]), float(self.avg_price[i]),
+                        float(self.realized[i]), float(self.fees[i]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.symbols))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+
 @dataclass
 class PaperBroker:
     """Cash, open orders and fills for one paper account.
@@ -184,7 +245,7 @@ class PaperBroker:
 
     def __post_init__(self) -> None:
         self._cash = float(self.initial_cash)
-        self._positions: dict[str, Position] = {}
+        self.book = PositionBook()
         for f in self.fills:
             self._book(f)
 
@@ -196,32 +257,43 @@ class PaperBroker:
     @property
     def positions(self) -> Mapping[str, Position]:
         """Read-only: the fold of the fills, by symbol (flat positions included)."""
-        return MappingProxyType(self._positions)
+        return self.book
 
     def position(self, symbol: str) -> Position:
-        return self._positions.get(symbol) or Position(symbol)
+        return self.book.get(symbol) or Position(symbol)
 
     def qty(self, symbol: str) -> float:
-        """``position(symbol).qty`` without building a flat Position (asked per symbol and
-        step by the loop)."""
-        p = self._positions.get(symbol)
-        return p.qty if p is not None else 0.0
+        """``position(symbol).qty`` without building a Position (asked per symbol and step)."""
+        return self.book.qty_of(symbol)
 
     def open_qty(self, symbol: str) -> float:
         return sum(o.qty for o in self.open_orders.values() if o.symbol == symbol)
 
     def _book(self, f: Fill) -> None:
         self._cash += f.cash_delta
-        self._positions[f.symbol] = self.position(f.symbol).apply(f)
+        self.book.put(self.position(f.symbol).apply(f))
 
     def mark(self, prices: Mapping[str, float]) -> tuple[float, float, float]:
-        """(equity, gross, net) with each position valued at ``prices[symbol]``."""
+        """(equity, gross, net) with each position valued at ``prices[symbol]``, summed in
+        booking order (:meth:`mark_block` is the same sums over a block of steps)."""
         gross = net = 0.0
-        for sym, p in self._positions.items():
-            if p.qty:
-                v = p.qty * prices[sym]
-                gross += abs(v)
-                net += v
+        for sym, q in self.book.held():
+            v = q * prices[sym]
+            gross += abs(v)
+            net += v
+        return self._cash + net, gross, net
+
+    def mark_block(self, marks: np.ndarray, index: Mapping[str, int]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`mark` over a block of steps (the fast path): ``marks[k, index[symbol]]``
+        values the position at step k; the same sums in the same order, so the same floats."""
+        b = len(marks)
+        gross = np.zeros(b)
+        net = np.zeros(b)
+        for sym, q in self.book.held():
+            v = q * marks[:, index[sym]]
+            gross = gross + np.abs(v)
+            net = net + v
         return self._cash + net, gross, net
 
     # -- commands -----------------------------------------------------------------

@@ -40,8 +40,8 @@ from .paper.rows import ConfigHistoryRow
 
 if TYPE_CHECKING:
     from .ledger import StepRecord
+    from .paper.account import SessionLike as Session
     from .paper.feeds import ReplayFeed
-    from .paper.session import Session
 
 INPUTS_VERSION = 1
 

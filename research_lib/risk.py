@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
 from .config import RiskLimits
 
 __all__ = [
@@ -147,6 +149,14 @@ def price_band_breached(symbol: str, price: float, reference: float, band: float
     return None
 
 
+def price_band_mask(price: np.ndarray, reference: np.ndarray, band: float) -> np.ndarray:
+    """:func:`price_band_breached` over arrays (the fast path): True where a finite, positive
+    reference exists and the move is outside the band, with the same arithmetic."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.isfinite(reference) & (reference > 0)
+        return ok & (np.abs(price / reference - 1.0) > band + EPS)
+
+
 def rule_trading_state(c: OrderCheck, lim: RiskLimits) -> str | None:
     if c.state is TradingState.HALTED and not c.reduces:
         return (f"HALTED_CLOSING_ONLY: position={_q(c.position)} after={_q(c.after)} "
@@ -226,6 +236,18 @@ def drawdown_breached(equity: float, peak: float, limit: float) -> str | None:
     if dd >= limit - EPS:
         return f"MAX_DRAWDOWN: limit={_n(limit)} drawdown={_n(dd)} equity={_n(equity)} peak={_n(peak)}"
     return None
+
+
+def account_limits_block(equity: np.ndarray, peak: np.ndarray, day_start: np.ndarray,
+                         lim: RiskLimits) -> np.ndarray:
+    """:func:`drawdown_breached` or :func:`daily_loss_breached` over arrays (the fast path):
+    True where either limit is reached, with the same arithmetic and tolerance."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = (np.isfinite(equity) & np.isfinite(peak) & (peak > 0)
+              & ((1.0 - equity / peak) >= lim.max_drawdown_pct - EPS))
+        dl = (np.isfinite(equity) & np.isfinite(day_start) & (day_start > 0)
+              & ((1.0 - equity / day_start) >= lim.daily_loss_stop_pct - EPS))
+    return dd | dl
 
 
 # ------------------------------------------------------------- one underlying
@@ -376,6 +398,21 @@ class RiskEngine:
             if dl is not None:
                 out.append(self._to(TradingState.REDUCING, dl))
         return out
+
+    def marks_block(self, equity: np.ndarray, days: np.ndarray, last_equity: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`start_day` then :meth:`on_mark` over a block of steps of an ACTIVE account
+        whose day is set (the fast path): the day-start equity and peak after each step, and
+        where a limit is reached (from that step on, the step code runs). Changes nothing."""
+        b = len(equity)
+        newday = np.empty(b, dtype=bool)
+        newday[0] = days[0] > self.day
+        newday[1:] = days[1:] > days[:-1]
+        prev_eq = np.concatenate([[last_equity], equity[:-1]])
+        at = np.maximum.accumulate(np.where(newday, np.arange(b), -1))
+        day_start = np.where(at >= 0, prev_eq[np.maximum(at, 0)], self.day_start_equity)
+        peak = np.maximum.accumulate(np.concatenate([[self.peak], equity]))[1:]
+        return day_start, peak, account_limits_block(equity, peak, day_start, self.limits)
 
     def reset_halt(self, equity: float, reason: str) -> StateChange:
         """A person cleared the halt: ACTIVE again, with the peak reset to today's equity."""

@@ -24,14 +24,7 @@ PACKAGE = ROOT / "research_lib"
 MAX_LINES = 600
 
 # import circles known today (each the set of modules of one strongly connected component)
-ALLOWED_CYCLES: set[frozenset[str]] = {
-    # issue 11 phase 2: the fast path built from the paper engine's own stages (the session
-    # imports run_fast in one function; fast_replay, resume, setup and reload name the
-    # Session type for checking: they become functions over an account state)
-    frozenset({"research_lib.paper.session", "research_lib.fast_replay",
-               "research_lib.paper.reload", "research_lib.paper.setup",
-               "research_lib.resume"}),
-}
+ALLOWED_CYCLES: set[frozenset[str]] = set()  # none left: keep it that way
 
 # files over MAX_LINES today
 ALLOWED_LONG: set[str] = set()

@@ -1,6 +1,6 @@
 """What both prototypes take: the replay's arrays (research_lib's own ``ReplayFeed``: the
 union clock, opens, closes, fill prices), the SMA(10)/SMA(20) probabilities for the whole
-clock (the arithmetic of ``research_lib.fast_replay.BaselinePass``), the limits and costs
+clock (the arithmetic of ``research_lib.paper.fast.BaselinePass``), the limits and costs
 as one float array, the account state as arrays over symbols, and the record layouts
 (numpy structured arrays, one per ledger table, codes instead of reason strings).
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,26 +26,29 @@ log = get_logger("session")
 
 
 class BarGate:
-    """The bar gate of :class:`~research_lib.paper.session.Session` (a mixin)."""
+    """The bar gate of one session: per symbol its calendar and the jump threshold the
+    sanity suite uses for it, the jumps held until confirmed, and the start-up findings."""
 
-    # ---------------------------------------------------------------- bad data
-    def _init_gate(self, attrs: dict[str, Any]) -> None:
-        """Per symbol: its calendar and the jump threshold the sanity suite uses for it."""
+    def __init__(self, symbols: list[str], gate: Any, assets: Any, interval: str,
+                 live: bool, clock: Callable[[], float], attrs: dict[str, Any]) -> None:
         from ..data.jumps import JumpGate
         from ..data.sanity import jump_threshold_for
 
-        gate = self.settings.gate
-        self._jumps = JumpGate(gate.jump_confirm_bars, gate.split_tolerance)
-        self._data_events: list[tuple[Any, ...]] = []
-        self._interval_s = interval_seconds(self.interval)
-        self._cal = [str(attrs.get(s, {}).get("calendar") or self.assets.calendar_for(s))
-                     for s in self.symbols]
-        self._jump_thr = np.array([
+        self.symbols = symbols
+        self.interval = interval
+        self.live = live
+        self.clock = clock
+        self.jumps = JumpGate(gate.jump_confirm_bars, gate.split_tolerance)
+        self.data_events: list[tuple[Any, ...]] = []  # risk events of the run's first step
+        self.interval_s = interval_seconds(interval)
+        self.cal = [str(attrs.get(s, {}).get("calendar") or assets.calendar_for(s))
+                    for s in symbols]
+        self.jump_thr = np.array([
             jump_threshold_for(str(attrs.get(s, {}).get("served_as", s)), c,
                                per_calendar=gate.thresholds())
-            for s, c in zip(self.symbols, self._cal, strict=True)])
+            for s, c in zip(symbols, self.cal, strict=True)])
 
-    def _check_data(self, frames: dict[str, Any], start: Any, end: Any) -> None:
+    def check_data(self, frames: dict[str, Any], start: Any, end: Any) -> None:
         """The whole-frame sanity suite on what the session replays. Its error and warning
         findings become ``data`` risk events at the run's first step (and a log record):
         in the warm-up history they are warnings only; inside the window the bar gate
@@ -61,14 +65,14 @@ class BarGate:
             stale_bar,
         )
 
-        now = pd.Timestamp(self.wiring.clock(), unit="s", tz="UTC")
+        now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         cap = 20  # events per symbol and code; the rest are counted in one more
         for j, (s, f) in enumerate(frames.items()):
-            found = check_frame(f, s, SanityConfig(calendar=self._cal[j], now=now,
+            found = check_frame(f, s, SanityConfig(calendar=self.cal[j], now=now,
                                                    interval=self.interval,
-                                                   jump_threshold=float(self._jump_thr[j])))
+                                                   jump_threshold=float(self.jump_thr[j])))
             last = f.index[-1]
-            if stale_bar(self._cal[j], self._interval_s, last, end):
+            if stale_bar(self.cal[j], self.interval_s, last, end):
                 found.append(Finding(
                     "STALE_LAST_BAR", WARNING, s, last, len(f) - 1,
                     f"last bar {last.isoformat()} is a full session or more before the "
@@ -88,12 +92,12 @@ class BarGate:
                     where = (" (warm-up history before the window: warned, never traded on)"
                              if x.timestamp < start else
                              " (inside the window: the bar gate checks it at its step)")
-                self._data_events.append((ts, s, "data", x.code,
+                self.data_events.append((ts, s, "data", x.code,
                                           f"{x.code}: {x.message} severity={x.severity} "
                                           f"symbol={s} at={ts}{where}", None))
             for code, k in seen.items():
                 if k > cap:
-                    self._data_events.append((None, s, "data", code,
+                    self.data_events.append((None, s, "data", code,
                                               f"{code}: {k - cap} more finding(s) not listed "
                                               f"symbol={s}; run `research-lib data check`", None))
             errors = sum(x.severity == ERROR for x in found)
@@ -101,7 +105,8 @@ class BarGate:
                       symbol=s, errors=errors, warnings=len(found) - errors,
                       codes=dict(sorted(seen.items())))
 
-    def gate(self, bars: StepBars) -> tuple[StepBars, list[tuple[int, str]]]:
+    def check(self, bars: StepBars, last_close: np.ndarray, volume_of: Callable[[int], float]
+              ) -> tuple[StepBars, list[tuple[int, str]]]:
         """The bar gate (fail closed): each new bar must have finite positive prices,
         consistent OHLC, no negative volume, a stamp not after now (live: not stale), and a
         close within its calendar's jump threshold of the last good close (the rules and
@@ -112,24 +117,24 @@ class BarGate:
 
         rows = bars.rows
         if not len(rows):
-            self._jumps.clear()
+            self.jumps.clear()
             return bars, []
-        now_ns = int(self.wiring.clock() * 1e9)
+        now_ns = int(self.clock() * 1e9)
         stale = None
-        if self.mode == "live" and not bars.warmup and bars.bar_ns is not None:
+        if self.live and not bars.warmup and bars.bar_ns is not None:
             import pandas as pd
 
             from ..data.sanity import stale_bar
 
             now = pd.Timestamp(now_ns, unit="ns", tz="UTC")
-            stale = np.array([stale_bar(self._cal[i], self._interval_s,
+            stale = np.array([stale_bar(self.cal[i], self.interval_s,
                                         pd.Timestamp(int(ns), unit="ns", tz="UTC"), now)
                               for i, ns in zip(rows, bars.bar_ns, strict=True)], dtype=bool)
-        ref, thr = self.last_close[rows], self._jump_thr[rows]
+        ref, thr = last_close[rows], self.jump_thr[rows]
         code = bar_faults(bars.open, bars.high, bars.low, bars.close, bars.volume, ref, thr,
                           bars.bar_ns, now_ns, stale)
-        held = self._jumps.review(rows, code, bars, ref, thr,  # jumps: held, split, confirmed
-                                  lambda i: self.features.volumes[i, -1])
+        held = self.jumps.review(rows, code, bars, ref, thr,  # jumps: held, split, confirmed
+                                  volume_of)
         if not code.any():
             return bars, []
         import pandas as pd
@@ -150,13 +155,14 @@ class BarGate:
             close=bars.close[ok], volume=bars.volume[ok], dow=bars.dow[ok],
             bar_ns=None if bars.bar_ns is None else bars.bar_ns[ok]), bad
 
-    def _stale_fill(self, i: int, bar_ts: Any, now: Any) -> bool:
+    def stale_fill(self, i: int, bar_ts: Any, now: Any) -> bool:
         """Live: the symbol's newest bar is too old to fill at (the gate's stale rule)."""
         from ..data.sanity import stale_bar
 
-        return bool(stale_bar(self._cal[i], self._interval_s, bar_ts, now))
+        return bool(stale_bar(self.cal[i], self.interval_s, bar_ts, now))
 
-    def _gate_fills(self, bars: StepBars, bad: list[tuple[int, str]]) -> np.ndarray:
+    def fill_prices(self, bars: StepBars, bad: list[tuple[int, str]], last_close: np.ndarray
+                    ) -> np.ndarray:
         """Fill prices that pass the gate: none from a bad bar; finite, positive and within
         the jump threshold of the last good close."""
         from ..data.sanity import jump_exceeds
@@ -166,6 +172,6 @@ class BarGate:
             fp = fp.copy()
             fp[[i for i, _ in bad]] = np.nan
         with np.errstate(invalid="ignore"):
-            ok = (fp > 0) & (fp < np.inf) & ~jump_exceeds(fp, self.last_close, self._jump_thr)
+            ok = (fp > 0) & (fp < np.inf) & ~jump_exceeds(fp, last_close, self.jump_thr)
         return np.where(ok, fp, np.nan)
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..risk import StateChange
 from .signals import model_assets_for
+from .stages import state_row
 
 if TYPE_CHECKING:
     from ..ledger import StepRecord
-    from .session import Session
+    from .account import SessionLike as Session
 
 
 def reload_step(s: Session, rec: StepRecord) -> None:
@@ -30,7 +31,7 @@ def reload_step(s: Session, rec: StepRecord) -> None:
         if w.last_error != s._reload_errors.get(name):
             s._reload_errors[name] = w.last_error
             if w.last_error:
-                s._state_row(rec, StateChange("config", "LOADED", "REJECTED",
+                state_row(s.desk, s.acct, rec, StateChange("config", "LOADED", "REJECTED",
                                               f"{name}: {w.last_error}; kept previous"))
         if new is old or new == old:
             continue
@@ -49,7 +50,7 @@ def reload_step(s: Session, rec: StepRecord) -> None:
             # the models it decides with from now on (recorded for a resume)
             s.model_assets = model_assets_for(new, s.model_name)
             s.model.set_assets(s.model_assets, s.classes)
-        s._state_row(rec, StateChange("config", "LOADED", "RELOADED",
+        state_row(s.desk, s.acct, rec, StateChange("config", "LOADED", "RELOADED",
                                       f"{name}: {'; '.join(diff)}"))
 
 

@@ -7,15 +7,25 @@ its schema and its INSERTs from :data:`TABLES` (:mod:`research_lib.ledger`), the
 names the columns of :func:`research_lib.ledger_read.read_run` from it, and the session builds
 its rows with these names. To add a column: add the field and its SQL here, in one class.
 
-For the per-symbol rows a step writes many of (positions, decisions) the hot loop builds
-plain tuples in the same order and reads them back through :data:`DECISION` /
-:data:`POSITION`, rows of column *indices* (``d[DECISION.verdict]``): named, and no
-object per row.
+For the rows a replay writes many of (positions, decisions, equity over a block of steps)
+:func:`block` builds plain tuples from *named columns* (``block(EquityRow, step=steps,
+cash=Same(cash), ...)``: every field named once, checked against the definition), and
+:func:`position_rows` is the one layout of a position row, for one step or a block.
+Readers index plain tuples through :data:`DECISION` / :data:`POSITION`, rows of column
+*indices* (``d[DECISION.verdict]``): named, and no object per row.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import math
+from collections.abc import Sequence
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..broker import PositionBook
 
 
 class StepRow(NamedTuple):
@@ -192,3 +202,52 @@ def columns(row: type[Any]) -> tuple[str, ...]:
 
 def create_table(name: str, row: type[Any]) -> str:
     return f"CREATE TABLE IF NOT EXISTS {name} (\n    {row.SQL});"
+
+
+class Same(NamedTuple):
+    """A column of :func:`block` whose every row holds ``value``."""
+
+    value: Any
+
+
+def block(row: type[Any], **cols: Any) -> list[tuple[Any, ...]]:
+    """Rows of table ``row`` from named columns: each a sequence with one value per row, or
+    :class:`Same`. Every field of ``row`` is named exactly once (a missing or unknown name
+    is a TypeError), and the rows come out in the table's column order."""
+    fields = row._fields
+    if set(cols) != set(fields):
+        missing = [f for f in fields if f not in cols]
+        unknown = sorted(set(cols) - set(fields))
+        raise TypeError(f"{row.__name__}: columns missing {missing}, unknown {unknown}")
+    n = next((len(v) for v in cols.values() if not isinstance(v, Same)), 0)
+    seqs = [repeat(v.value, n) if isinstance(v, Same) else v
+            for v in (cols[f] for f in fields)]
+    return list(zip(*seqs, strict=False)) if n else []
+
+
+def position_rows(steps: Sequence[int], symbols: Sequence[str], book: PositionBook,
+                  marks: np.ndarray) -> list[tuple[Any, ...]]:
+    """:class:`PositionRow` rows for ``steps`` (step, then symbol order), each symbol valued
+    at ``marks[k, j]`` (``symbols[j]`` at ``steps[k]``); a NaN mark is shown as NULL, a
+    symbol never traded is all zeros. The step loop writes one step, the fast replay a block:
+    the same rows from the same function."""
+    cols = []
+    for j, sym in enumerate(symbols):
+        m = marks[:, j]
+        shown = [x if math.isfinite(x) else None for x in m.tolist()]
+        i = book.index.get(sym)
+        if i is None:  # never traded: what Position(sym) gives
+            cols.append([(k, sym, 0.0, 0.0, x, 0.0, 0.0, 0.0, 0.0)
+                         for k, x in zip(steps, shown, strict=True)])
+            continue
+        q, avg = float(book.qty[i]), float(book.avg_price[i])
+        real, fees = float(book.realized[i]), float(book.fees[i])
+        if q:
+            val = (q * m).tolist()
+            unr = (q * (m - avg)).tolist()
+            cols.append([(k, sym, q, avg, x, v, real, u, fees)
+                         for k, x, v, u in zip(steps, shown, val, unr, strict=True)])
+        else:
+            cols.append([(k, sym, q, avg, x, 0.0, real, 0.0, fees)
+                         for k, x in zip(steps, shown, strict=True)])
+    return [r for rows in zip(*cols, strict=True) for r in rows]

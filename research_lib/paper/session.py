@@ -29,17 +29,12 @@ target, verdict, order, fill, latency) goes to ``<run>/events.jsonl``.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
 import time
 from typing import Any
 
 import numpy as np
 
 from ..baselines import Prediction
-from ..broker import (
-    OrderFilled,
-)
 from ..errors import (
     FeedError,
     LedgerBusyError,
@@ -47,17 +42,12 @@ from ..errors import (
 )
 from ..ledger import (
     StepRecord,
-    now_iso,
 )
 from ..resume import (
     check_consumed_bars,
-    record_reload,
-    step_digest,
 )
 from ..risk import (
-    StateChange,
     TradingState,
-    reason_code,
 )
 from ..run_files import (
     LEDGER_WRITE_FAILED,
@@ -72,16 +62,7 @@ from .feeds import (
     LiveFeed,
     StepBars,
 )
-from .gate import BarGate
-from .orders import OrderStages, _Plan
 from .reload import reload_step
-from .rows import (
-    EquityRow,
-    FillRow,
-    OrderEventRow,
-    RiskEventRow,
-    StateChangeRow,
-)
 from .setup import SessionSetup
 from .signals import checked_prediction
 from .spec import (
@@ -93,12 +74,38 @@ from .spec import (
     interval_seconds,
     parse_duration,
 )
+from .step import run_step
 from .summary import compute_summary
 
 log = get_logger("session")
 
-class Session(SessionSetup, BarGate, OrderStages, EventLog):
-    """One paper session (use :func:`run_session`)."""
+def _alias(holder: str, name: str) -> property:
+    """``session.name`` reads and writes ``session.<holder>.name`` (the set-up, reload and
+    resume helpers use the old names; the stages take the Desk and the Account)."""
+    return property(lambda self: getattr(getattr(self, holder), name),
+                    lambda self, v: setattr(getattr(self, holder), name, v))
+
+
+class Session(SessionSetup, EventLog):
+    """One paper session (use :func:`run_session`): set-up (:mod:`.setup`), then the loop
+    below, each step :func:`~research_lib.paper.step.run_step` over the session's
+    :class:`~.account.Desk` and :class:`~.account.Account`."""
+
+    # what the rules read (Desk) and what a step changes (Account), by their old names
+    symbols = _alias("desk", "symbols")
+    _index = _alias("desk", "index")
+    classes = _alias("desk", "classes")
+    crypto = _alias("desk", "crypto")
+    limits = _alias("desk", "limits")
+    settings = _alias("desk", "settings")
+    run_id = _alias("desk", "run_id")
+    model_label = _alias("desk", "model_label")
+    ks = _alias("desk", "ks")
+    broker = _alias("acct", "broker")
+    engine = _alias("acct", "engine")
+    last_close = _alias("acct", "last_close")
+    prev_close = _alias("acct", "prev_close")
+    last_equity = _alias("acct", "last_equity")
 
     def __init__(self, spec: SessionSpec | RunSpec, wiring: Wiring | None = None) -> None:
         """``Session(RunSpec(...), Wiring(...))``, or ``Session(SessionSpec(...))`` (both in
@@ -114,15 +121,11 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
         """The config files that changed apply from this step (:mod:`.reload`)."""
         reload_step(self, rec)
 
-    # ---------------------------------------------------------------- one step
-    def _state_row(self, rec: StepRecord, ch: StateChange) -> None:
-        rec.add("state_changes", StateChangeRow(rec.step, rec.ts, ch.scope, ch.from_state, ch.to_state,
-                                  ch.reason, self.last_equity, self.engine.peak,
-                                  self.engine.day, now_iso()))
-        level = (logging.WARNING if (ch.scope == "account" and ch.to_state == "HALTED")
-                 or ch.to_state == "REJECTED" else logging.INFO)
-        log_event(log, "state_changed", level=level, step=rec.step, scope=ch.scope,
-                  from_state=ch.from_state, to_state=ch.to_state, reason=ch.reason)
+    # ---------------------------------------------------------------- inputs
+    def gate(self, bars: StepBars) -> tuple[StepBars, list[tuple[int, str]]]:
+        """The bar gate (:class:`~.gate.BarGate`) against the last good closes."""
+        return self.bar_gate.check(bars, self.acct.last_close,
+                                   lambda i: self.features.volumes[i, -1])
 
     def observe(self, bars: StepBars, gated: bool = False) -> np.ndarray | None:
         """Prices known now, features and the model's own history for the new bars that
@@ -132,16 +135,17 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
             for i, why in bad:  # warm-up or resume re-feed: the start-up findings list them
                 log_event(log, "bad_bar_skipped", ts=bars.ts, symbol=self.symbols[i],
                           reason=why)
-            for i, code, why in self._jumps.notes:  # a jump confirmed or dropped here
+            for i, code, why in self.bar_gate.jumps.notes:  # a jump confirmed or dropped here
                 log_event(log, "bar_jump_" + code.lower(), ts=bars.ts, symbol=self.symbols[i],
                           reason=why)
         rows = bars.rows
         if not len(rows):
             return None
-        if self._jumps.release:
+        if self.bar_gate.jumps.release:
             self._feed_held()
-        self.prev_close[rows] = self.last_close[rows]
-        self.last_close[rows] = bars.close
+        acct = self.acct
+        acct.prev_close[rows] = acct.last_close[rows]
+        acct.last_close[rows] = bars.close
         if self.model.needs_features:
             X = self.features.update(rows, bars.dow, bars.high, bars.low, bars.close,
                                      bars.volume)
@@ -154,163 +158,22 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
     def _feed_held(self) -> None:
         """The bars a confirmed jump held back, to the closes, the features and the model,
         in order, before the step's own bars (:mod:`research_lib.data.jumps`)."""
-        for i, (dow, h, lo, c, v) in self._jumps.release:
+        acct = self.acct
+        for i, (dow, h, lo, c, v) in self.bar_gate.jumps.release:
             r = np.array([i])
-            self.prev_close[i] = self.last_close[i]
-            self.last_close[i] = c
+            acct.prev_close[i] = acct.last_close[i]
+            acct.last_close[i] = c
             if self.model.needs_features:
                 self.features.update(r, np.array([dow]), np.array([h]), np.array([lo]),
                                      np.array([c]), np.array([v]))
             else:
                 self.features.push(r, np.array([c]), np.array([v]))
             self.model.observe(r, np.array([c]))
-        self._jumps.release = []
+        self.bar_gate.jumps.release = []
 
     def step(self, step: int, bars: StepBars, t0: float, pre: Any = None) -> StepRecord:
-        """One step. ``pre`` (fast replay, :mod:`research_lib.fast_replay`): the step's gate
-        verdicts, predictions and closes, computed in a batch pass with this same code;
-        the config is not re-read."""
-        rec = StepRecord(step, bars.ts, len(bars.rows))
-        rec.rows["bar_digests"] = step_digest(self, step, bars)
-        if pre is None:
-            self.reload(rec)
-            record_reload(self, rec)
-        if self._ks_at_start is not None:  # the session starts halted: say why, once
-            self._state_row(rec, StateChange("kill_switch", "CLEAR", "ENGAGED",
-                                             f"KILL_SWITCH_AT_START: {self._ks_at_start}"))
-            self._ks_at_start = None
-        sym = self.symbols
-        eng = self.engine
-        broker = self.broker
-        for ch in eng.start_day(bars.day, self.last_equity):
-            self._state_row(rec, ch)
-        if step == 0:  # the start-up data findings, once per run
-            for ev in self._data_events:
-                rec.add("risk_events", RiskEventRow(step, *ev))
-        # the bar gate: a bad bar is recorded and used for nothing (fail closed)
-        bars, bad = self.gate(bars) if pre is None else (pre.bars, pre.bad)
-        for i, why in bad:
-            rec.add("risk_events", RiskEventRow(step, bars.ts, sym[i], "data", "BAD_BAR", why, None))
-        for i, code, why in (self._jumps.notes if pre is None else pre.notes):
-            rec.add("risk_events", RiskEventRow(step, bars.ts, sym[i], "data", code, why, None))
-
-        # fills of open orders at this step's prices; none while a kill switch is set
-        fills_now: dict[str, Any] = {}
-        if broker.open_orders:
-            self._cancel_if_killed(rec, bars.ts)
-        if broker.open_orders:
-            idx = self._index
-            fill = self._gate_fills(bars, bad)
-            prices = {o.symbol: float(fill[idx[o.symbol]])
-                      for o in broker.open_orders.values()}
-            for ev in broker.fill_open(step, bars.ts, prices):
-                cid = ev.order.client_order_id
-                if isinstance(ev, OrderFilled):
-                    f = ev.fill
-                    rec.add("fills", FillRow(cid, f.step, f.ts, f.symbol, f.qty, f.price, f.base_price,
-                                      f.commission, f.cash_delta))
-                    rec.add("order_events", OrderEventRow(step, bars.ts, cid, "OrderFilled", None))
-                    fills_now[f.symbol] = {"client_order_id": cid, "qty": f.qty, "price": f.price}
-                else:
-                    rec.add("order_events", OrderEventRow(step, bars.ts, cid, "OrderRejected", ev.reason))
-                    rec.add("risk_events", RiskEventRow(step, bars.ts, ev.order.symbol, "rejection",
-                                            reason_code(ev.reason), ev.reason, cid))
-
-        # prices known now (features too), marks, latched account states, the breaker
-        rows = bars.rows
-        if pre is None:
-            X = self.observe(bars, gated=True)
-        else:
-            X = None
-            self.last_close[:] = pre.last
-            self.prev_close[:] = pre.prev
-        last = self.last_close.tolist()
-        if self._resume_marks:  # live resume: valued at the recorded mark (no price to
-            for i in list(self._resume_marks):  # trade at) until the symbol's first bar
-                if math.isfinite(last[i]):
-                    del self._resume_marks[i]
-                else:
-                    last[i] = self._resume_marks[i]
-        marks = dict(zip(sym, last, strict=True))
-        equity, gross, net = broker.mark(marks)
-        for ch in eng.on_mark(equity):
-            self._state_row(rec, ch)
-            rec.add("risk_events", RiskEventRow(step, bars.ts, None, "breach", reason_code(ch.reason),
-                                    ch.reason, None))
-        for i in self._breaker_rows(rows):
-            ch = eng.observe_price(sym[i], last[i], float(self.prev_close[i]))
-            if ch is not None:
-                self._state_row(rec, ch)
-
-        # features and predictions for the symbols with a new bar
-        preds: dict[int, Any] = {}
-        if eng.state is not TradingState.HALTED:
-            if pre is not None:
-                preds = pre.preds
-            elif X is not None:
-                preds = self.predict(rows, X)
-
-        # targets: HALTED flattens everything it holds; otherwise the signal decides, and a
-        # position above max_position_pct is trimmed even when its symbol has no new bar
-        # (its market is closed while others move the equity): the order waits for its open
-        plans: list[_Plan] = []
-        held = {s for s, p in broker.positions.items() if p.qty}
-        oq = self._open_qty_by_symbol()  # this step's open quantities, passed on explicitly
-        cands = rows.tolist()
-        extra = []
-        if held or oq:
-            new = set(cands)
-            extra = [i for i, s in enumerate(sym) if (s in held or oq.get(s, 0)) and i not in new]
-        if eng.state is not TradingState.HALTED:
-            extra = [i for i in extra if self._over_limit(i, equity, oq)]
-        if extra:
-            cands = sorted(set(cands) | set(extra))
-        if bad:  # no order for a symbol whose bar was refused; one decision says why
-            refused = {i for i, _ in bad}
-            cands = [i for i in cands if i not in refused]
-            plans += [self._bad_bar_plan(rec, i, why) for i, why in bad]
-        for i in cands:
-            plans.append(self.plan(rec, i, preds.get(i), equity, oq))
-
-        # reductions first (they free gross room), then increases; each in symbol order
-        proj_cash = broker.cash - sum(
-            o.qty * o.decision_price * (1 + self._cost_rate(o.symbol, o.decision_price))
-            for o in broker.open_orders.values() if o.qty > 0)
-        proj_gross = sum(abs((broker.qty(s) + oq.get(s, 0)) * marks[s])
-                         for s in sym if (s in held or oq.get(s, 0)))
-        state = {"cash": proj_cash, "gross": proj_gross}
-        orders = [p for p in plans if p.target_qty is not None]
-        orders.sort(key=lambda p: (self._increases(p, oq), p.i))
-        for p in orders:
-            self.execute(rec, p, equity, state, oq)
-
-        e2d = time.perf_counter() - t0
-        self.latency.add(e2d)
-        rec.e2d_ms = e2d * 1e3
-        e2d_ms = rec.e2d_ms
-        decisions = rec.rows.setdefault("decisions", [])
-        for p in plans:
-            p.decision.append(e2d_ms)
-            decisions.append(tuple(p.decision))
-
-        # orders fill later, so the marks above are the step's closing marks
-        dd = 1.0 - equity / eng.peak if eng.peak and math.isfinite(eng.peak) else 0.0
-        rec.add("equity", EquityRow(step, bars.ts, broker.cash, equity, gross, net, eng.peak,
-                           eng.day_start_equity, dd, bars.day, eng.state.value))
-        book = broker.positions
-        snap = rec.rows.setdefault("positions", [])
-        for s, m in zip(sym, last, strict=True):
-            pos = book.get(s)
-            shown = m if math.isfinite(m) else None
-            # plain tuples in PositionRow order: one per symbol and step, no object each
-            if pos is None:  # never traded: what Position(s) gives
-                snap.append((step, s, 0.0, 0.0, shown, 0.0, 0.0, 0.0, 0.0))
-            else:
-                snap.append((step, s, pos.qty, pos.avg_price, shown,
-                             pos.value(m) if pos.qty else 0.0, pos.realized,
-                             pos.unrealized(m) if pos.qty else 0.0, pos.fees))
-        rec.log = (plans, fills_now, rec.rows.get("risk_events", ()))  # after the commit
-        return rec
+        """One step (:func:`~research_lib.paper.step.run_step`)."""
+        return run_step(self, step, bars, t0, pre)
 
     def predict(self, rows: np.ndarray, X: np.ndarray) -> dict[int, Any]:
         sym = self.symbols
@@ -378,13 +241,13 @@ class Session(SessionSetup, BarGate, OrderStages, EventLog):
                                  self.settings.session.warmup_bars, should_stop,
                                  clock=self.wiring.clock, sleep=self.wiring.sleep,
                                  should_abort=lambda: self.ks.force,
-                                 is_stale=self._stale_fill, replicas=self.spec.replicas)
+                                 is_stale=self.bar_gate.stale_fill, replicas=self.spec.replicas)
         log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
                   model=self.model_label, ledger=str(self.ledger.path))
         try:
             if spec.fast:
-                from ..fast_replay import run_fast
+                from .fast import run_fast
 
                 def counted(n: int) -> None:
                     nonlocal committed

@@ -16,8 +16,6 @@ from ..broker import (
 from ..config import (
     AssetsConfig,
     ConfigWatcher,
-    RiskLimits,
-    SessionSettings,
     config_dir,
     load_assets,
     load_risk,
@@ -64,6 +62,7 @@ from ..telemetry import (
     new_run_id,
     set_run_id,
 )
+from .account import Account, Desk
 from .feeds import (
     REPLAY_ONLY_SOURCES,
     ReplayFeed,
@@ -72,6 +71,7 @@ from .feeds import (
     _utc,
     replay_end_note,
 )
+from .gate import BarGate
 from .signals import make_model, model_assets_for
 from .spec import (
     CRYPTO_CALENDAR,
@@ -109,8 +109,10 @@ class SessionSetup:
                                        check=session_reload_problem)
         self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets, check=lambda o, n:
                                       assets_reload_problem(o, n, getattr(self, "symbols", ())))
-        self.limits: RiskLimits = self.w_risk.value
-        self.settings: SessionSettings = self.w_session.value
+        # what the rules read (paper/account.py); filled in as set-up learns it
+        self.desk = Desk(symbols=[], index={}, classes={}, crypto=np.zeros(0, dtype=bool),
+                         limits=self.w_risk.value, settings=self.w_session.value, run_id="",
+                         dry_run=False, model_label="", ks=None)  # type: ignore[arg-type]
         self.assets: AssetsConfig = self.w_assets.value
         self._reload_errors: dict[str, str | None] = {}
 
@@ -120,6 +122,10 @@ class SessionSetup:
         self.crypto = np.array([
             self.classes[s] == "crypto" or self.assets.asset_class(self.classes[s]).calendar
             == CRYPTO_CALENDAR for s in self.symbols])
+
+    def _make_gate(self, attrs: dict[str, Any]) -> BarGate:
+        return BarGate(self.symbols, self.settings.gate, self.assets, self.interval,
+                       self.mode == "live", self.wiring.clock, attrs)
 
     def _resolve_run_dir(self) -> Path:
         rd = Path(self.spec.run_dir or self.settings.session.run_dir)
@@ -151,7 +157,7 @@ class SessionSetup:
             refuse_identical_series(frames)
         self.labels = {s: raw[s].attrs.get("label", s) for s in self.symbols}
         self.proxies = {s: raw[s].attrs.get("proxy_note", "") for s in self.symbols}
-        self._init_gate({s: raw[s].attrs for s in self.symbols})
+        self.bar_gate = self._make_gate({s: raw[s].attrs for s in self.symbols})
         end_note = None
         if end is None:
             end = min(f.index[-1] for f in frames.values())
@@ -173,12 +179,12 @@ class SessionSetup:
                     f"{f.index[0].date()} .. {f.index[-1].date()}; pass --start/--end inside it"
                 )
             out[s] = pd.concat([f[f.index < start].iloc[-warm:], trade])
-        self._check_data(out, start, end)
+        self.bar_gate.check_data(out, start, end)
         self.end_note = end_note
         if end_note is not None:  # said on stderr, in the summary and in the ledger
             log_event(log, "replay_ends_early", level=logging.WARNING, note=end_note)
             first = min(frames, key=lambda s: frames[s].index[-1])
-            self._data_events.append((None, first, "data",
+            self.bar_gate.data_events.append((None, first, "data",
                                       "REPLAY_ENDS_EARLY", f"REPLAY_ENDS_EARLY: {end_note}", None))
         return out, start, end
 
@@ -250,7 +256,7 @@ class SessionSetup:
         else:
             self.labels = {s: s for s in self.symbols}
             self.proxies = {s: "" for s in self.symbols}
-            self._init_gate({})
+            self.bar_gate = self._make_gate({})
             self.feed = None  # built in run(): it needs the stop predicate
 
         # model
@@ -290,22 +296,25 @@ class SessionSetup:
         self._bars_seen = start_digest(self)  # rolling sha256 of the bars consumed
 
         # account
-        self.broker = PaperBroker(self.initial_cash, self.settings.session, self.dry_run,
-                                  self.limits.price_band_pct)
-        self.broker = self.broker.restore(st.fills, st.open_orders, st.known_ids)
-        self.engine = RiskEngine(self.limits, st.state, st.day, st.day_start_equity, st.peak,
-                                 dict(st.halted_symbols))
-        self.last_equity = st.equity if st.equity is not None else self.initial_cash
-        self.next_step = st.last_step + 1
-        self.last_close = np.full(self.n, np.nan)
-        self.prev_close = np.full(self.n, np.nan)
+        broker = PaperBroker(self.initial_cash, self.settings.session, self.dry_run,
+                             self.limits.price_band_pct).restore(st.fills, st.open_orders,
+                                                                 st.known_ids)
         # a live resume re-feeds nothing: a held symbol not fetched yet keeps the mark the
         # ledger recorded (never NaN: no price is not a NaN equity), until its next bar
-        self._resume_marks: dict[int, float] = {}
+        resume_marks: dict[int, float] = {}
         if self.mode == "live" and st.last_step >= 0:
-            self._resume_marks = {self._index[sym]: float(m) for sym, m in self.ledger.conn.execute(
+            resume_marks = {self._index[sym]: float(m) for sym, m in self.ledger.conn.execute(
                 "SELECT symbol, mark FROM positions WHERE step = ? AND qty != 0 AND mark IS "
                 "NOT NULL", (st.last_step,)).fetchall() if sym in self._index}
+        self.acct = Account(
+            broker=broker,
+            engine=RiskEngine(self.limits, st.state, st.day, st.day_start_equity, st.peak,
+                              dict(st.halted_symbols)),
+            last_close=np.full(self.n, np.nan), prev_close=np.full(self.n, np.nan),
+            last_equity=st.equity if st.equity is not None else self.initial_cash,
+            resume_marks=resume_marks)
+        self.next_step = st.last_step + 1
+        self.desk.dry_run = self.dry_run
         self.ks = self.wiring.kill_switch or KillSwitch(self.settings.session.kill_file)
         self.latency = LatencyRecorder()
         if self.engine.state is TradingState.HALTED:
@@ -314,7 +323,7 @@ class SessionSetup:
                       note=f"only closing orders pass until `research-lib reset-halt {self.run_id}`")
         at_start = self.ks.check()
         # recorded in the first step this session commits (scope "kill_switch")
-        self._ks_at_start = at_start.reason if at_start.halted else None
+        self.ks_at_start = at_start.reason if at_start.halted else None
         if at_start.halted:
             log_event(log, "kill_switch_engaged_at_start", level=30, reason=at_start.reason,
                       note="no order will pass while it is set")

@@ -97,7 +97,7 @@ class RunSpec:
     config_dir: str | Path | None = None
     max_steps: int | None = None  # stop after this many committed steps (tests, drills)
     # replay only: quiet steps computed in batches, every other step by the step code;
-    # the same ledger rows (research_lib.fast_replay)
+    # the same ledger rows (research_lib.paper.fast)
     fast: bool = False
     # symbols with identical bars are deliberate copies, each its own instrument (benchmarks
     # replaying replicated real series); otherwise two names of one series are refused

@@ -2,7 +2,7 @@
 
 The fast engine writes the step loop's ledger but commits many steps in one SQLite
 transaction (:func:`research_lib.ledger.Ledger.commit_rows`, once a batch holds
-:data:`research_lib.fast_replay.FLUSH_STEPS` steps). The session here (``^GSPC,^IXIC,BTC-USD``
+:data:`research_lib.paper.fast.FLUSH_STEPS` steps). The session here (``^GSPC,^IXIC,BTC-USD``
 1999-2019 with ``baseline:sma_cross``: 5,850 daily steps, ~600 orders) commits a few large
 batches, ~0.2 s apart. ``RESEARCH_LIB_STEP_DELAY_MS`` does not slow a fast replay, so a kill
 is timed from outside: a read-only connection polls ``SELECT COUNT(*) FROM steps`` until a
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import pytest
 
-from research_lib.fast_replay import FLUSH_STEPS
 from research_lib.ledger_read import deterministic_dump
+from research_lib.paper.fast import FLUSH_STEPS
 from tests.acceptance.test_crash_restart import fault_seed
 from tests.kit.crash import (
     CRASH_CONFIG,

@@ -4,7 +4,7 @@ Most steps of a replay are *quiet*: no open order to fill, nothing to buy or sel
 limit crossed, the account ACTIVE. Their rows (``steps``, ``equity``, ``positions``,
 ``decisions``) are a function of prices the whole replay already holds, so this engine
 computes them in numpy blocks and sends every other step, unchanged, through
-:meth:`research_lib.session.Session.step`. The ledger is the same, row for row
+:func:`research_lib.paper.step.run_step`. The ledger is the same, row for row
 (``tests/test_fast_replay.py`` compares :func:`~research_lib.ledger_read.deterministic_dump` of
 both engines over many scenarios).
 
@@ -43,17 +43,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .baselines import SMA_FAST, SMA_SLOW, BuyAndHold, Prediction, SmaCross
-from .broker import round_qty
-from .errors import LedgerError
-from .ledger import now_iso, step_rows
-from .resume import feed_digests
-from .risk import EPS, TradingState, clip_target
-from .telemetry import get_logger, log_event
+from ..baselines import BuyAndHold, Prediction, SmaCross
+from ..errors import LedgerError
+from ..ledger import now_iso, step_rows
+from ..resume import feed_digests
+from ..risk import TradingState, price_band_mask
+from ..telemetry import get_logger, log_event
+from .rows import DecisionRow, EquityRow, Same, StepRow, block, position_rows
+from .stages import band_reason, quiet_plan_block
+from .step import run_step
 
 if TYPE_CHECKING:
-    from .paper.feeds import StepBars
-    from .paper.session import Session
+    from .account import SessionLike as Session
+    from .feeds import StepBars
 
 log = get_logger("session")
 
@@ -119,8 +121,8 @@ class StepwisePass(Pass1):
                 g, bad = s.gate(bars)
                 if bad:
                     self.bad[t] = (g, bad)
-                if s._jumps.notes:
-                    self.notes[t] = list(s._jumps.notes)
+                if s.bar_gate.jumps.notes:
+                    self.notes[t] = list(s.bar_gate.jumps.notes)
                     self.noted[t] = True
                 X = s.observe(g, gated=True)
                 rows = g.rows
@@ -132,8 +134,8 @@ class StepwisePass(Pass1):
                         prob = getattr(p, "probability", None)
                         if prob is not None and math.isfinite(prob):
                             self.P[t, i] = prob
-            self.L[t] = s.last_close
-            self.PL[t] = s.prev_close
+            self.L[t] = s.acct.last_close
+            self.PL[t] = s.acct.prev_close
 
     def preds_at(self, t: int, rows: np.ndarray) -> dict[int, Any]:
         return self.preds[t]
@@ -165,18 +167,7 @@ class BaselinePass(Pass1):
             cnt = np.cumsum(has[:, j])
             self.L[:, j] = np.concatenate([[np.nan], c])[cnt]
             self.PL[:, j] = np.concatenate([[np.nan, np.nan], c])[cnt]
-            prob = np.full(len(c), np.nan)
-            if isinstance(model, SmaCross):
-                if len(c) >= SMA_SLOW:
-                    W = np.ascontiguousarray(
-                        np.lib.stride_tricks.sliding_window_view(c, SMA_SLOW))
-                    fast = np.mean(np.ascontiguousarray(W[:, -SMA_FAST:]), axis=1)
-                    slow = np.mean(W, axis=1)
-                    okm = np.isfinite(fast) & np.isfinite(slow)
-                    prob[SMA_SLOW - 1:] = np.where(okm, (fast > slow).astype(np.float64),
-                                                   np.nan)
-            else:  # BuyAndHold: 1.0 once a finite close exists
-                prob[np.isfinite(c)] = 1.0
+            prob = model.batch(c)  # the rule's own batch form (research_lib.baselines)
             self.P[idx, j] = prob
         self.P[: feed.n_warmup] = np.nan
 
@@ -184,7 +175,7 @@ class BaselinePass(Pass1):
     def usable(s: Session) -> bool:
         """Every bar of the clock passes the gate, judged against the previous bar's close
         of its symbol (which is then the last good close): else pass 1 goes step by step."""
-        from .data.sanity import bar_faults
+        from ..data.sanity import bar_faults
 
         feed = s.feed
         now_ns = int(s.wiring.clock() * 1e9)
@@ -193,7 +184,7 @@ class BaselinePass(Pass1):
             c = feed.C[idx, j]
             ref = np.concatenate([[np.nan], c[:-1]])
             code = bar_faults(feed.O[idx, j], feed.H[idx, j], feed.L[idx, j], c,
-                              feed.V[idx, j], ref, float(s._jump_thr[j]), feed.ns[idx],
+                              feed.V[idx, j], ref, float(s.bar_gate.jump_thr[j]), feed.ns[idx],
                               now_ns, None)
             if code.any():
                 return False
@@ -248,23 +239,25 @@ class Batch:
 
 
 def _quiet_preconditions(s: Session) -> bool:
-    eng = s.engine
-    return (s._ks_at_start is None and not s.broker.open_orders
+    acct = s.acct
+    eng = acct.engine
+    return (s.ks_at_start is None and not acct.broker.open_orders
             and eng.state is TradingState.ACTIVE and not eng.halted_symbols
             and eng.day is not None and math.isfinite(eng.peak) and eng.peak > 0
-            and math.isfinite(s.last_equity) and s.last_equity > 0)
+            and math.isfinite(acct.last_equity) and acct.last_equity > 0)
 
 
 def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
               days_all: np.ndarray) -> int:
     """Write the rows of the quiet steps from ``step`` (before ``limit``) into ``batch``
     and advance the account's day, peak and equity past them; returns the first step that
-    is not quiet (``step`` itself when it is not)."""
+    is not quiet (``step`` itself when it is not). Every rule here is the vectorised twin
+    of the step's (:mod:`.stages`): no arithmetic of its own."""
     if step == 0 or step == pre.known_event or not _quiet_preconditions(s):
         return step
     t_clock = time.perf_counter()
-    feed, eng, lim = s.feed, s.engine, s.limits
-    sig, band = s.settings.signal, s.settings.session.rebalance_band
+    feed, desk, acct = s.feed, s.desk, s.acct
+    eng, broker = acct.engine, acct.broker
     w = feed.n_warmup
     t0, t1 = w + step, w + min(limit, step + pre.block)
     b = t1 - t0
@@ -273,72 +266,20 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
     has = feed.has[t0:t1]
     ok = pre.ok[t0:t1]
     Lb = pre.L[t0:t1]
-    PLb = pre.PL[t0:t1]
-    P = pre.P[t0:t1]
     event = (has != ok).any(axis=1) | pre.noted[t0:t1]  # a refused bar, a jump event
 
-    # marks and equity, summed in the broker's order (same floats as PaperBroker.mark)
-    book = s.broker.positions
-    held = [(s._index[sym], p.qty) for sym, p in book.items() if p.qty]
-    cash = s.broker.cash
-    net = np.zeros(b)
-    gross = np.zeros(b)
-    Q = np.zeros(s.n)
-    for j, q in held:
-        v = q * Lb[:, j]
-        gross = gross + np.abs(v)
-        net = net + v
-        Q[j] = q
-    equity = cash + net
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # mark (broker), start_day and on_mark (risk engine), breakers, plans: each rule's twin
+    equity, gross, net = broker.mark_block(Lb, desk.index)
+    with np.errstate(invalid="ignore"):
         event |= ~(np.isfinite(equity) & (equity > 0))
-        # the day's start equity, the peak, then the account limits (RiskEngine.on_mark)
-        days = days_all[t0:t1]
-        newday = np.empty(b, dtype=bool)
-        newday[0] = days[0] > eng.day
-        newday[1:] = days[1:] > days[:-1]
-        prev_eq = np.concatenate([[s.last_equity], equity[:-1]])
-        at = np.maximum.accumulate(np.where(newday, np.arange(b), -1))
-        dse = np.where(at >= 0, prev_eq[np.maximum(at, 0)], eng.day_start_equity)
-        peak = np.maximum.accumulate(np.concatenate([[eng.peak], equity]))[1:]
-        event |= (1.0 - equity / peak) >= lim.max_drawdown_pct - EPS
-        event |= (np.isfinite(dse) & (dse > 0)
-                  & ((1.0 - equity / dse) >= lim.daily_loss_stop_pct - EPS))
-        # breakers: a good bar's close outside the band around the previous good close
-        ref_ok = np.isfinite(PLb) & (PLb > 0)
-        event |= (ok & ref_ok & (np.abs(Lb / PLb - 1.0) > lim.price_band_pct + EPS)).any(axis=1)
-        # weights: a position above the limit is trimmed (held symbols, bar or not)
-        eq_col = equity[:, None]
-        cur_w = Q * Lb / eq_col
-        cur_w = np.where(Q != 0, cur_w, 0.0)
-        over = np.abs(cur_w) > lim.max_position_pct + EPS
-        event |= over.any(axis=1)
-
-        # each good bar's plan verdict (Session.plan with an ACTIVE account, no open order)
-        nosig = np.isnan(P)
-        long_ = P > sig.long_threshold
-        short = P < sig.short_threshold
-        t_long, why_l = clip_target(sig.target_weight, lim)
-        t_short, why_s = clip_target(-sig.target_weight if lim.allow_short else 0.0, lim)
-        raw = long_ | short
-        if why_l is not None:
-            event |= (ok & long_).any(axis=1)
-        if why_s is not None:
-            event |= (ok & short).any(axis=1)
-        tgt = np.where(long_, t_long, t_short)
-        target_zero = raw & (tgt == 0)
-        event |= (ok & target_zero & (Q != 0)).any(axis=1)
-        sized = ok & raw & (tgt != 0)
-        verdict_band = np.zeros((b, s.n), dtype=bool)
-        if sized.any():
-            tq = _target_qty(s, tgt, equity, Lb, sized)
-            same = tgt == cur_w  # an explicit hold keeps the exact quantity
-            tq = np.where(same, Q, tq)
-            hold = tq == Q
-            in_band = ((tq != 0) & (Q != 0) & ((tq > 0) == (Q > 0))
-                       & (np.abs(tq - Q) * Lb / eq_col <= band + EPS))
-            verdict_band = sized & ~hold & in_band
-            event |= (sized & ~hold & ~in_band).any(axis=1)
+    dse, peak, breach = eng.marks_block(equity, days_all[t0:t1], acct.last_equity)
+    event |= breach
+    event |= (ok & price_band_mask(Lb, pre.PL[t0:t1], desk.limits.price_band_pct)).any(axis=1)
+    Q = np.zeros(s.n)
+    for sym, q in broker.book.held():
+        Q[desk.index[sym]] = q
+    plans = quiet_plan_block(desk, pre.P[t0:t1], ok, Q, Lb, equity)
+    event |= plans.event
     nq = int(np.argmax(event)) if event.any() else b
     pre.block = min(pre.block * 4, BLOCK_MAX) if nq == b else BLOCK_MIN
     if nq < b:
@@ -346,97 +287,60 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
     if nq == 0:
         return step
 
-    # rows of the quiet steps [t0, t0 + nq)
+    # rows of the quiet steps [t0, t0 + e): the record stage's rows, a block at a time
     e = nq
     steps = list(range(step, step + e))
     ts = feed.ts[t0:t0 + e]
     day_l = feed.days[t0:t0 + e]
-    eq_l, gross_l, net_l = equity[:e].tolist(), gross[:e].tolist(), net[:e].tolist()
-    peak_l, dse_l = peak[:e].tolist(), dse[:e].tolist()
-    dd_l = (1.0 - equity[:e] / peak[:e]).tolist()
-    batch.extend("equity", list(zip(steps, ts, [cash] * e, eq_l, gross_l, net_l, peak_l,
-                                    dse_l, dd_l, day_l, ["ACTIVE"] * e, strict=True)))
-    # positions: one row per symbol and step, in symbol order
-    cols = []
-    for j, sym in enumerate(s.symbols):
-        m = Lb[:e, j]
-        shown = [x if math.isfinite(x) else None for x in m.tolist()]
-        pos = book.get(sym)
-        if pos is None:
-            cols.append([(k, sym, 0.0, 0.0, x, 0.0, 0.0, 0.0, 0.0)
-                         for k, x in zip(steps, shown, strict=True)])
-        elif pos.qty:
-            q, avg = pos.qty, pos.avg_price
-            val = (q * m).tolist()
-            unr = (q * (m - avg)).tolist()
-            cols.append([(k, sym, q, avg, x, v, pos.realized, u, pos.fees)
-                         for k, x, v, u in zip(steps, shown, val, unr, strict=True)])
-        else:
-            cols.append([(k, sym, pos.qty, pos.avg_price, x, 0.0, pos.realized, 0.0, pos.fees)
-                         for k, x in zip(steps, shown, strict=True)])
-    batch.extend("positions", [r for row in zip(*cols, strict=True) for r in row])
+    eq_l, peak_l, dse_l = equity[:e].tolist(), peak[:e].tolist(), dse[:e].tolist()
+    batch.extend("equity", block(
+        EquityRow, step=steps, ts=ts, cash=Same(broker.cash), equity=eq_l,
+        gross=gross[:e].tolist(), net=net[:e].tolist(), peak=peak_l, day_start_equity=dse_l,
+        drawdown=(1.0 - equity[:e] / peak[:e]).tolist(), day=day_l, state=Same("ACTIVE")))
+    batch.extend("positions", position_rows(steps, desk.symbols, broker.book, Lb[:e]))
 
-    # decisions, one per good bar, in step then symbol order
+    # decisions, one per good bar, in step then symbol order: HOLD or NO_SIGNAL
     elapsed = time.perf_counter() - t_clock
     e2d_ms = elapsed * 1e3 / e
     kk, jj = np.nonzero(ok[:e])
-    cw = cur_w[:e]
-    dec = []
-    sym, cls = s.symbols, s.classes
-    fields = pre.fields
-    tgt_e = tgt[:e]
+    nosig = np.isnan(pre.P[t0:t0 + e])
+    cur_w = np.where(Q != 0, Q * Lb[:e] / equity[:e, None], 0.0)
+    band = desk.settings.session.rebalance_band
+    sym, cls, fields = desk.symbols, desk.classes, pre.fields
+    cols: dict[str, list[Any]] = {f: [] for f in DecisionRow._fields if f != "latency_ms"}
     for k, j in zip(kk.tolist(), jj.tolist(), strict=True):
-        t = t0 + k
-        name = sym[j]
-        model, prob, shadow, shadow_p, fallback = fields(t, j)
+        model, prob, shadow, shadow_p, fallback = fields(t0 + k, j)
         if prob is not None and not math.isfinite(prob):
             prob = None
         if nosig[k, j]:
-            why = fallback or "NO_SIGNAL: no probability"
-            dec.append((step + k, ts[k], name, cls[name], model, None, shadow, shadow_p,
-                        fallback, None, "NO_SIGNAL", why, None, None, e2d_ms))
-            continue
-        if not raw[k, j]:
-            target, reason = float(cw[k, j]), None
+            target, verdict, reason = None, "NO_SIGNAL", fallback or "NO_SIGNAL: no probability"
+        elif not plans.moves[k, j]:
+            target, verdict, reason = float(cur_w[k, j]), "HOLD", None
         else:
-            target = float(tgt_e[k, j])
-            reason = None
-            if verdict_band[k, j]:
-                reason = (f"WITHIN_REBALANCE_BAND: band={band:g} target={target:.4f} "
-                          f"weight={float(cw[k, j]):.4f}")
-        dec.append((step + k, ts[k], name, cls[name], model, prob, shadow, shadow_p, fallback,
-                    target, "HOLD", reason, None, None, e2d_ms))
-    batch.extend("decisions", dec)
-    n_bars = has[:e].sum(axis=1).tolist()
-    wall = now_iso()
-    batch.rows["steps"].extend(zip(steps, ts, n_bars, [wall] * e, [e2d_ms] * e, strict=True))
+            target, verdict = float(plans.target[k, j]), "HOLD"
+            reason = (band_reason(band, target, float(cur_w[k, j]))
+                      if plans.in_band[k, j] else None)
+        for f, v in (("step", step + k), ("ts", ts[k]), ("symbol", sym[j]),
+                     ("asset_class", cls[sym[j]]), ("model", model), ("probability", prob),
+                     ("shadow_model", shadow), ("shadow_probability", shadow_p),
+                     ("fallback_reason", fallback), ("target", target), ("verdict", verdict),
+                     ("reason", reason), ("client_order_id", None), ("qty", None)):
+            cols[f].append(v)
+    batch.extend("decisions", block(DecisionRow, **cols, latency_ms=Same(e2d_ms)))
+    batch.rows["steps"].extend(block(
+        StepRow, step=steps, ts=ts, n_bars=has[:e].sum(axis=1).tolist(),
+        wall_ts=Same(now_iso()), e2d_ms=Same(e2d_ms)))
     batch.extend("bar_digests", feed_digests(s, t0, step, e))
     batch.steps += e
     batch.last_step = step + e - 1
     s.latency.extend([elapsed / e] * e)
 
     # the account past these steps
-    s.last_equity = eq_l[-1]
+    acct.last_equity = eq_l[-1]
     eng.day = max(eng.day, day_l[-1])
     eng.day_start_equity = dse_l[-1]
     eng.peak = peak_l[-1]
     return step + e
-
-
-def _target_qty(s: Session, tgt: np.ndarray, equity: np.ndarray, L: np.ndarray,
-                mask: np.ndarray) -> np.ndarray:
-    """``round_qty(target * equity / price, lot)`` where ``mask``: whole units in numpy
-    (exactly round_qty's floats), crypto lots by round_qty itself."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = tgt * equity[:, None] / L
-        n = np.floor(np.abs(q) / 1.0 + 1e-9)
-        out = np.where(q >= 0, n, -n)
-        out = np.where(np.isfinite(q), out, 0.0)
-    lot = s.settings.session.crypto_lot_size
-    crypto = np.asarray(s.crypto, dtype=bool)
-    for k, j in zip(*np.nonzero(mask & crypto[None, :]), strict=True):
-        out[k, j] = round_qty(float(q[k, j]), lot)
-    return np.where(mask, out, np.nan)
 
 
 def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None]) -> str:
@@ -491,12 +395,12 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
         else:
             t = w + step
             bars = feed.bars_at(t)
-            s.last_close[:] = pre.L[t - 1] if t > 0 else np.nan
-            s.prev_close[:] = pre.PL[t - 1] if t > 0 else np.nan
+            s.acct.last_close[:] = pre.L[t - 1] if t > 0 else np.nan
+            s.acct.prev_close[:] = pre.PL[t - 1] if t > 0 else np.nan
             t0 = time.perf_counter()
-            rec = s.step(step, bars, t0, pre=pre.step_input(s, t, bars))
+            rec = run_step(s, step, bars, t0, pre=pre.step_input(s, t, bars))
             batch.add_record(rec)
-            s.last_equity = rec.rows["equity"][0][3]
+            s.acct.last_equity = rec.rows["equity"][0].equity
             s.log_decisions(rec.log)
             slow += 1
             step += 1
