@@ -89,3 +89,13 @@ class Source(Protocol):
     def fetch(
         self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"
     ) -> pd.DataFrame: ...
+
+
+def source_label(source: Any) -> str:
+    """How a run records its source: the text it was given (``sample``, ``csv:PATH``), or
+    for a source object its ``name`` (``frames``), never its ``repr``: an object's address
+    would make two runs of the same inputs write different ledgers."""
+    if isinstance(source, str):
+        return source
+    name = getattr(source, "name", None)
+    return f"<{name if isinstance(name, str) and name else type(source).__name__}>"

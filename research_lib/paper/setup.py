@@ -23,6 +23,7 @@ from ..config import (
     parse_symbols,
     project_root,
 )
+from ..data.source_base import source_label
 from ..errors import (
     ConfigError,
     DataError,
@@ -280,7 +281,7 @@ class SessionSetup:
                 "asset_classes": self.classes,
                 "crypto_symbols": [s for s, c in zip(self.symbols, self.crypto, strict=True) if c],
                 "initial_cash": self.initial_cash,
-                "spec": {"source": str(self.source_arg), "mode": self.mode,
+                "spec": {"source": source_label(self.source_arg), "mode": self.mode,
                          "start": self.start_arg, "end": self.end_arg,
                          "interval": self.interval, "dry_run": self.dry_run,
                          "model": self.model_name},
