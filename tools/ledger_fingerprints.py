@@ -105,8 +105,8 @@ def fingerprint(path: Path) -> tuple[str, dict[str, int]]:
     blob = json.dumps(dump, sort_keys=True, default=repr)
     # ledgers before 2026-12-01 recorded a source object by its repr (a memory address,
     # a determinism defect since fixed: data/source_base.source_label); compare without it
-    blob = re.sub(r'"source": \\"(<[^"]*? object at 0x[0-9a-f]+>|<frames>)\\"',
-                  '"source": "<object>"', blob).encode()
+    blob = re.sub(r'source\\": \\"(<[^"\\\\]*? object at 0x[0-9a-f]+>|<frames>)\\"',
+                  'source: <object>', blob).encode()
     counts = {t: len(dump[t]) for t in ("orders", "fills", "risk_events", "state_changes")
               if t in dump}
     return hashlib.sha256(blob).hexdigest()[:16], counts
