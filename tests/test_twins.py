@@ -75,10 +75,9 @@ def test_marks_block_when_stepped_then_same_day_start_peak_and_first_breach(eqs,
 
 
 def _broker_with(fills: list[tuple[str, float, float]]) -> PaperBroker:
-    b = PaperBroker(100_000.0)
-    for k, (sym, q, px) in enumerate(fills):
-        b._book(Fill(f"c{k}", k, "t", sym, q, px, px, 0.5, -(q * px) - 0.5))
-    return b
+    return PaperBroker(100_000.0).restore(
+        [Fill(f"c{k}", k, "t", sym, q, px, px, 0.5, -(q * px) - 0.5)
+         for k, (sym, q, px) in enumerate(fills)], [], [])
 
 
 fill_lists = st.lists(st.tuples(st.sampled_from(["A", "B", "C", "D"]),
@@ -122,7 +121,7 @@ def test_baseline_batch_when_compared_then_equals_the_incremental_rule(closes):
         inc = []
         for c in closes:
             m.observe(np.array([0]), np.array([c]))
-            p = m._signals([0])[0]
+            p = m.predict(["X"])[0].probability
             inc.append(np.nan if p is None else p)
         got = m.batch(np.array(closes, dtype=float))
         assert np.array_equal(got, np.array(inc, dtype=float), equal_nan=True), cls.__name__
