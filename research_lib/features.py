@@ -139,20 +139,26 @@ def build(history: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"features.build: history lacks columns {missing}; "
                          "expected open, high, low, close, volume")
-    n = len(history)
+    out = build_arrays(_dayofweek(history.index), history["high"].to_numpy(np.float64),
+                       history["low"].to_numpy(np.float64),
+                       history["close"].to_numpy(dtype=np.float64),
+                       history["volume"].to_numpy(dtype=np.float64))
+    return pd.DataFrame(out, index=history.index.copy(), columns=list(FEATURES))
+
+
+def build_arrays(dow: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                 volume: np.ndarray) -> np.ndarray:
+    """:func:`build` on one symbol's bars as arrays (the fast replay's batch pass): rows
+    before ``WARMUP`` are NaN, the others what :class:`FeatureState` gives bar by bar."""
+    n = len(close)
     out = np.full((n, N_FEATURES), np.nan)
     if n >= WINDOW:
-        close = history["close"].to_numpy(dtype=np.float64)
-        vol = history["volume"].to_numpy(dtype=np.float64)
-        C = _windows(close, WINDOW)  # row j ends at bar j + WINDOW - 1
-        V = _windows(vol, VOL_WINDOW)[WINDOW - VOL_WINDOW :]
+        C = _windows(np.asarray(close, dtype=np.float64), WINDOW)  # row j ends at bar j + WINDOW - 1
+        V = _windows(np.asarray(volume, dtype=np.float64), VOL_WINDOW)[WINDOW - VOL_WINDOW:]
         sl = slice(WINDOW - 1, n)
-        dow = _dayofweek(history.index)[sl]
-        out[sl] = _from_windows(
-            C, V, history["high"].to_numpy(np.float64)[sl],
-            history["low"].to_numpy(np.float64)[sl], dow,
-        )
-    return pd.DataFrame(out, index=history.index.copy(), columns=list(FEATURES))
+        out[sl] = _from_windows(C, V, np.asarray(high, np.float64)[sl],
+                                np.asarray(low, np.float64)[sl], np.asarray(dow, np.int64)[sl])
+    return out
 
 
 def _dayofweek(index: pd.Index) -> np.ndarray:

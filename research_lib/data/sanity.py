@@ -129,8 +129,11 @@ def check_values(df: pd.DataFrame, sym: str) -> list[Finding]:
     v = _numeric(df, REQUIRED)
     if not v:
         return out
-    n = len(df)
-    for i in range(n):
+    # per-row messages only for the rows that have something to say (numpy finds them)
+    flagged = np.zeros(len(df), dtype=bool)
+    for c, a in v.items():
+        flagged |= np.isinf(a) if c == "volume" else ~np.isfinite(a)
+    for i in np.flatnonzero(flagged).tolist():
         nan_cols = [c for c in v if np.isnan(v[c][i]) and not (c == "volume")]
         inf_cols = [c for c in v if np.isinf(v[c][i])]
         if nan_cols:
@@ -147,7 +150,10 @@ def check_values(df: pd.DataFrame, sym: str) -> list[Finding]:
                                "volume is missing for every bar; volume features are NaN"))
     price = [c for c in PRICE_COLS if c in v]
     with np.errstate(invalid="ignore"):
-        for i in range(n):
+        flagged = np.zeros(len(df), dtype=bool)
+        for c in price:
+            flagged |= v[c] <= 0
+        for i in np.flatnonzero(flagged).tolist():
             bad = [c for c in price if v[c][i] <= 0]
             if bad:
                 vals = ", ".join(f"{c}={v[c][i]:g}" for c in bad)

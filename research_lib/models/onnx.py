@@ -271,10 +271,16 @@ class OnnxModel:
         self.check_input(X32)
         if X32.shape[0] == 0:
             return np.empty(0, dtype=np.float32)
+        one = X32.shape[0] == 1
+        # onnxruntime's tree ensembles sum a lone row in another order than a batch (the
+        # last float32 bit differs on ~3% of rows): a lone row goes as a batch of two, so a
+        # row's probability never depends on how many rows came with it (per-step and
+        # whole-clock inference give the same decisions, bit for bit; tests/test_batch_inference.py)
+        feed = np.repeat(X32, 2, axis=0) if one else np.ascontiguousarray(X32)
         try:
-            proba = self.session.run([PROBA_OUTPUT], {self.input_name: np.ascontiguousarray(X32)})[
-                0
-            ]
+            proba = self.session.run([PROBA_OUTPUT], {self.input_name: feed})[0]
+            if one and proba.ndim == 2 and proba.shape[0] == 2:
+                proba = proba[:1]
         except Exception as exc:
             raise ModelError(f"{self.path}: inference failed: {exc}") from None
         if proba.ndim != 2 or proba.shape != (X32.shape[0], 2):

@@ -77,9 +77,19 @@ class StepInput:
 
 
 class Pass1:
-    """Gate verdicts, closes and predictions for every clock step of a replay."""
+    """Gate verdicts, closes and predictions for every clock step of a replay.
 
-    def __init__(self, T: int, N: int) -> None:
+    Per symbol, one of two ways, with the same numbers: **batched** when every bar of the
+    symbol passes the gate and the model has a batch form (a rule baseline's ``batch``;
+    the ONNX router through :func:`research_lib.features.build_arrays` and one
+    ``predict_many``); else **step by step** through the step code's own ``gate`` /
+    ``observe`` / ``predict`` (any model; a symbol with a refused or held bar). Symbols do
+    not share gate, feature or model state, and a row's prediction does not depend on the
+    rows predicted with it, so the split changes no decision."""
+
+    def __init__(self, s: Session) -> None:
+        feed = s.feed
+        T, N = len(feed), s.n
         self.L = np.full((T, N), np.nan)  # last good close after step t
         self.PL = np.full((T, N), np.nan)  # the good close before it
         self.P = np.full((T, N), np.nan)  # probability (NaN: none) of a good bar at t
@@ -89,38 +99,80 @@ class Pass1:
         self.noted = np.zeros(T, dtype=bool)  # steps with jump events: never quiet
         self.block = BLOCK_MIN  # steps quiet_run tests next (grows while whole blocks pass)
         self.known_event = -1  # a step quiet_run already found not quiet
-
-    def preds_at(self, t: int, rows: np.ndarray) -> dict[int, Any]:  # pragma: no cover
-        raise NotImplementedError
-
-    def fields(self, t: int, i: int) -> tuple[Any, ...]:  # pragma: no cover
-        """(model, probability, shadow model, shadow probability, fallback reason)."""
-        raise NotImplementedError
-
-    def step_input(self, s: Session, t: int, bars: StepBars) -> StepInput:
-        gated, bad = self.bad.get(t, (bars, []))
-        return StepInput(gated, bad, self.preds_at(t, gated.rows), self.L[t], self.PL[t],
-                         self.notes.get(t, []))
-
-
-class StepwisePass(Pass1):
-    """Pass 1 by the step code itself (any model; data with bad bars)."""
-
-    def __init__(self, s: Session) -> None:
-        feed = s.feed
-        T, N = len(feed), s.n
-        super().__init__(T, N)
         self.label = s.model_label
-        self.preds: list[dict[int, Any]] = [{}] * T
-        every = feed.has.all(axis=1).tolist()
-        for t in range(T):
-            bars = feed.bars_at(t, every[t])
+        self.model = s.model
+        self.symbols = s.symbols
+        self.preds: list[dict[int, Any]] = [{} for _ in range(T)]
+        kind = batch_kind(s)
+        self.batched = clean_symbols(s) if kind else np.zeros(N, dtype=bool)
+        self.rule = kind == "baseline"
+        if self.batched.any():
+            try:
+                self._batch(s, kind)
+            except Exception as exc:  # the model failed on the batch: every symbol goes
+                log_event(log, "fast_replay_batch_inference_failed", level=30,  # step by
+                          error=f"{type(exc).__name__}: {exc}")  # step (no signal there)
+                self.batched[:] = False
+                self.rule = False
+                for a in (self.L, self.PL, self.P):
+                    a[:] = np.nan
+                self.ok[:] = False
+                self.preds = [{} for _ in range(T)]
+        if not self.batched.all():
+            self._stepwise(s, ~self.batched)
+
+    def _batch(self, s: Session, kind: str | None) -> None:
+        feed, cols = s.feed, np.flatnonzero(self.batched)
+        w = feed.n_warmup
+        closes_over_clock(feed, self.L, self.PL, cols)
+        self.ok[w:, cols] = feed.has[w:, cols]
+        if kind == "baseline":
+            for j in cols.tolist():
+                idx = np.flatnonzero(feed.has[:, j])
+                self.P[idx, j] = self.model.batch(np.ascontiguousarray(feed.C[idx, j]))
+            self.P[:w] = np.nan
+            return
+        from ..features import build_arrays
+
+        t_rows, j_rows, X_rows = [], [], []
+        for j in cols.tolist():
+            idx = np.flatnonzero(feed.has[:, j])
+            X = build_arrays(feed.dow[idx], feed.H[idx, j], feed.L[idx, j], feed.C[idx, j],
+                             feed.V[idx, j])
+            keep = idx >= w
+            t_rows.append(idx[keep])
+            j_rows.append(np.full(int(keep.sum()), j))
+            X_rows.append(X[keep])
+        t_all, j_all = np.concatenate(t_rows), np.concatenate(j_rows)
+        preds = s.predict_many(j_all, np.concatenate(X_rows))
+        P, by_t = self.P, self.preds
+        for t, j, p in zip(t_all.tolist(), j_all.tolist(), preds, strict=True):
+            by_t[t][j] = p
+            prob = getattr(p, "probability", None)
+            if prob is not None and math.isfinite(prob):
+                P[t, j] = prob
+
+    def _stepwise(self, s: Session, cols: np.ndarray) -> None:
+        """The step code's inputs stage, step by step, for the symbols in ``cols`` (mask),
+        over the steps where one of them has a bar (their marks hold in between)."""
+        feed = s.feed
+        acct = s.acct
+        has = feed.has[:, cols]
+        active = has.any(axis=1)
+        steps = np.flatnonzero(active)
+        every = has.all(axis=1)[steps].tolist()
+        sub = np.flatnonzero(cols)
+        for t, all_here in zip(steps.tolist(), every, strict=True):
+            bars = feed.bars_at(t, bool(feed.has[t].all()))
+            mine = cols[bars.rows]
+            if not (all_here and mine.all()):
+                bars = bars.select(mine)
             if t < feed.n_warmup:
                 s.observe(bars)  # logs a refused warm-up bar as the step loop does
             else:
                 g, bad = s.gate(bars)
                 if bad:
-                    self.bad[t] = (g, bad)
+                    self.bad[t] = bad
                 if s.bar_gate.jumps.notes:
                     self.notes[t] = list(s.bar_gate.jumps.notes)
                     self.noted[t] = True
@@ -129,68 +181,20 @@ class StepwisePass(Pass1):
                 self.ok[t, rows] = True
                 if X is not None:
                     pr = s.predict(rows, X)
-                    self.preds[t] = pr
+                    self.preds[t].update(pr)
                     for i, p in pr.items():
                         prob = getattr(p, "probability", None)
                         if prob is not None and math.isfinite(prob):
                             self.P[t, i] = prob
-            self.L[t] = s.acct.last_close
-            self.PL[t] = s.acct.prev_close
+            self.L[t, sub] = acct.last_close[sub]
+            self.PL[t, sub] = acct.prev_close[sub]
+        # the steps between: the marks of the last active step (NaN before the first)
+        last = np.maximum.accumulate(np.where(active, np.arange(len(active)), -1))
+        gap = ~active & (last >= 0)
+        for a in (self.L, self.PL):
+            a[np.ix_(np.flatnonzero(gap), sub)] = a[np.ix_(last[gap], sub)]
 
-    def preds_at(self, t: int, rows: np.ndarray) -> dict[int, Any]:
-        return self.preds[t]
-
-    def fields(self, t: int, i: int) -> tuple[Any, ...]:
-        p = self.preds[t].get(i)  # as Session.plan reads a prediction
-        if p is None:
-            return (self.label, None, None, None, None)
-        return (getattr(p, "model", self.label), getattr(p, "probability", None),
-                getattr(p, "shadow_model", None), getattr(p, "shadow_probability", None),
-                getattr(p, "fallback_reason", None))
-
-
-class BaselinePass(Pass1):
-    """Pass 1 of a rule baseline in numpy, for data whose every bar passes the gate."""
-
-    def __init__(self, s: Session, model: Any) -> None:
-        feed = s.feed
-        T, N = len(feed), s.n
-        super().__init__(T, N)
-        self.model = model
-        self.symbols = s.symbols
-        has = feed.has
-        self.ok[:] = has
-        self.ok[: feed.n_warmup] = False
-        for j in range(N):
-            idx = np.flatnonzero(has[:, j])
-            c = np.ascontiguousarray(feed.C[idx, j])
-            cnt = np.cumsum(has[:, j])
-            self.L[:, j] = np.concatenate([[np.nan], c])[cnt]
-            self.PL[:, j] = np.concatenate([[np.nan, np.nan], c])[cnt]
-            prob = model.batch(c)  # the rule's own batch form (research_lib.baselines)
-            self.P[idx, j] = prob
-        self.P[: feed.n_warmup] = np.nan
-
-    @staticmethod
-    def usable(s: Session) -> bool:
-        """Every bar of the clock passes the gate, judged against the previous bar's close
-        of its symbol (which is then the last good close): else pass 1 goes step by step."""
-        from ..data.sanity import bar_faults
-
-        feed = s.feed
-        now_ns = int(s.wiring.clock() * 1e9)
-        for j in range(s.n):
-            idx = np.flatnonzero(feed.has[:, j])
-            c = feed.C[idx, j]
-            ref = np.concatenate([[np.nan], c[:-1]])
-            code = bar_faults(feed.O[idx, j], feed.H[idx, j], feed.L[idx, j], c,
-                              feed.V[idx, j], ref, float(s.bar_gate.jump_thr[j]), feed.ns[idx],
-                              now_ns, None)
-            if code.any():
-                return False
-        return True
-
-    def _pred(self, t: int, i: int) -> Prediction:
+    def _baseline_pred(self, t: int, i: int) -> Prediction:
         m, sym = self.model, self.symbols[i]
         p = self.P[t, i]
         prob = None if math.isnan(p) else float(p)
@@ -198,20 +202,85 @@ class BaselinePass(Pass1):
                           None if prob is not None else "BASELINE_WARMUP")
 
     def preds_at(self, t: int, rows: np.ndarray) -> dict[int, Any]:
-        return {int(i): self._pred(t, int(i)) for i in rows}
+        out = self.preds[t]
+        if self.rule:  # the batched symbols' baseline predictions, built when asked
+            out = dict(out)
+            for i in rows.tolist():
+                if self.batched[i]:
+                    out[i] = self._baseline_pred(t, i)
+        return out
 
     def fields(self, t: int, i: int) -> tuple[Any, ...]:
-        p = self.P[t, i]
-        if math.isnan(p):
-            return (self.model.name, None, None, None, "BASELINE_WARMUP")
-        return (self.model.name, float(p), None, None, None)
+        """(model, probability, shadow model, shadow probability, fallback reason), as
+        ``stages.plan`` reads a prediction."""
+        if self.rule and self.batched[i]:
+            p = self.P[t, i]
+            if math.isnan(p):
+                return (self.model.name, None, None, None, "BASELINE_WARMUP")
+            return (self.model.name, float(p), None, None, None)
+        p = self.preds[t].get(i)
+        if p is None:
+            return (self.label, None, None, None, None)
+        return (getattr(p, "model", self.label), getattr(p, "probability", None),
+                getattr(p, "shadow_model", None), getattr(p, "shadow_probability", None),
+                getattr(p, "fallback_reason", None))
+
+    def step_input(self, s: Session, t: int, bars: StepBars) -> StepInput:
+        bad = self.bad.get(t, [])
+        gated = bars
+        if bad:
+            refused = np.zeros(s.n, dtype=bool)
+            refused[[i for i, _ in bad]] = True
+            gated = bars.select(~refused[bars.rows])
+        return StepInput(gated, bad, self.preds_at(t, gated.rows), self.L[t], self.PL[t],
+                         self.notes.get(t, []))
+
+
+def closes_over_clock(feed: Any, L: np.ndarray, PL: np.ndarray, cols: np.ndarray) -> None:
+    """The last good close after each step and the one before it, for the symbols in
+    ``cols`` whose every bar passes the gate (what ``observe`` leaves in the marks)."""
+    for j in cols.tolist():
+        idx = np.flatnonzero(feed.has[:, j])
+        c = np.ascontiguousarray(feed.C[idx, j])
+        cnt = np.cumsum(feed.has[:, j])
+        L[:, j] = np.concatenate([[np.nan], c])[cnt]
+        PL[:, j] = np.concatenate([[np.nan, np.nan], c])[cnt]
+
+
+def batch_kind(s: Session) -> str | None:
+    """``baseline`` (a rule with a batch form), ``router`` (the ONNX router: predictions
+    of a row do not depend on other rows), or None (any other model: step by step)."""
+    from ..models.router import Router
+    from .signals import RouterModel
+
+    m = s.model
+    if type(m) in (SmaCross, BuyAndHold):
+        return "baseline"
+    if type(m) is RouterModel and type(m.router) is Router:
+        return "router"
+    return None
+
+
+def clean_symbols(s: Session) -> np.ndarray:
+    """Per symbol: every bar of the clock passes the gate, judged against the previous
+    bar's close of its symbol (which is then the last good close)."""
+    from ..data.sanity import bar_faults
+
+    feed = s.feed
+    now_ns = int(s.wiring.clock() * 1e9)
+    out = np.zeros(s.n, dtype=bool)
+    for j in range(s.n):
+        idx = np.flatnonzero(feed.has[:, j])
+        c = feed.C[idx, j]
+        ref = np.concatenate([[np.nan], c[:-1]])
+        code = bar_faults(feed.O[idx, j], feed.H[idx, j], feed.L[idx, j], c, feed.V[idx, j],
+                          ref, float(s.bar_gate.jump_thr[j]), feed.ns[idx], now_ns, None)
+        out[j] = not code.any()
+    return out
 
 
 def pass1(s: Session) -> Pass1:
-    m = s.model
-    if type(m) in (SmaCross, BuyAndHold) and BaselinePass.usable(s):
-        return BaselinePass(s, m)
-    return StepwisePass(s)
+    return Pass1(s)
 
 
 # ---------------------------------------------------------------------------- pass 2
@@ -414,6 +483,7 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
     flush()
     if stopped == "end_of_data" and spec.max_steps is not None and committed >= spec.max_steps:
         stopped = "max_steps"
-    log_event(log, "fast_replay", pass1=type(pre).__name__, pass1_ms=round(p1_s * 1e3, 3),
+    log_event(log, "fast_replay", pass1_batched=int(pre.batched.sum()),
+              pass1_stepwise=int((~pre.batched).sum()), pass1_ms=round(p1_s * 1e3, 3),
               quiet_steps=quiet, step_code_steps=slow, committed=committed)
     return stopped

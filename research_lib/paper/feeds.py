@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class StepBars:
     fill_prices: np.ndarray
     warmup: bool = False
     bar_ns: np.ndarray | None = None  # each row's bar timestamp (ns since epoch, UTC)
+
+    def select(self, keep: np.ndarray) -> StepBars:
+        """The same step with only the rows where ``keep`` (a mask over ``rows``) is True."""
+        return dataclasses.replace(
+            self, rows=self.rows[keep], open=self.open[keep], high=self.high[keep],
+            low=self.low[keep], close=self.close[keep], volume=self.volume[keep],
+            dow=self.dow[keep], bar_ns=None if self.bar_ns is None else self.bar_ns[keep])
 
 
 def _utc(value: Any, field: str = "date") -> Any:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -149,11 +148,7 @@ class BarGate:
                 float(bars.close[k]), float(bars.volume[k]), float(ref[k]), float(thr[k]),
                 stamp, pd.Timestamp(now_ns, unit="ns", tz="UTC").isoformat())
             bad.append((i, f"BAD_BAR: {why}{held.get(int(k), '')} symbol={self.symbols[i]}"))
-        ok = code == 0
-        return dataclasses.replace(
-            bars, rows=rows[ok], open=bars.open[ok], high=bars.high[ok], low=bars.low[ok],
-            close=bars.close[ok], volume=bars.volume[ok], dow=bars.dow[ok],
-            bar_ns=None if bars.bar_ns is None else bars.bar_ns[ok]), bad
+        return bars.select(code == 0), bad
 
     def stale_fill(self, i: int, bar_ts: Any, now: Any) -> bool:
         """Live: the symbol's newest bar is too old to fill at (the gate's stale rule)."""

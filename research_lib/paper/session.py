@@ -208,6 +208,28 @@ class Session(SessionSetup, EventLog):
                                                  self.model_label)
         return out
 
+    def predict_many(self, rows: np.ndarray, X: np.ndarray) -> list[Any]:
+        """:meth:`predict` over many bars at once (the fast replay's batch pass): row ``k``
+        is symbol ``rows[k]`` with features ``X[k]``; the same checks, one model call. A
+        model error is raised here (the caller then goes step by step, where it is no
+        signal for that step's symbols, as :meth:`predict` records it)."""
+        sym, classes, label = self.symbols, self.classes, self.model_label
+        out: list[Any] = [None] * len(rows)
+        ok = np.isfinite(X).all(axis=1)
+        for k in np.flatnonzero(~ok).tolist():
+            s = sym[int(rows[k])]
+            out[k] = Prediction(s, classes[s], label, None,
+                                fallback_reason="FEATURES_NOT_READY: warm-up or NaN input")
+        sel = np.flatnonzero(ok)
+        names = [sym[i] for i in rows[sel].tolist()]
+        if names:
+            res = self.model.predict(names, X[sel])
+            if len(res) != len(names):
+                raise ValueError(f"model returned {len(res)} predictions for {len(names)} rows")
+            for k, s, pr in zip(sel.tolist(), names, res, strict=True):
+                out[k] = checked_prediction(pr, s, classes[s], label)
+        return out
+
     # ---------------------------------------------------------------- the loop
     def run(self) -> SessionResult:
         spec = self.spec
