@@ -37,12 +37,12 @@ log = get_logger("models.train")
 
 
 def project_path(path: str | Path) -> Path:
-    """``path`` as given when absolute, else under the project root (so a notebook run from
-    ``notebooks/`` and a command run from the root write to the same place)."""
-    from ..config import project_root
+    """``path`` by the one rule for relative paths (:func:`research_lib.project.resolve_path`:
+    from the project home, else the working directory), so a notebook run from
+    ``notebooks/`` and a command run from the home write to the same place."""
+    from ..project import resolve_path
 
-    p = Path(path)
-    return p if p.is_absolute() else project_root() / p
+    return resolve_path(path)
 
 
 def make_estimator(pipeline: PipelineSpec, seed: int) -> Any:
@@ -175,7 +175,7 @@ def train(
         settings = replace(settings, seed=int(seed))
     syms = tuple(parse_symbols(list(symbols) if not isinstance(symbols, str) else symbols))
     _check_classes(asset_class, tuple(expand_symbols(syms, source)), assets)
-    out_path = Path(out) if out is not None else None
+    out_path = project_path(out) if out is not None else None
     if out_path is not None and out_path.suffix != ".onnx":
         raise ConfigError(f"--out must end in .onnx, got {out_path}")
     spec = TrainSpec(

@@ -23,7 +23,6 @@ from ..config import (
     load_risk,
     load_session,
     parse_symbols,
-    project_root,
 )
 from ..errors import (
     ConfigError,
@@ -102,7 +101,9 @@ class SessionSetup:
 
     # ---------------------------------------------------------------- setup
     def _configs(self) -> None:
-        cdir = Path(self.spec.config_dir) if self.spec.config_dir else config_dir()
+        from ..project import resolve_path
+
+        cdir = resolve_path(self.spec.config_dir) if self.spec.config_dir else config_dir()
         self.config_dir = cdir
         self.w_risk = ConfigWatcher(cdir / "risk.yaml", load_risk, check=risk_reload_problem)
         self.w_session = ConfigWatcher(cdir / "session.yaml", load_session,
@@ -122,8 +123,9 @@ class SessionSetup:
             == CRYPTO_CALENDAR for s in self.symbols])
 
     def _resolve_run_dir(self) -> Path:
-        rd = Path(self.spec.run_dir or self.settings.session.run_dir)
-        return rd if rd.is_absolute() else project_root() / rd
+        from ..project import resolve_path
+
+        return resolve_path(self.spec.run_dir or self.settings.session.run_dir)
 
     def _load_frames(self, source: Any) -> tuple[dict[str, Any], Any, Any]:
         import pandas as pd
