@@ -89,7 +89,10 @@ def kernel_env():
 
 
 def execute(name: str, parameters: dict[str, Any] | None = None,
-            out_ipynb: str | Path | None = None, progress: bool = True) -> Path:
+            out_ipynb: str | Path | None = None,
+            progress: bool | dict[str, Any] = True) -> Path:
+    """Run notebook ``name`` with papermill; ``progress`` is papermill's ``progress_bar``
+    (a bool, or tqdm keywords: the CLI passes its own, research_lib.cli.progress)."""
     import papermill as pm
 
     safe_id(name, "report NAME", rule=f"a notebook name from {available()}")
@@ -160,7 +163,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def run_report(name: str, parameters: dict[str, Any] | None = None,
                out: str | Path | None = None, keep_notebook: bool = False,
-               progress: bool = True) -> Path:
+               progress: bool | dict[str, Any] = True) -> Path:
     html = resolve_path(out) if out else reports_dir() / f"{name}.html"
     # executed in a fresh temporary folder: a failed run never overwrites a kept notebook
     executed = execute(name, parameters, None, progress=progress)

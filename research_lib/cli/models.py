@@ -10,18 +10,21 @@ import sys
 def cli_train(args: argparse.Namespace) -> int:
     from ..models.result import summary_lines
     from ..models.train import train
+    from .progress import progress_bar, wanted
 
-    res = train(
-        args.asset_class,
-        args.symbols,
-        start=args.start,
-        end=args.end,
-        source=args.source,
-        interval=getattr(args, "interval", "1d"),
-        out=args.out,
-        pipeline=getattr(args, "pipeline", None),
-        seed=getattr(args, "seed", None),
-    )
+    with progress_bar("train", "stage", wanted()) as progress:
+        res = train(
+            args.asset_class,
+            args.symbols,
+            start=args.start,
+            end=args.end,
+            source=args.source,
+            interval=getattr(args, "interval", "1d"),
+            out=args.out,
+            pipeline=getattr(args, "pipeline", None),
+            seed=getattr(args, "seed", None),
+            progress=progress,
+        )
     for line in summary_lines(res):
         print(line)
     print(f"wrote {res.model_path} and {res.card_path}")
