@@ -121,7 +121,9 @@ def test_paper_and_train_when_run_below_the_home_then_relative_paths_land_in_the
     assert (home / "myruns" / "r1" / "ledger.sqlite").is_file()
     code = main(["train", "--asset-class", "crypto", "--symbols", "BTC-USD", "--start",
                  "2017-01-01", "--end", "2019-12-31", "--out", "models/mine.onnx"])
-    assert code == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"pin it in {home / 'config' / 'assets.yaml'}:  mine: {{path: mine.onnx" in out
     assert (home / "models" / "mine.onnx").is_file()
     assert (home / "models" / "mine.json").is_file()
     assert not (home / "notebooks" / "models").exists()
@@ -215,3 +217,21 @@ def test_init_when_a_link_sits_where_a_file_goes_then_never_written_through(tmp_
     res = init_home(home, force=True)
     assert victim.read_text() == "untouched"
     assert "config/risk.yaml" in res.kept
+
+
+def test_train_hint_when_no_home_or_model_outside_models_then_says_how_to_serve_it(
+        no_home, tmp_path, monkeypatch):
+    """Trained in a folder with no home, `train` said "pin it in config/assets.yaml", a
+    file that does not exist there (the packaged one is read only)."""
+    from research_lib.cli.models import serve_hint
+
+    hint = serve_hint(no_home / "m.onnx", "m", "ab" * 32)
+    assert "no project home" in hint and "research-lib init DIR" in hint
+    home = tmp_path / "h"
+    init_home(home)
+    monkeypatch.chdir(home)
+    hint = serve_hint(home / "elsewhere" / "m.onnx", "m", "ab" * 32)
+    assert hint.startswith(f"to serve it, copy the .onnx and its .json card into "
+                           f"{home / 'models'}/")
+    assert serve_hint(home / "models" / "m.onnx", "m", "ab" * 32).startswith(
+        f"pin it in {home / 'config' / 'assets.yaml'}:  m: {{path: m.onnx, sha256: ")
