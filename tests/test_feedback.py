@@ -174,3 +174,28 @@ def test_missing_extra_when_module_is_not_an_extras_then_the_error_is_not_hidden
     assert missing_extra(ModuleNotFoundError("x", name="numpy")) is None
     assert "research_lib[train]" in missing_extra(
         ModuleNotFoundError("x", name="sklearn.ensemble"))
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_cli_report_when_run_then_papermill_bar_only_on_a_terminal_after_the_delay(
+        monkeypatch, capsys, terminal):
+    import research_lib.notebooks as notebooks
+    from research_lib.cli.progress import DELAY_S
+
+    seen = {}
+
+    def fake_run_report(name, params, out=None, keep_notebook=False, progress=True):
+        seen["progress"] = progress
+        return Path("/x/report.html")
+
+    monkeypatch.setattr(notebooks, "run_report", fake_run_report)
+    err = _Tty() if terminal else io.StringIO()
+    with capsys.disabled():
+        monkeypatch.setattr(sys, "stderr", err)
+        monkeypatch.setattr(sys, "stdout", io.StringIO())
+        assert main(["report", "data_sanity"]) == 0
+    if terminal:
+        assert seen["progress"]["delay"] == DELAY_S and seen["progress"]["file"] is err
+        assert seen["progress"]["leave"] is False
+    else:
+        assert seen["progress"] is False
