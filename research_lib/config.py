@@ -33,17 +33,11 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
 def project_root() -> Path:
-    """The folder holding ``config/`` and ``models/``: ``$RESEARCH_LIB_HOME``, else the
-    nearest parent of the working directory that has ``config/assets.yaml``, else the
-    checkout this package was installed from (editable installs)."""
-    env = os.environ.get("RESEARCH_LIB_HOME")
-    if env:
-        return Path(env).resolve()
-    here = Path.cwd().resolve()
-    for p in (here, *here.parents):
-        if (p / "config" / "assets.yaml").is_file():
-            return p
-    return PACKAGE_ROOT.parent
+    """The folder holding ``config/``, ``models/`` and ``notebooks/``: the project home,
+    else the packaged defaults (the rule: :mod:`research_lib.project`)."""
+    from .project import project_root as root
+
+    return root()
 
 
 def config_dir() -> Path:
@@ -205,7 +199,8 @@ class SessionConfig:
     interval: str = _f("1d", None, "bar interval")
     source: str = _f("sample", None, "default data source")
     kill_file: str = _f("kill.flag", _kill_path,
-                        "kill switch path (relative to the working directory); anything there "
+                        "kill switch path (relative: from the project home, else the working "
+                        "directory); anything there "
                         "halts trading; never empty")
     run_dir: str = _f("runs", None, "where run folders with ledgers are written")
     warmup_bars: int = _f(60, _rng(1, 10_000), "history fetched before the first decision")

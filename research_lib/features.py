@@ -268,8 +268,9 @@ def write_features(symbols: list[str], source: str, start, end, out: str | Path,
     Returns the path and the labels of what was served."""
     from .data import load
     from .data.sanity import refuse_bad_timeline
+    from .project import resolve_path
 
-    out = Path(out)
+    out = resolve_path(out)
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {str(out)!r} must end in .parquet or .csv")
     frames = load(symbols, source=source, start=start, end=end, interval=interval)

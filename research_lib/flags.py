@@ -103,8 +103,11 @@ def check_kill_setting(kill_file: object, where: str = "session.kill_file") -> s
 def kill_file_path(kill_file: object, where: str = "session.kill_file") -> Path:
     """The absolute path a kill-file setting watches: ``~`` is the user's home folder (it
     was a literal folder named ``~`` that no one touched), a relative path is taken from
-    the working directory."""
-    return Path(os.path.abspath(os.path.expanduser(check_kill_setting(kill_file, where))))
+    the project home, or the working directory when there is none (the one rule:
+    :func:`research_lib.project.resolve_path`)."""
+    from .project import resolve_path
+
+    return Path(os.path.abspath(resolve_path(check_kill_setting(kill_file, where))))
 
 
 @dataclass(frozen=True)

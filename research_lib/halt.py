@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import load_session, project_root
+from .config import load_session
 from .errors import ConfigError
 from .ledger import Ledger
+from .project import resolve_path
 from .risk import RiskEngine, TradingState
 from .run_files import resolve_ledger
 from .telemetry import get_logger, log_event
@@ -35,14 +36,14 @@ class HaltReset:
 
 def runs_folder(run_dir: str | Path | None = None) -> Path:
     """``run_dir``, else ``session.run_dir`` from the config (``runs`` when the config cannot
-    be read); a relative folder is under the project root."""
+    be read); a relative folder is taken from the project home (the one rule:
+    :func:`research_lib.project.resolve_path`)."""
     if run_dir is None:
         try:
             run_dir = load_session().session.run_dir
         except ConfigError:
             run_dir = "runs"
-    rd = Path(run_dir)
-    return rd if rd.is_absolute() else project_root() / rd
+    return resolve_path(run_dir)
 
 
 def reset_halt(run: str | Path, reason: str = "manual reset",

@@ -19,6 +19,7 @@ from typing import Any
 from .config import project_root
 from .errors import NotebookError
 from .paths import inside, safe_id
+from .project import HOME_ENV, find_home, resolve_path, work_root
 from .telemetry import get_logger, get_run_id, log_event
 
 log = get_logger("notebooks")
@@ -29,7 +30,9 @@ def notebooks_dir() -> Path:
 
 
 def reports_dir() -> Path:
-    return project_root() / "reports"
+    """``reports/`` of the project home, else of the working directory (never the
+    packaged defaults)."""
+    return work_root() / "reports"
 
 
 def available() -> list[str]:
@@ -71,7 +74,9 @@ def kernel_env():
     paths = [str(private)] + ([saved["JUPYTER_PATH"]] if saved["JUPYTER_PATH"] else [])
     os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
     os.environ.setdefault("RESEARCH_LIB_RUN_ID", get_run_id())
-    os.environ.setdefault("RESEARCH_LIB_HOME", str(project_root()))
+    home = find_home()  # with none the kernel finds none either: the packaged defaults
+    if home is not None:
+        os.environ.setdefault(HOME_ENV, str(home))
     try:
         yield
     finally:
@@ -84,7 +89,10 @@ def kernel_env():
 
 
 def execute(name: str, parameters: dict[str, Any] | None = None,
-            out_ipynb: str | Path | None = None, progress: bool = True) -> Path:
+            out_ipynb: str | Path | None = None,
+            progress: bool | dict[str, Any] = True) -> Path:
+    """Run notebook ``name`` with papermill; ``progress`` is papermill's ``progress_bar``
+    (a bool, or tqdm keywords: the CLI passes its own, research_lib.cli.progress)."""
     import papermill as pm
 
     safe_id(name, "report NAME", rule=f"a notebook name from {available()}")
@@ -105,7 +113,7 @@ def execute(name: str, parameters: dict[str, Any] | None = None,
     with kernel_env():
         try:
             pm.execute_notebook(str(src), str(out), parameters=params, progress_bar=progress,
-                                cwd=str(project_root()), kernel_name="python3")
+                                cwd=str(work_root()), kernel_name="python3")
         except pm.PapermillExecutionError as exc:
             raise NotebookError(
                 f"notebook {name!r} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
@@ -155,8 +163,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 def run_report(name: str, parameters: dict[str, Any] | None = None,
                out: str | Path | None = None, keep_notebook: bool = False,
-               progress: bool = True) -> Path:
-    html = Path(out) if out else reports_dir() / f"{name}.html"
+               progress: bool | dict[str, Any] = True) -> Path:
+    html = resolve_path(out) if out else reports_dir() / f"{name}.html"
     # executed in a fresh temporary folder: a failed run never overwrites a kept notebook
     executed = execute(name, parameters, None, progress=progress)
     try:

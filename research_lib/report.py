@@ -377,8 +377,9 @@ def paper_session(symbols: str | list[str], source: str = "sample", start: Any =
     ``SessionResult`` (``ledger_path``, ``summary``)."""
     import os
 
-    from .config import parse_symbols, project_root
+    from .config import parse_symbols
     from .paper.session import run_session
+    from .project import work_root
 
     syms = parse_symbols(symbols)
     saved = os.environ.get("FLAG_ASSET_SPECIFIC_MODELS")
@@ -386,7 +387,7 @@ def paper_session(symbols: str | list[str], source: str = "sample", start: Any =
     try:
         return run_session(symbols=syms, source=source, start=start, end=end, dry_run=dry_run,
                            model=model or None,
-                           run_dir=run_dir or str(project_root() / "runs" / "reports"),
+                           run_dir=run_dir or str(work_root() / "runs" / "reports"),
                            **kwargs)
     finally:
         if saved is None:

@@ -136,8 +136,8 @@ def model_digests(s: Session) -> dict[str, str | None] | None:
 
 def kill_path(s: Session) -> str | None:
     """The kill file the session watches, as an absolute path: a relative ``kill_file``
-    is taken from the working directory, so a resume from another folder would watch
-    another file."""
+    is taken from the project home (else the working directory), so a resume under
+    another home (or, with none, from another folder) would watch another file."""
     from .flags import kill_file_path
 
     ks = s.wiring.kill_switch
@@ -281,7 +281,7 @@ def diff_inputs(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
                 what = f"model file {key.removeprefix('models.')} sha256"
             elif key == "kill_path":
                 what = ("kill switch file (a relative session.kill_file is taken from the "
-                        "working directory)")
+                        "project home, else the working directory)")
             out.append(f"{what}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
     return out
 

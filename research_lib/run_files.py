@@ -61,8 +61,11 @@ def halt_marker_path(ledger: str | Path) -> Path:
 
 
 def resolve_ledger(run: str | Path, run_dir: str | Path | None = None) -> Path:
-    """A run id (folder under ``run_dir``), a run folder or a ledger file -> the ledger file."""
-    p = Path(run)
+    """A run id (folder under ``run_dir``), a run folder or a ledger file -> the ledger file.
+    A relative path is taken from the project home (:func:`research_lib.project.resolve_path`)."""
+    from .project import resolve_path
+
+    p = resolve_path(run)
     if p.is_file():
         return p
     if p.is_dir():

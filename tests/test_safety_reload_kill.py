@@ -415,10 +415,25 @@ def test_kill_path_when_anything_is_there_then_halted_naming_what(tmp_path, kind
 
 def test_kill_path_when_set_relative_then_reason_names_the_absolute_path_checked(
         tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RESEARCH_LIB_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)  # no project home here: relative to the working folder
     ks = KillSwitch("kill.flag", env={})
     (tmp_path / "kill.flag").touch()
     assert ks.check().reason == f"KILL_FILE: {tmp_path / 'kill.flag'}"
+
+
+def test_kill_path_when_relative_and_a_home_is_set_then_taken_from_the_home_not_the_cwd(
+        tmp_path, monkeypatch):
+    """The one rule for relative paths: a relative kill_file is the home's file, so a
+    notebook whose working folder is <home>/notebooks watches the same file as the CLI
+    (it watched <home>/notebooks/kill.flag, which no operator touches)."""
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(home))
+    monkeypatch.chdir(home / "notebooks")
+    ks = KillSwitch("kill.flag", env={})
+    (home / "kill.flag").touch()
+    assert ks.check().reason == f"KILL_FILE: {home / 'kill.flag'}"
 
 
 def test_kill_path_when_nothing_is_there_then_not_halted(tmp_path):

@@ -313,25 +313,27 @@ def test_cli_resume_when_bar_fingerprints_are_missing_then_exit_2(tmp_path, caps
 
 def test_cli_resume_when_a_relative_kill_file_resolves_elsewhere_then_exit_2(
         tmp_path, capsys, monkeypatch):
-    # kill_file 'kill.flag' is taken from the working directory: resumed from another
-    # folder, the session would watch another file than the operator's
+    # kill_file 'kill.flag' is taken from the project home (the one rule for relative
+    # paths): resumed under another home, the session would watch another file than the
+    # operator's; from another working folder under the same home it is the same file
     source = write_csv(tmp_path / "csv", {SYM: random_walk(40, seed=2, symbol=SYM)})
     cfg = write_config(tmp_path / "config", session={"warmup_bars": 5, "kill_file": "kill.flag"})
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
     common = ["--run-dir", str(tmp_path / "runs"), "--config-dir", str(cfg)]
-    monkeypatch.chdir(tmp_path / "a")
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(tmp_path / "a"))
     code, _, err = paper(capsys, "--symbols", SYM, "--source", source, "--start", "2021-01-15",
                          "--model", "baseline:buy_and_hold", "--run-id", "k", "--max-steps",
                          "4", *common)
     assert code == 0, err
-    monkeypatch.chdir(tmp_path / "b")
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(tmp_path / "b"))
     code, _, err = paper(capsys, "--resume", "k", *common)
     assert code == 2
-    assert (f"kill switch file (a relative session.kill_file is taken from the working "
-            f"directory): '{tmp_path / 'a' / 'kill.flag'}' -> '{tmp_path / 'b' / 'kill.flag'}'"
-            in err), err
-    monkeypatch.chdir(tmp_path / "a")
+    assert (f"kill switch file (a relative session.kill_file is taken from the project "
+            f"home, else the working directory): '{tmp_path / 'a' / 'kill.flag'}' -> "
+            f"'{tmp_path / 'b' / 'kill.flag'}'" in err), err
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(tmp_path / "a"))
+    monkeypatch.chdir(tmp_path / "b")  # another working folder, the same home: same file
     code, summary, err = paper(capsys, "--resume", "k", "--max-steps", "2", *common)
     assert code == 0 and summary["steps"] == 6, err
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ..errors import ConfigError, ResearchLibError
+from ..extras import missing_extra
+from ..project import HOME_ENV
 
 # subcommand -> "module:function"; the function takes the parsed args and returns an exit code
 HANDLERS: dict[str, str] = {
@@ -28,7 +32,24 @@ HANDLERS: dict[str, str] = {
     "convert-legacy": "research_lib.cli.models:cli_convert_legacy",
     "paper": "research_lib.cli.paper:cli_paper",
     "reset-halt": "research_lib.cli.paper:cli_reset_halt",
+    "init": "research_lib.cli.home:cli_init",
+    "runs list": "research_lib.cli.runs:cli_runs_list",
+    "runs show": "research_lib.cli.runs:cli_runs_show",
+    "runs export": "research_lib.cli.runs:cli_runs_export",
 }
+
+PATHS_HELP = """\
+where things are (one rule):
+  project home   --home DIR, else $RESEARCH_LIB_HOME, else the current folder or its
+                 nearest parent holding config/assets.yaml; with none, the config,
+                 models and notebooks shipped in the package are used (read only)
+  config/ models/ notebooks/
+                 read from the home (or the packaged defaults)
+  relative paths every relative path (--out, --run-dir, --config-dir, csv:PATH, a model
+                 or run path, session.run_dir and session.kill_file in the config) is
+                 taken from the home, or from the current folder when there is no home;
+                 runs/ and reports/ are written there too
+  init DIR       makes a home you can edit (DIR taken from the current folder)"""
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -59,7 +80,16 @@ def _common_data(p: argparse.ArgumentParser, symbols_required: bool = True) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="research-lib", description=__doc__.splitlines()[0])
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="research-lib", description=__doc__.splitlines()[0],
+                                     epilog=PATHS_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"research-lib {__version__}")
+    parser.add_argument("--home", default=None, metavar="DIR",
+                        help="project home (config/, models/, notebooks/, runs/, reports/); "
+                             "default $RESEARCH_LIB_HOME, else the current folder or a parent "
+                             "with config/assets.yaml, else the packaged defaults")
     parser.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
                         help="JSON log level on stderr: " + ", ".join(LOG_LEVELS))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +167,31 @@ def build_parser() -> argparse.ArgumentParser:
     rh.add_argument("run", help="run id (folder under the run dir) or path to its ledger")
     rh.add_argument("--run-dir", default=None)
     rh.add_argument("--reason", default="manual reset", help="why, recorded in the ledger")
+
+    ini = sub.add_parser("init", help="lay out a project home (config, models, notebooks, "
+                         "runs, reports) to edit", epilog=PATHS_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ini.add_argument("dir", metavar="DIR", help="folder to make (from the current folder)")
+    ini.add_argument("--force", action="store_true",
+                     help="DIR is not empty: add only the missing files; a file already "
+                          "there is never overwritten")
+
+    runs = sub.add_parser("runs", help="list, show and export recorded runs")
+    rsub = runs.add_subparsers(dest="runs_command", required=True)
+    rl = rsub.add_parser("list", help="every run under the run folder, newest first")
+    rs = rsub.add_parser("show", help="one run: what was run and its summary")
+    rs.add_argument("run", metavar="RUN", help="run id (see: research-lib runs list), run "
+                                               "folder or ledger path")
+    rx = rsub.add_parser("export", help="write each ledger table to a file")
+    rx.add_argument("run", metavar="RUN", help="run id, run folder or ledger path")
+    rx.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    rx.add_argument("--out", required=True, metavar="DIR",
+                    help="folder for the files (one per table, plus meta.json)")
+    for p in (rl, rs, rx):
+        p.add_argument("--run-dir", default=None,
+                       help="folder holding the runs (default session.run_dir: runs/)")
+    for p in (rl, rs):
+        p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -155,18 +210,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..telemetry import configure
 
     configure(level=args.log_level)
-    key = args.command if args.command != "data" else f"data {args.data_command}"
+    key = {"data": f"data {getattr(args, 'data_command', '')}",
+           "runs": f"runs {getattr(args, 'runs_command', '')}"}.get(args.command, args.command)
     saved = _signal_handlers() if argv is not None else {}
+    saved_home = os.environ.get(HOME_ENV)
     try:
+        if args.home is not None:
+            if not args.home.strip():
+                raise ConfigError("--home is empty; pass the project home folder (or leave "
+                                  "--home out)")
+            os.environ[HOME_ENV] = str(Path(args.home).expanduser().absolute())
         check_window(args)
         return int(_resolve(HANDLERS[key])(args) or 0)
     except ResearchLibError as exc:
         print(f"research-lib {key}: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        print(f"research-lib {key}: error: {hint}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"research-lib {key}: interrupted", file=sys.stderr)
         return 130
     finally:
+        if args.home is not None:
+            if saved_home is None:
+                os.environ.pop(HOME_ENV, None)
+            else:
+                os.environ[HOME_ENV] = saved_home
         for sig, handler in saved.items():
             try:
                 signal.signal(sig, handler)

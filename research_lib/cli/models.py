@@ -10,25 +10,25 @@ import sys
 def cli_train(args: argparse.Namespace) -> int:
     from ..models.result import summary_lines
     from ..models.train import train
+    from .progress import progress_bar, wanted
 
-    res = train(
-        args.asset_class,
-        args.symbols,
-        start=args.start,
-        end=args.end,
-        source=args.source,
-        interval=getattr(args, "interval", "1d"),
-        out=args.out,
-        pipeline=getattr(args, "pipeline", None),
-        seed=getattr(args, "seed", None),
-    )
+    with progress_bar("train", "stage", wanted()) as progress:
+        res = train(
+            args.asset_class,
+            args.symbols,
+            start=args.start,
+            end=args.end,
+            source=args.source,
+            interval=getattr(args, "interval", "1d"),
+            out=args.out,
+            pipeline=getattr(args, "pipeline", None),
+            seed=getattr(args, "seed", None),
+            progress=progress,
+        )
     for line in summary_lines(res):
         print(line)
     print(f"wrote {res.model_path} and {res.card_path}")
-    print(
-        f"pin it in config/assets.yaml:  {res.spec.name}: {{path: {res.spec.name}.onnx, "
-        f"sha256: {res.sha256}}}"
-    )
+    print(serve_hint(res.model_path, res.spec.name, res.sha256))
     if res.parity is not None and not res.parity.passed:
         print(
             f"research-lib train: parity FAILED for pipeline {res.spec.pipeline.name!r}: the ONNX "
@@ -37,6 +37,27 @@ def cli_train(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def serve_hint(model_path, name: str, sha256: str) -> str:
+    """What to do so the router serves a new model: pin it in the home's assets.yaml, after
+    copying it into the home's models/ when it was written elsewhere, or after making a
+    home when there is none (the packaged config and models are read only)."""
+    from pathlib import Path
+
+    from ..project import find_home
+
+    pin = f"{name}: {{path: {name}.onnx, sha256: {sha256}}}"
+    home = find_home()
+    if home is None:
+        return ("no project home here (the packaged config and models are read only): make "
+                "one with `research-lib init DIR`, copy the .onnx and its .json card into "
+                f"DIR/models/ and pin it in DIR/config/assets.yaml:  {pin}")
+    models = home / "models"
+    if Path(model_path).resolve().parent != models.resolve():
+        return (f"to serve it, copy the .onnx and its .json card into {models}/ and pin it "
+                f"in {home / 'config' / 'assets.yaml'}:  {pin}")
+    return f"pin it in {home / 'config' / 'assets.yaml'}:  {pin}"
 
 
 def cli_parity(args: argparse.Namespace) -> int:

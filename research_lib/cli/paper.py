@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+from dataclasses import replace
 
 from ..errors import ConfigError
 
@@ -14,6 +15,7 @@ def cli_paper(args: argparse.Namespace) -> int:
     from ..paper.session import run_session
     from ..paper.spec import SessionSpec, parse_duration
     from ..paper.summary import format_summary
+    from .progress import progress_bar, wanted
 
     # a new run's defaults; with --resume an option given is refused (research_lib.resume)
     fresh = not args.resume
@@ -38,7 +40,9 @@ def cli_paper(args: argparse.Namespace) -> int:
     )
     if not spec.symbols and not spec.resume:
         raise ConfigError("--symbols is required (or --resume RUN)")
-    res = run_session(spec)
+    with progress_bar("replay" if args.mode != "live" else "live", "step",
+                      wanted(args.json)) as progress:
+        res = run_session(replace(spec, progress=progress))
     # the session is committed and closed: a late Ctrl+C must not turn exit 0 into a kill
     # (Python resets its own handlers to the default while it shuts down)
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,8 +18,10 @@ def parameter_value(value: str) -> Any:
 
 def cli_report(args: argparse.Namespace) -> int:
     from ..notebooks import run_report
+    from .progress import papermill_progress, wanted
 
     params = {k: parameter_value(v) for k, v in args.parameter}
-    path = run_report(args.name, params, out=args.out, keep_notebook=args.keep_notebook)
+    path = run_report(args.name, params, out=args.out, keep_notebook=args.keep_notebook,
+                      progress=papermill_progress(wanted()))
     print(f"report written: {path}")
     return 0

@@ -107,7 +107,9 @@ def get_source(spec: str | Source = "sample", **kwargs: Any) -> Source:
         if not spec[4:].strip():  # "csv:$DATA" with DATA unset: never the working folder
             raise DataError(f"--source {spec!r} has no path; pass --source csv:PATH to a "
                             "file or folder (an empty path would read the working folder)")
-        return CsvSource(spec[4:])
+        from ..project import resolve_path
+
+        return CsvSource(resolve_path(spec[4:]))
     raise DataError(
         f"--source {spec!r} is not known; use one of: sample (default, offline), yfinance, "
         "cache, csv:PATH"

@@ -239,7 +239,9 @@ def walk_forward(
     cost_bps: float,
     sma_fast: int,
     sma_slow: int,
+    on_fold: Callable[[int], None] | None = None,
 ) -> WalkForwardResult:
+    """``on_fold(k)`` is called after each fold is fitted and scored (a progress hook)."""
     splits = walk_forward_splits(ds, folds, initial_train_fraction, embargo)
     rows = ds.rows
     parts = []
@@ -257,6 +259,8 @@ def walk_forward(
         part["p"] = p
         part["fold"] = f.index
         parts.append(part)
+        if on_fold is not None:
+            on_fold(f.index)
         lab = part["label"].notna().to_numpy()
         m = classification_metrics(part["label"].to_numpy()[lab], p[lab])
         base_rate = float(y_train.mean())

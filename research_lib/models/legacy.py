@@ -29,7 +29,9 @@ PICKLE_WARNING = (
 def convert_legacy(pickle_path: str | Path, out: str | Path, *, trust: bool) -> dict[str, Any]:
     """Load a scikit-learn pickle (only with ``trust=True``), export it to ONNX at ``out``,
     check parity on the shipped sample's feature rows, and write a card beside it."""
-    src = Path(pickle_path)
+    from ..project import resolve_path
+
+    src = resolve_path(pickle_path)
     if not trust:
         raise ModelError(
             f"refusing to load {src}: {PICKLE_WARNING}. If you made this file or trust its "
@@ -49,7 +51,7 @@ def convert_legacy(pickle_path: str | Path, out: str | Path, *, trust: bool) -> 
         raise ModelError(f"{src}: cannot unpickle: {exc}") from exc
     if not hasattr(est, "predict_proba"):
         raise ModelError(f"{src}: {type(est).__name__} has no predict_proba; need a classifier")
-    out = Path(out)
+    out = resolve_path(out)
     data = export(est, features.N_FEATURES, name=out.stem)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".onnx.tmp")

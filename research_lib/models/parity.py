@@ -18,7 +18,9 @@ log = get_logger("models.onnx")  # the logger its events have always carried
 def parity_check(model_path: str | Path, *, card_path: str | Path | None = None) -> ParityCheck:
     """Rebuild the pipeline from the card beside ``model_path`` (retraining on the recorded
     data) and compare it with the ONNX file on held-out rows."""
-    path = Path(model_path)
+    from ..project import resolve_path
+
+    path = resolve_path(model_path)
     card = cards.read_card(card_path or cards.card_path_for(path))
     if card.get("origin", {}).get("kind") == "legacy_pickle":
         raise ModelError(

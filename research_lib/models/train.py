@@ -9,6 +9,7 @@ single-threaded estimators, symbols in the given order, no wall-clock time in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -37,12 +38,12 @@ log = get_logger("models.train")
 
 
 def project_path(path: str | Path) -> Path:
-    """``path`` as given when absolute, else under the project root (so a notebook run from
-    ``notebooks/`` and a command run from the root write to the same place)."""
-    from ..config import project_root
+    """``path`` by the one rule for relative paths (:func:`research_lib.project.resolve_path`:
+    from the project home, else the working directory), so a notebook run from
+    ``notebooks/`` and a command run from the home write to the same place."""
+    from ..project import resolve_path
 
-    p = Path(path)
-    return p if p.is_absolute() else project_root() / p
+    return resolve_path(path)
 
 
 def make_estimator(pipeline: PipelineSpec, seed: int) -> Any:
@@ -167,15 +168,18 @@ def train(
     settings: TrainSettings | None = None,
     assets: AssetsConfig | None = None,
     name: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> TrainResult:
     """Train, evaluate walk-forward, fit on all labelled rows, export ONNX, check parity,
-    build the card; with ``out`` write ``out`` and its card (``.json``) beside it."""
+    build the card; with ``out`` write ``out`` and its card (``.json``) beside it.
+    ``progress(done, total)`` is called after each stage (data, each walk-forward fold,
+    the final fit, export and parity); the caller draws any bar."""
     settings = settings or load_settings()
     if seed is not None:
         settings = replace(settings, seed=int(seed))
     syms = tuple(parse_symbols(list(symbols) if not isinstance(symbols, str) else symbols))
     _check_classes(asset_class, tuple(expand_symbols(syms, source)), assets)
-    out_path = Path(out) if out is not None else None
+    out_path = project_path(out) if out is not None else None
     if out_path is not None and out_path.suffix != ".onnx":
         raise ConfigError(f"--out must end in .onnx, got {out_path}")
     spec = TrainSpec(
@@ -191,9 +195,16 @@ def train(
         out=None if out is None else str(out),
     )
     ds = prepare(spec)
+    wf_cfg, ev = settings.walk_forward, settings.evaluation
+    stages = wf_cfg.folds + 3
+
+    def tick(done: int) -> None:
+        if progress is not None:
+            progress(done, stages)
+
+    tick(1)
     for note in ds.notes:
         log_event(log, "train_data_note", note=note)
-    wf_cfg, ev = settings.walk_forward, settings.evaluation
     try:
         wf = walk_forward(
             ds,
@@ -205,10 +216,12 @@ def train(
             cost_bps=ev.cost_bps,
             sma_fast=ev.sma_fast,
             sma_slow=ev.sma_slow,
+            on_fold=lambda k: tick(2 + k),
         )
     except ValueError as exc:
         raise ModelError(f"walk-forward evaluation failed: {exc}") from exc
     pipe, n_rows = fit_final(spec, ds)
+    tick(stages - 1)
     data = export(
         pipe,
         features.N_FEATURES,
@@ -229,6 +242,7 @@ def train(
     X, rows_from = heldout_rows(res)
     res.parity = compare(pipe, model, X, threshold=ev.threshold, rows_from=rows_from)
     res.card = cards.build_card(res)
+    tick(stages)
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_suffix(".onnx.tmp")

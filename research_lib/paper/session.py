@@ -251,6 +251,7 @@ class Session(SessionSetup, EventLog):
             self.ks.install_signal_handlers()
         stopped, exit_code = "end_of_data", 0
         committed = 0
+        progress, total = self.wiring.progress, self._progress_total()
 
         def should_stop() -> bool:
             return self.ks.stop_requested or (deadline is not None and time.monotonic() >= deadline)
@@ -274,6 +275,8 @@ class Session(SessionSetup, EventLog):
                 def counted(n: int) -> None:
                     nonlocal committed
                     committed = n
+                    if progress is not None:
+                        progress(self.next_step + n, total)
 
                 stopped = run_fast(self, deadline, counted)
                 summary = self.finish(stopped, committed, None)
@@ -311,6 +314,8 @@ class Session(SessionSetup, EventLog):
                 self.last_equity = rec.rows["equity"][0].equity
                 committed += 1
                 self.log_decisions(rec.log)
+                if progress is not None:
+                    progress(step + 1, total)
                 if spec.max_steps is not None and committed >= spec.max_steps:
                     stopped = "max_steps"
                     break
@@ -359,6 +364,17 @@ class Session(SessionSetup, EventLog):
         return (f"{exc}. The account is HALTED ({recorded}); free disk space or make the run "
                 f"folder writable, check the run, then `research-lib reset-halt {self.run_id}` "
                 f"and `research-lib paper --resume {self.run_id}`")
+
+    def _progress_total(self) -> int | None:
+        """Steps the run will have in its ledger when it ends (a replay: the window, capped
+        by --max-steps); None for a live session."""
+        feed = getattr(self, "feed", None)
+        if self.mode != "replay" or feed is None:
+            return None
+        n = len(feed) - feed.n_warmup
+        if self.spec.max_steps is not None:
+            n = min(n, self.next_step + self.spec.max_steps)
+        return n
 
     def finish(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
         summary = self.summary(stopped, committed, error)

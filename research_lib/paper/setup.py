@@ -21,7 +21,6 @@ from ..config import (
     load_risk,
     load_session,
     parse_symbols,
-    project_root,
 )
 from ..data.source_base import source_label
 from ..errors import (
@@ -103,7 +102,9 @@ class SessionSetup:
 
     # ---------------------------------------------------------------- setup
     def _configs(self) -> None:
-        cdir = Path(self.spec.config_dir) if self.spec.config_dir else config_dir()
+        from ..project import resolve_path
+
+        cdir = resolve_path(self.spec.config_dir) if self.spec.config_dir else config_dir()
         self.config_dir = cdir
         self.w_risk = ConfigWatcher(cdir / "risk.yaml", load_risk, check=risk_reload_problem)
         self.w_session = ConfigWatcher(cdir / "session.yaml", load_session,
@@ -129,8 +130,9 @@ class SessionSetup:
                        self.mode == "live", self.wiring.clock, attrs)
 
     def _resolve_run_dir(self) -> Path:
-        rd = Path(self.spec.run_dir or self.settings.session.run_dir)
-        return rd if rd.is_absolute() else project_root() / rd
+        from ..project import resolve_path
+
+        return resolve_path(self.spec.run_dir or self.settings.session.run_dir)
 
     def _load_frames(self, source: Any) -> tuple[dict[str, Any], Any, Any]:
         import pandas as pd

@@ -116,6 +116,9 @@ class Wiring:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     log_file: bool = True  # <run>/events.jsonl
+    # called after each commit with (steps in the ledger, steps the run will have or None
+    # when unknown: live); the caller draws any progress bar (the CLI: tqdm)
+    progress: Callable[[int, int | None], None] | None = None
 
 
 RUN_FIELDS = tuple(f.name for f in fields(RunSpec))
