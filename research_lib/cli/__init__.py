@@ -1,7 +1,8 @@
 """``research-lib``: one console entry point with subcommands.
 
 The CLI is one layer: this package is the only place that parses arguments or prints. Each
-handler (``cli/data.py``, ``cli/models.py``, ``cli/report.py``, ``cli/paper.py``) takes the
+handler (``cli/data.py``, ``cli/models.py``, ``cli/report.py``, ``cli/paper.py``,
+``cli/ready.py``) takes the
 parsed arguments, calls one library function and prints what it returns. Imports are lazy
 per subcommand so ``research-lib paper`` never pays for scikit-learn, skl2onnx, matplotlib
 or papermill.
@@ -28,6 +29,7 @@ HANDLERS: dict[str, str] = {
     "convert-legacy": "research_lib.cli.models:cli_convert_legacy",
     "paper": "research_lib.cli.paper:cli_paper",
     "reset-halt": "research_lib.cli.paper:cli_reset_halt",
+    "ready": "research_lib.cli.ready:cli_ready",
 }
 
 
@@ -137,6 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     rh.add_argument("run", help="run id (folder under the run dir) or path to its ledger")
     rh.add_argument("--run-dir", default=None)
     rh.add_argument("--reason", default="manual reset", help="why, recorded in the ledger")
+
+    rd = sub.add_parser("ready", help="check every readiness claim now, with its evidence; "
+                                      "exit 0 only when every required claim passes")
+    rd.add_argument("--symbols", default=None,
+                    help="the symbols to check (default: config/ready.yaml ready.symbols)")
+    rd.add_argument("--json", action="store_true",
+                    help="one JSON object per claim per line: claim, verdict, evidence, seconds")
+    rd.add_argument("--html", default=None, metavar="FILE.html",
+                    help="also write the self-contained HTML report, e.g. reports/ready.html")
+    rd.add_argument("--offline", action="store_true",
+                    help="do not ask the live source (its claim WARNs 'offline')")
+    rd.add_argument("--only", default=None, metavar="CLAIMS",
+                    help="comma-separated claim names to check (default: all)")
     return parser
 
 
