@@ -55,6 +55,28 @@ def flag_1(ctx: Context) -> Verdict:
                       ", ".join(f"{s} {m}" for s, m in served.items()), served=served)
 
 
+def tampered(data: bytes) -> bytes:
+    """The model with one weight changed: still a valid ONNX file of the same shape, so only
+    the checksum can tell (a file that no longer parses would be refused for that instead).
+    Falls back to one byte more when no float weight is found."""
+    import onnx
+
+    try:
+        model = onnx.load_from_string(data)
+    except Exception:  # not ONNX at all: any change will do
+        return data + b"\0"
+    for init in model.graph.initializer:
+        if init.float_data:
+            init.float_data[0] += 1.0
+            return model.SerializeToString()
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.FLOATS and len(attr.floats):
+                attr.floats[0] += 1.0
+                return model.SerializeToString()
+    return data + b"\0"
+
+
 def _fallback_problem(ctx: Context, folder, model: str, symbols: list[str], how: str,
                       word: str) -> tuple[str | None, str | None]:
     """(what broke, the reason the router gave) for one broken copy of ``model``."""
@@ -62,13 +84,13 @@ def _fallback_problem(ctx: Context, folder, model: str, symbols: list[str], how:
     reason = None
     for r in _router(ctx, folder).routes(symbols, mode="1"):
         if r.model != uni:
-            return f"{model} {how}: {r.symbol} still served by {r.model}", None
+            return f"{r.symbol} still served by {r.model}", None
         if not r.checksum_ok:
-            return f"{model} {how}: {r.symbol} left without a usable model", None
+            return f"{r.symbol} left without a usable model", None
         if not r.fallback_reason or model not in r.fallback_reason or word not in (
                 r.fallback_reason.lower()):
-            return (f"{model} {how}: {r.symbol} fell back to {uni} without naming why "
-                    f"(reason given: {r.fallback_reason!r})"), None
+            return (f"{r.symbol} fell back to {uni} without the {how} file's reason "
+                    f"({word!r}); reason given: {r.fallback_reason!r}"), None
         reason = r.fallback_reason
     return None, reason
 
@@ -92,7 +114,7 @@ def fallback(ctx: Context) -> Verdict:
     for model, symbols in by_model.items():
         path = registry.model_path(ctx.assets, model, folder)
         original = path.read_bytes()
-        path.write_bytes(original + b"\0")  # tampered: one byte more
+        path.write_bytes(tampered(original))  # one weight changed, still valid ONNX
         problems[f"{model} tampered"], why = _fallback_problem(
             ctx, folder, model, symbols, "tampered", "mismatch")
         if why:
