@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def cli_ready(args: argparse.Namespace) -> int:
@@ -17,6 +18,6 @@ def cli_ready(args: argparse.Namespace) -> int:
             print(json.dumps(row, sort_keys=True))
     else:
         print(text(report))
-    if args.html:
-        print(f"wrote {write_html(report, args.html)}", flush=True)
+    if args.html:  # beside JSON lines on stdout, the note goes to stderr
+        print(f"wrote {write_html(report, args.html)}", file=sys.stderr if args.json else sys.stdout)
     return report.exit_code
