@@ -476,3 +476,12 @@ def test_no_claim_writes_into_the_project(home):
     assert after == before
     assert yaml.safe_load((home / "config" / "session.yaml").read_text())["session"][
         "kill_file"] == "kill.flag"
+
+
+def test_scratch_sessions_when_the_project_trades_live_hourly_then_replay_the_daily_sample(
+        home):
+    """The drills replay the shipped (daily) sample whatever source and interval the
+    project's session.yaml sets for its own sessions."""
+    edit_yaml(home / "config" / "session.yaml", "session", source="yfinance", interval="1h")
+    rep = run_ready(offline=True, only=["kill.env_flag", "logs.json_run_id"])
+    assert [v.verdict for v in rep.verdicts] == [PASS, PASS], [v.detail for v in rep.verdicts]

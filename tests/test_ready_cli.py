@@ -262,3 +262,29 @@ def test_checklist_when_a_file_carries_a_python_tag_then_refused_and_nothing_run
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_checklist([f])
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_run_ready_when_imported_from_the_package_then_the_public_face():
+    import research_lib as rl
+    from research_lib.ready import run_ready
+
+    assert rl.run_ready is run_ready
+
+
+def test_fills_vs_orders_when_a_fill_row_is_lost_then_drill_error_naming_it(user_runs, tmp_path):
+    import shutil
+    import sqlite3
+
+    from research_lib.faults import FaultDrillError, fills_vs_orders
+
+    ledger = tmp_path / "ledger.sqlite"
+    shutil.copyfile(user_runs / "runs" / "users-own-run" / "ledger.sqlite", ledger)
+    counts = fills_vs_orders(ledger)
+    assert counts["fills"] > 0
+    con = sqlite3.connect(ledger)
+    con.execute("DELETE FROM fills WHERE rowid = (SELECT MIN(rowid) FROM fills)")
+    con.commit()
+    con.close()
+    with pytest.raises(FaultDrillError, match=f"fills {counts['fills'] - 1} != OrderFilled "
+                                              f"{counts['fills']}"):
+        fills_vs_orders(ledger)

@@ -70,7 +70,7 @@ def kill_resume(ctx: Context, start: str = "2018-01-01", end: str = "2018-12-31"
     runs = folder / "runs"
     kill = folder / "kill.flag"
     with run_id_kept():
-        ref = run_session(symbols=syms, source="sample", start=start, end=end,
+        ref = run_session(symbols=syms, source="sample", interval="1d", start=start, end=end,
                           run_dir=folder / "reference", config_dir=cfg,
                           run_id="ready-crash-reference", kill_switch=KillSwitch(kill, env={}))
     total = int(ref.summary["steps"])
@@ -81,8 +81,9 @@ def kill_resume(ctx: Context, start: str = "2018-01-01", end: str = "2018-12-31"
     env = {**os.environ, "FLAG_TRADING_HALTED": "0", STEP_DELAY_ENV: str(delay_ms),
            "RESEARCH_LIB_HOME": str(ctx.home)}
     proc = subprocess.Popen(
-        paper_cmd("--symbols", ",".join(syms), "--start", start, "--end", end, "--config-dir",
-                  str(cfg), "--run-dir", str(runs), "--run-id", RUN_ID),
+        paper_cmd("--symbols", ",".join(syms), "--source", "sample", "--interval", "1d",
+                  "--start", start, "--end", end, "--config-dir", str(cfg), "--run-dir",
+                  str(runs), "--run-id", RUN_ID),
         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ledger = runs / RUN_ID / "ledger.sqlite"
     watch = LedgerWatch(ledger)

@@ -200,7 +200,8 @@ def scratch_session(ctx: Context, folder: Path, *, run_id: str, bars: int,
     start, end = session_window(syms, bars)
     ks = kill_switch if kill_switch is not None else KillSwitch(folder / "kill.flag", env={})
     with run_id_kept():
-        return run_session(symbols=syms, source="sample", start=start, end=end, model=model,
+        return run_session(symbols=syms, source="sample", interval="1d", start=start, end=end,
+                           model=model,
                            run_dir=folder / "runs", config_dir=cfg, run_id=run_id,
                            kill_switch=ks, log_file=log_file, max_steps=max_steps)
 
