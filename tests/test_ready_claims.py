@@ -485,3 +485,28 @@ def test_scratch_sessions_when_the_project_trades_live_hourly_then_replay_the_da
     edit_yaml(home / "config" / "session.yaml", "session", source="yfinance", interval="1h")
     rep = run_ready(offline=True, only=["kill.env_flag", "logs.json_run_id"])
     assert [v.verdict for v in rep.verdicts] == [PASS, PASS], [v.detail for v in rep.verdicts]
+
+
+def test_live_source_when_the_host_does_not_answer_in_time_then_warn_offline(home, monkeypatch):
+    import threading
+
+    from research_lib.ready import checks_data
+
+    edit_yaml(home / "config" / "ready.yaml", "ready", live_timeout_s=0.1)
+    release = threading.Event()
+
+    def hang(host, timeout):
+        release.wait(30)  # a resolver with no timeout of its own
+        return "released by the test"  # then unreachable: the probe is never asked
+
+    monkeypatch.setattr(checks_data, "reachable", hang)
+    t0 = time.monotonic()
+    try:
+        v = verdict("data.live_source", offline=False)
+        waited = time.monotonic() - t0
+    finally:
+        release.set()
+    assert v.verdict == WARN and v.detail.startswith("offline: no answer for SPY within 5.1 s")
+    assert waited < 7.5
+    worker = [t for t in threading.enumerate() if t.name == "research-lib-ready-live-probe"]
+    assert all(t.daemon for t in worker)  # never joined at exit

@@ -4,9 +4,8 @@ source answers (or WARNs offline), the data-sanity suite passes on the configure
 from __future__ import annotations
 
 import socket
+import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import numpy as np
@@ -120,21 +119,51 @@ def probe_live(symbol: str, timeout: float, cache_dir: Any) -> pd.DataFrame:
     return src.fetch(symbol, start=start)
 
 
+def in_daemon(fn: Any, timeout: float, *args: Any) -> Any:
+    """``fn(*args)`` in a daemon thread, waiting at most ``timeout`` s (a ``TimeoutError``
+    then): a resolver that hangs, with no timeout of its own, can hold neither the gate nor
+    the process's exit (a pool's worker thread would be joined at exit)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="research-lib-ready-live-probe", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class _Offline(Exception):
+    """The live source's host could not be reached."""
+
+
+def _ask(symbol: str, timeout: float, cache_dir: Any) -> pd.DataFrame:
+    why = reachable(LIVE_HOST, min(timeout, 5.0))
+    if why is not None:
+        raise _Offline(why)
+    return probe_live(symbol, timeout, cache_dir)
+
+
 def live_source(ctx: Context) -> Verdict:
     sym, timeout = ctx.settings.live_probe_symbol, ctx.settings.live_timeout_s
     if ctx.offline:
         return warned("offline: not asked (--offline); no live source was shown to answer",
                       probed=False)
-    why = reachable(LIVE_HOST, min(timeout, 5.0))
-    if why is not None:
-        return warned(f"offline: {why}", probed=True, answered=False)
-    pool = ThreadPoolExecutor(max_workers=1)
     try:
-        df = pool.submit(probe_live, sym, timeout, ctx.scratch("live-cache")).result(
-            timeout=timeout + 5)
-    except FutureTimeout:
-        return warned(f"offline: yfinance gave no answer for {sym} within {timeout:g} s",
-                      probed=True, answered=False)
+        df = in_daemon(_ask, timeout + 5, sym, timeout, ctx.scratch("live-cache"))
+    except _Offline as exc:
+        return warned(f"offline: {exc}", probed=True, answered=False)
+    except TimeoutError:
+        return warned(f"offline: no answer for {sym} within {timeout + 5:g} s", probed=True,
+                      answered=False)
     except RateLimitError as exc:
         return warned(f"rate limited: {exc}", probed=True, answered=False)
     except EmptyDataError as exc:
@@ -143,8 +172,6 @@ def live_source(ctx: Context) -> Verdict:
     except Exception as exc:  # reachable, yet the source failed: shown broken
         return failed(f"yfinance failed for {sym}: {type(exc).__name__}: {exc}", probed=True,
                       answered=False)
-    finally:
-        pool.shutdown(wait=False)
     age = pd.Timestamp.now(tz="UTC") - df.index[-1]
     age_days = round(age / pd.Timedelta(days=1), 2)
     if age > pd.Timedelta(ctx.settings.cache_max_age):
