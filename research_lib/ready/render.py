@@ -64,8 +64,9 @@ table{border-collapse:collapse;width:100%;font-size:.9rem} th,td{border:1px soli
 padding:.4rem .5rem;vertical-align:top;text-align:left} th{background:#f6f8fa}
 .v{color:#fff;font-weight:700;padding:.15rem .45rem;border-radius:.3rem;white-space:nowrap}
 .num{text-align:right;white-space:nowrap} .stmt{color:#57606a;font-size:.85rem}
-.ev{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.8rem;margin:0}
-.ev dt{font-weight:600;display:inline} .ev dd{display:inline;margin:0 .8rem 0 .2rem}
+table.claims{table-layout:fixed} .claims td{overflow-wrap:anywhere}
+.ev{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.78rem;margin:0}
+.ev dt{font-weight:600;float:left;clear:left;margin-right:.4rem} .ev dd{margin:0}
 .meta{font-size:.85rem;color:#57606a} .meta td{border:none;padding:.1rem .6rem .1rem 0}
 """
 
@@ -105,7 +106,10 @@ def html_page(report: ReadyReport) -> str:
         "shown and is not known broken (never a PASS); SKIP: its subject is not configured "
         "here. <code>research-lib ready</code> exits 0 only when every required claim "
         "passes and no claim fails.</p>\n"
-        "<table><thead><tr><th>claim</th><th>required</th><th>verdict</th><th>detail</th>"
+        "<table class='claims'><colgroup><col style='width:19%'><col style='width:7%'>"
+        "<col style='width:6%'><col style='width:30%'><col style='width:32%'>"
+        "<col style='width:6%'></colgroup>"
+        "<thead><tr><th>claim</th><th>required</th><th>verdict</th><th>detail</th>"
         "<th>evidence</th><th>seconds</th></tr></thead><tbody>\n"
         f"{rows}\n</tbody></table>\n</body></html>\n")
 
