@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.research_lib-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint unit notebooks slow bench clean nbsync wheel
+.PHONY: setup run test lint unit notebooks slow bench clean nbsync wheel ready
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: $(STAMP)
 	FLAG_ASSET_SPECIFIC_MODELS=1 $(BIN)/research-lib report paper_session \
 	  -p symbols BTC-USD,ETH-USD -p flag 1 --out reports/paper_session_BTC_ETH.html
 	$(BIN)/research-lib report data_sanity -p symbols SPY,QQQ,BTC-USD,ETH-USD
+
+# the readiness gate: every claim checked now, with its evidence (exit 0 only when ready)
+ready: $(STAMP)
+	$(BIN)/research-lib ready --html reports/ready.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check research_lib tests tools benchmarks

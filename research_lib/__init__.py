@@ -37,6 +37,7 @@ _EXPORTS = {
     "Wiring": ("research_lib.paper.spec", "Wiring"),
     "SignalModel": ("research_lib.signal_model", "SignalModel"),
     "ModelBase": ("research_lib.signal_model", "ModelBase"),
+    "run_ready": ("research_lib.ready", "run_ready"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

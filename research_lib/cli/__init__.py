@@ -1,7 +1,8 @@
 """``research-lib``: one console entry point with subcommands.
 
 The CLI is one layer: this package is the only place that parses arguments or prints. Each
-handler (``cli/data.py``, ``cli/models.py``, ``cli/report.py``, ``cli/paper.py``) takes the
+handler (``cli/data.py``, ``cli/models.py``, ``cli/report.py``, ``cli/paper.py``,
+``cli/ready.py``) takes the
 parsed arguments, calls one library function and prints what it returns. Imports are lazy
 per subcommand so ``research-lib paper`` never pays for scikit-learn, skl2onnx, matplotlib
 or papermill.
@@ -36,6 +37,7 @@ HANDLERS: dict[str, str] = {
     "runs list": "research_lib.cli.runs:cli_runs_list",
     "runs show": "research_lib.cli.runs:cli_runs_show",
     "runs export": "research_lib.cli.runs:cli_runs_export",
+    "ready": "research_lib.cli.ready:cli_ready",
 }
 
 PATHS_HELP = """\
@@ -192,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder holding the runs (default session.run_dir: runs/)")
     for p in (rl, rs):
         p.add_argument("--json", action="store_true", help="machine-readable output")
+    rd = sub.add_parser("ready", help="check every readiness claim now, with its evidence; "
+                                      "exit 0 only when every required claim passes")
+    rd.add_argument("--symbols", default=None,
+                    help="the symbols to check (default: config/ready.yaml ready.symbols)")
+    rd.add_argument("--json", action="store_true",
+                    help="one JSON object per claim per line: claim, verdict, evidence, seconds")
+    rd.add_argument("--html", default=None, metavar="FILE.html",
+                    help="also write the self-contained HTML report, e.g. reports/ready.html")
+    rd.add_argument("--offline", action="store_true",
+                    help="do not ask the live source (its claim WARNs 'offline')")
+    rd.add_argument("--only", default=None, metavar="CLAIMS",
+                    help="comma-separated claim names to check (default: all)")
     return parser
 
 
