@@ -234,6 +234,59 @@ def vectorbt_cold(repeats: int = 1) -> list[Figure]:
     return [imp, cold, cached, warm]
 
 
+_RL_COLD = """
+import json, tempfile, time
+t0 = time.perf_counter()
+from benchmarks._common import frames_for
+from benchmarks.compare import cold_config, run_research_lib
+frames = frames_for([("^GSPC", "^GSPC")])
+t1 = time.perf_counter()
+first = run_research_lib(frames, cold_config(), fast=True)[0]
+again = run_research_lib(frames, cold_config(), fast=True)[0]
+print(json.dumps({"import": t1 - t0, "first": first, "again": again,
+                  "process": time.perf_counter() - t0}))
+"""
+
+
+def cold_config() -> Any:
+    return write_config(tempdir("cold-config"), risk=RELAXED_RISK, session=NO_COSTS,
+                        signal={"target_weight": 0.5})
+
+
+def research_lib_cold(repeats: int = 1) -> list[Figure]:
+    """research_lib's first ^GSPC ``--fast`` replay on a fresh install, counted honestly: a
+    new process whose bytecode cache is an empty folder (``PYTHONPYCACHEPREFIX``: every
+    module, the standard library and site-packages included, is compiled again, as on a
+    first run after ``pip install``); there is nothing else to compile or cache."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ._common import ROOT
+
+    whole = Figure("research_lib: fresh install, new process to end of first ^GSPC --fast "
+                   "replay (empty bytecode cache)", "s")
+    usual = Figure("research_lib: new process to end of first ^GSPC --fast replay (bytecode "
+                   "as pip installs it)", "s")
+    first = Figure("research_lib: that first ^GSPC --fast replay, whole run()", "s")
+    again = Figure("research_lib: a second ^GSPC --fast replay in the same process", "s")
+    for _ in range(repeats):
+        env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tempdir("pycache"))}
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", _RL_COLD], cwd=ROOT, env=env, check=True,
+                             capture_output=True, text=True).stdout
+        whole.add(time.perf_counter() - t)
+        r = json.loads(out.strip().splitlines()[-1])
+        first.add(r["first"])
+        again.add(r["again"])
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _RL_COLD], cwd=ROOT, check=True,
+                       capture_output=True, text=True)
+        usual.add(time.perf_counter() - t)
+    return [whole, usual, first, again]
+
+
 # ---------------------------------------------------------------------- research_lib
 def run_research_lib(frames: dict[str, Any], config: Any,
                      fast: bool = False) -> tuple[float, float, int, list[Trade]]:
@@ -370,6 +423,8 @@ def main(repeats: int = 5, universes: Sequence[int] = (10, 100), big_repeats: in
 
     vectorbt = has_vectorbt() if vectorbt is None else vectorbt
     out, checks = [], []
+    if cold_repeats > 0:
+        out += research_lib_cold(cold_repeats)
     if vectorbt and cold_repeats > 0:
         out += vectorbt_cold(cold_repeats)
     for sym in singles:
