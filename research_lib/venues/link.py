@@ -53,7 +53,11 @@ class VenueLink:
         self.cfg = cfg
         self.run_id = run_id
         self.last: VenueSnapshot | None = None  # the venue's view after the last step
-        self.cash_gap = 0.0  # ledger cash - venue cash at that view
+        self.cash_gap = 0.0  # ledger cash + in-flight fills - venue cash at that view
+        # a resume: the orders the venue already has from the step that was being decided
+        # (by symbol); the resumed step adopts them, so the venue's view must not count
+        # them twice
+        self.adopt: dict[str, VenueOrder] = {}
         self.unreconciled: str | None = None  # the latched difference, until reset-halt
         self.meta: dict[str, Any] = {}  # what the ledger's meta "venue" records
         self._file = config_file
@@ -79,12 +83,16 @@ class VenueLink:
 
     def _reconcile(self, broker: Any, extra: list[str] = ()) -> list[Finding]:
         snap = self.venue.snapshot()
+        flight = self._in_flight(broker, snap, extra)
         found = reconcile(dict(broker.book.held()), broker.cash,
                           {cid: o.qty for cid, o in broker.open_orders.items()}, snap,
-                          self._in_flight(broker, snap, extra), self.cfg.qty_tolerance,
-                          self.cfg.cash_tolerance)
+                          flight, self.cfg.qty_tolerance, self.cfg.cash_tolerance)
         self.last = snap
-        self.cash_gap = broker.cash - snap.account.cash
+        paid = sum(vo.filled_qty * (vo.filled_avg_price or 0.0)
+                   for vo in flight.values() if vo is not None)
+        self.cash_gap = broker.cash - paid - snap.account.cash
+        self.adopt = {vo.symbol: vo for cid, vo in flight.items()
+                      if cid in extra and vo is not None}
         return found
 
     def _reason(self, diffs: list[Finding]) -> str:
@@ -161,6 +169,9 @@ class VenueLink:
         if snap.account.blocked:
             return f"VENUE_BLOCKED: {snap.account.blocked} symbol={c.symbol}"
         vpos = snap.position(c.symbol) + snap.open_remaining(c.symbol)
+        twice = self.adopt.get(c.symbol)  # the order this one adopts: counted in c already
+        if twice is not None:
+            vpos -= twice.qty if twice.open else twice.filled_qty
         gross = max(c.gross + abs(vpos * c.price) - abs(c.position * c.price), 0.0)
         view = dataclasses.replace(c, position=vpos, equity=snap.account.equity, gross=gross,
                                    cash=c.cash - max(self.cash_gap, 0.0))

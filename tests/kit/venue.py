@@ -14,7 +14,8 @@ price), orders. Behaviour is scripted:
 * ``script``: one-shot faults for the next matching requests: ``(METHOD, path prefix,
   fault)`` with fault ``429`` (with ``Retry-After``), ``500``, ``503``, ``timeout`` (the
   request is served, the answer comes after the client gave up), ``hang`` (no answer in
-  time, nothing done), ``drop`` (served, then the connection closes with no answer);
+  time, nothing done), ``drop`` (served, then the connection closes with no answer),
+  ``ok`` (served as usual: lets the faults after it hit a later request);
 * ``finish(cid, status)``: a held order fills (the rest), is ``canceled`` or ``expired``;
 * ``drift(symbol, qty, price)``: a position changes outside any order of ours.
 
