@@ -14,8 +14,15 @@ import pytest
 
 from research_lib.errors import ConfigError
 from research_lib.ledger_read import deterministic_dump, read_run
-from tests.kit.paper import NO_COSTS, FrameSource, edit_yaml, frame, ledger_rows, make_session
-from tests.kit.paper import write_config
+from tests.kit.paper import (
+    NO_COSTS,
+    FrameSource,
+    edit_yaml,
+    frame,
+    ledger_rows,
+    make_session,
+    write_config,
+)
 from tests.kit.venue import KEY, SECRET, FakeAlpaca
 
 SYMS = ["SPY", "BTC-USD"]

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, VenueError
 from ..telemetry import get_logger, log_event
 from .base import VenueAccount, VenueOrder, VenueRejected, VenueSnapshot, VenueUnavailable
 from .config import ALPACA_PAPER_URL, KEY_ENV, SECRET_ENV, VenueConfig
@@ -159,15 +159,25 @@ class AlpacaVenue:
             retry_after = None
             try:
                 return fn()
+            except VenueRejected:
+                raise
             except APIError as exc:
                 status = exc.status_code
                 if status != 429 and (status is None or status < 500):
-                    raise
+                    raise VenueError(
+                        f"alpaca ({self.url}): {what} refused: HTTP {status}: {_message(exc)}"
+                        + ("; check APCA_API_KEY_ID and APCA_API_SECRET_KEY (your paper "
+                           "account's keys)" if status in (401, 403) else "")) from None
                 why = f"HTTP {status}: {_message(exc)}"
                 resp = exc.response
                 retry_after = resp.headers.get("Retry-After") if resp is not None else None
-            except (requests.Timeout, requests.ConnectionError) as exc:
+            except (requests.Timeout, requests.ConnectionError,
+                    requests.exceptions.ChunkedEncodingError) as exc:
                 why = f"{type(exc).__name__}: {_no_query(str(exc))}"
+            except Exception as exc:  # an answer alpaca-py cannot read: fail closed
+                raise VenueError(f"alpaca ({self.url}): {what}: unexpected answer "
+                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+                                 ) from None
             if on_transient is not None:
                 on_transient()
             if attempt == self.cfg.max_attempts:
