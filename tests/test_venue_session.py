@@ -429,3 +429,43 @@ def test_paper_broker_run_writes_no_venue_table_and_no_venue_meta(tmp_path):
     dump = deterministic_dump(res.ledger_path)
     assert "venue_events" not in dump and "reconciliations" not in dump
     assert not any(k == "venue" for k, _ in dump["meta"])
+
+
+def test_venue_account_blocked_mid_run_then_orders_denied_with_the_venues_reason(
+        tmp_path, venue):
+    from tests.kit.paper import ScriptedModel
+
+    clock = Clock(bars()["SPY"].index[59].timestamp())
+    model = ScriptedModel(SYMS, prob=lambda s, n, c: 1.0 if s == "SPY" or n > 61 else 0.5)
+    clock.hooks.append(lambda t: setattr(venue, "blocked", True))  # from the first wait on
+    res = live(tmp_path, venue, clock, router=model, max_steps=3).run()
+    d = read_run(res.ledger_path)["decisions"]
+    btc = d[(d["symbol"] == "BTC-USD") & (d["verdict"] == "DENIED")]
+    assert list(btc["reason"])[:1] == ["VENUE_BLOCKED: trading_blocked symbol=BTC-USD"]
+    assert venue.count("POST", "/v2/orders") == 1  # SPY, before the block
+
+
+def test_an_edit_of_the_venue_section_mid_run_then_refused_and_recorded(tmp_path, venue):
+    clock = Clock(bars()["SPY"].index[59].timestamp())
+    cdir = venue_config(tmp_path, venue)
+    clock.hooks.append(lambda t, done=[]: done or (
+        edit_yaml(cdir / "session.yaml", "venue", max_attempts=9), done.append(1)))
+    res = live(tmp_path, venue, clock, max_steps=3).run()
+    rows = ledger_rows(res.ledger_path, "SELECT to_state, reason FROM state_changes WHERE "
+                       "scope='config'")
+    assert rows == [("REJECTED", "session.yaml: changes a key read only at start "
+                                 "(venue.max_attempts: 3 -> 9); restart the session to apply "
+                                 "it; kept previous")]
+
+
+def test_cli_paper_broker_alpaca_on_a_replay_then_exit_2_saying_live_only(tmp_path, venue,
+                                                                          capsys):
+    from research_lib.cli import main
+
+    venue_config(tmp_path, venue)
+    code = main(["paper", "--symbols", "SPY", "--broker", "alpaca", "--config-dir",
+                 str(tmp_path / "config"), "--run-dir", str(tmp_path / "runs")])
+    assert code == 2
+    assert "--broker alpaca sends orders to a venue, so it runs a live session only" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and venue.requests == []
