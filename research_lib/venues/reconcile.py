@@ -44,8 +44,8 @@ def reconcile(ledger_positions: Mapping[str, float], ledger_cash: float,
               ) -> list[Finding]:
     """Findings of one reconciliation (nothing when everything agrees).
 
-    ``ledger_open``: client order id -> symbol... quantity of each order open in the
-    ledger; ``in_flight``: client order id -> the venue's view of each in-flight order
+    ``ledger_open``: client order id -> quantity of each order open in the ledger;
+    ``in_flight``: client order id -> the venue's view of each in-flight order
     (the ledger's open orders and a not-yet-committed step's), ``None`` when the venue
     does not know it."""
     out: list[Finding] = []
