@@ -265,7 +265,8 @@ def load_session(path: str | Path | None = None,
                  data: Mapping[str, Any] | None = None) -> SessionSettings:
     p = Path(path) if path else config_dir() / "session.yaml"
     data = load_yaml(p) if data is None else data
-    _only_keys(p, data, {"session", "signal", "gate"})
+    # "venue": where orders go, read by research_lib.venues.config (fixed for a run)
+    _only_keys(p, data, {"session", "signal", "gate", "venue"})
     try:
         s = SessionSettings(
             session=build_section(SessionConfig, data.get("session"), "session"),

@@ -78,3 +78,10 @@ class LedgerBusyError(LedgerError):
 class FeedError(DataError):
     """Raised when a live feed brings no data at all for too long (no network, a dead
     source): the session stops with the reason instead of polling on silently."""
+
+
+class VenueError(ResearchLibError):
+    """Raised when an external venue (a broker's paper trading API) cannot be used: no keys,
+    a refused account, or requests that still fail after bounded retries. Nothing of the
+    step in progress is recorded (it is re-decided, with the same client order ids, by a
+    resume, which reconciles with the venue first)."""

@@ -58,6 +58,7 @@ from .errors import LedgerBusyError, LedgerError
 from .paper.rows import (
     RESUME_TABLES_ROWS,
     TABLES,
+    VENUE_TABLES_ROWS,
     RiskEventRow,
     StateChangeRow,
     StepRow,
@@ -86,7 +87,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in TABLES.items()}
 
 _DDL = "\n".join([
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-    *(create_table(t, r) for t, r in {**TABLES, **RESUME_TABLES_ROWS}.items()),
+    *(create_table(t, r) for t, r in {**TABLES, **RESUME_TABLES_ROWS,
+                                        **VENUE_TABLES_ROWS}.items()),
 ])
 
 _INSERT = {
@@ -98,6 +100,11 @@ _INSERT = {
 RESUME_TABLES: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in RESUME_TABLES_ROWS.items()}
 _INSERT.update({t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
                 for t, cols in RESUME_TABLES.items()})
+# an external venue's reports and reconciliations (research_lib.venues); a run on the
+# internal paper broker writes none, and the deterministic dump leaves them out when empty
+VENUE_TABLES: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in VENUE_TABLES_ROWS.items()}
+_INSERT.update({t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+                for t, cols in VENUE_TABLES.items()})
 _ORDER_COLS = ", ".join(COLUMNS["orders"])
 
 
@@ -387,9 +394,16 @@ class Ledger:
     def _append_row(self, table: str, row: tuple[Any, ...], what: str) -> None:
         """One row outside any step, in its own transaction (rolled back on failure: the
         error from :func:`_write_error` says what could not be recorded)."""
+        self.append_rows({table: [row]}, what)
+
+    def append_rows(self, rows: Mapping[str, list[tuple[Any, ...]]], what: str) -> None:
+        """Rows outside any step (a venue reconciliation before the first step), in one
+        transaction: all of them or, rolled back, none."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute(_INSERT[table], row)
+            for table, tr in rows.items():
+                if tr:
+                    self.conn.executemany(_INSERT[table], tr)
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             try:
@@ -519,7 +533,8 @@ class Ledger:
         # (reset-halt writes them with the last step's number; the loop never writes one)
         after = c.execute(
             "SELECT to_state, peak, reason FROM state_changes WHERE scope='account' AND "
-            f"(reason LIKE 'RESET_HALT%' OR reason LIKE '{LEDGER_WRITE_FAILED}%') "
+            f"(reason LIKE 'RESET_HALT%' OR reason LIKE '{LEDGER_WRITE_FAILED}%' "
+            "OR reason LIKE 'RECONCILIATION_DIFFERENCE%') "
             "AND step IS ? ORDER BY seq",
             (last_step if last else None,)).fetchall()
         halt_reason = None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .broker import PaperBroker
-from .ledger import COLUMNS, Ledger
+from .ledger import COLUMNS, VENUE_TABLES, Ledger
 from .run_files import LEDGER_NAME
 
 if TYPE_CHECKING:  # pandas only for readers, never on the trading path
@@ -48,9 +48,21 @@ def deterministic_dump(path: str | Path) -> dict[str, list[tuple[Any, ...]]]:
             rows = led.conn.execute(f"SELECT {', '.join(keep)} FROM {table} ORDER BY rowid")
             out[table] = [tuple(v.replace(run_id, "<RUN>") if isinstance(v, str) and run_id
                                 else v for v in r) for r in rows]
+        for table, cols in VENUE_TABLES.items():  # an external venue's: only when written
+            if _has_rows(led, table):
+                rows = led.conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY rowid")
+                out[table] = [tuple(v.replace(run_id, "<RUN>") if isinstance(v, str) and run_id
+                                    else v for v in r) for r in rows]
         out["meta"] = sorted((k, json.dumps(v, sort_keys=True)) for k, v in meta.items()
                              if k not in WALL_CLOCK_META and k not in RESUME_META)
     return out
+
+
+def _has_rows(led: Ledger, table: str) -> bool:
+    """``table`` exists (a ledger written before it was added has none) and holds a row."""
+    exists = led.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                              (table,)).fetchone()
+    return bool(exists) and led.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
 
 
 # ----------------------------------------------------------------------- pandas
@@ -79,6 +91,8 @@ def read_run(path: str | Path) -> dict[str, Any]:
             return pd.DataFrame(cur.fetchall(), columns=cols)
 
         frames = {t: q(f"SELECT * FROM {t} ORDER BY rowid") for t in COLUMNS}
+        venue = {t: q(f"SELECT * FROM {t} ORDER BY rowid") for t in VENUE_TABLES
+                 if _has_rows(led, t)}
     for name, df in frames.items():
         if "ts" in df.columns:
             df["ts"] = pd.to_datetime(df["ts"], utc=True)
@@ -89,6 +103,7 @@ def read_run(path: str | Path) -> dict[str, Any]:
     ev = frames["order_events"]
     orders = frames["orders"].copy()
     status_map = {"OrderSubmitted": "open", "OrderFilled": "filled",
+                  "OrderPartiallyFilled": "open",
                   "OrderDenied": "denied", "OrderRejected": "rejected",
                   "OrderCancelled": "cancelled"}
     last = ev.drop_duplicates("client_order_id", keep="last")
@@ -124,6 +139,7 @@ def read_run(path: str | Path) -> dict[str, Any]:
         "steps": frames["steps"],
         "order_events": ev,
         "meta": meta,
+        **venue,  # venue_events, reconciliations: a run at an external venue only
     }
 
 

@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="name the run (default paper-<UTC time>-<random>); must be new")
     pp.add_argument("--max-steps", type=int, default=None,
                     help="stop after this many committed steps (drills, tests)")
+    pp.add_argument("--broker", choices=["paper", "alpaca"], default=None,
+                    help="where orders go: paper (the internal paper broker, default) or "
+                         "alpaca (Alpaca's paper trading API; keys from APCA_API_KEY_ID and "
+                         "APCA_API_SECRET_KEY; a live session only); default: session.yaml "
+                         "venue.broker; a resume keeps the run's broker")
     pp.add_argument("--fast", action="store_true",
                     help="replay only: quiet steps (no order, fill or limit event) in batches, "
                          "every other step by the step code; the same ledger, config read once")

@@ -35,6 +35,7 @@ def cli_paper(args: argparse.Namespace) -> int:
         config_dir=args.config_dir,
         max_steps=getattr(args, "max_steps", None),
         fast=getattr(args, "fast", False),
+        broker=getattr(args, "broker", None),
         install_signal_handlers=True,
         restore_signal_handlers=False,
     )

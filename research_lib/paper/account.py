@@ -39,6 +39,9 @@ class Account:
     last_equity: float  # the equity the last committed step closed at
     # a live resume: the mark the ledger recorded for a held symbol until its first bar
     resume_marks: dict[int, float] = field(default_factory=dict)
+    # an external venue (research_lib.venues.link.VenueLink): reconciled after each step,
+    # its view checked beside the ledger's; None for the internal paper broker
+    venue: Any = None
 
 
 @dataclass

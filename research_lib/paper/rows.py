@@ -175,6 +175,46 @@ class ConfigHistoryRow(NamedTuple):
     SQL = "step INTEGER PRIMARY KEY, inputs TEXT NOT NULL"
 
 
+# an external venue (research_lib.venues): what the venue reported of our orders, with its
+# ids, and each reconciliation of the venue's account with the ledger that did not simply
+# agree. A run on the internal paper broker writes none (and its dump leaves them out).
+class VenueEventRow(NamedTuple):
+    step: int | None
+    ts: str | None
+    client_order_id: str | None
+    venue_order_id: str | None
+    event: str  # SUBMITTED ADOPTED REJECTED PARTIALLY_FILLED FILLED CANCELED EXPIRED ...
+    status: str | None  # the venue's order status
+    symbol: str | None
+    qty: float | None
+    filled_qty: float | None
+    filled_avg_price: float | None
+    reason: str | None
+    SQL = """seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, client_order_id TEXT,
+    venue_order_id TEXT, event TEXT NOT NULL, status TEXT, symbol TEXT, qty REAL,
+    filled_qty REAL, filled_avg_price REAL, reason TEXT"""
+
+
+class ReconciliationRow(NamedTuple):
+    step: int | None  # None: before the first step (a new run's start)
+    ts: str | None
+    kind: str  # position | open_order | cash | account
+    symbol: str | None
+    client_order_id: str | None
+    ledger: float | None
+    venue: float | None
+    in_flight: float | None
+    verdict: str  # EXPLAINED (by an in-flight order) | DIFFERENCE (latches HALTED)
+    reason: str
+    SQL = """seq INTEGER PRIMARY KEY, step INTEGER, ts TEXT, kind TEXT NOT NULL, symbol TEXT,
+    client_order_id TEXT, ledger REAL, venue REAL, in_flight REAL, verdict TEXT NOT NULL,
+    reason TEXT NOT NULL"""
+
+
+VENUE_TABLES_ROWS: dict[str, type[Any]] = {"venue_events": VenueEventRow,
+                                           "reconciliations": ReconciliationRow}
+
+
 # table -> row type, in the schema's order (what the run did)
 TABLES: dict[str, type[Any]] = {
     "steps": StepRow,

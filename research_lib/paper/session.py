@@ -39,6 +39,7 @@ from ..errors import (
     FeedError,
     LedgerBusyError,
     LedgerError,
+    VenueError,
 )
 from ..ledger import (
     StepRecord,
@@ -238,6 +239,8 @@ class Session(SessionSetup, EventLog):
         try:
             self.prepare()
             check_consumed_bars(self)  # a resume re-reads the bars it consumed, or refuses
+            if self.venue_link is not None:  # the venue against the ledger, before deciding
+                self.venue_link.at_start(self)
         except BaseException:
             if getattr(self, "ledger", None) is not None:
                 self.ledger.close()  # releases the run lock
@@ -334,6 +337,11 @@ class Session(SessionSetup, EventLog):
             self.ledger.append_risk_event("session", "FEED_FAILED", f"FEED_FAILED: {exc}")
             self.finish("feed_failed", committed, str(exc))
             raise
+        except VenueError as exc:  # the step in progress was not recorded (fail closed)
+            log_event(log, "session_stopped_venue_error", level=40, error=str(exc))
+            self.ledger.append_risk_event("venue", "VENUE_UNAVAILABLE",
+                                          f"VENUE_UNAVAILABLE: {exc}")
+            summary, exit_code = self.finish("venue_error", committed, str(exc)), 4
         except LedgerError as exc:
             log_event(log, "session_halted_ledger_error", level=50, error=str(exc))
             summary, exit_code = self.finish("ledger_error", committed, str(exc)), 3

@@ -62,6 +62,8 @@ from ..telemetry import (
     new_run_id,
     set_run_id,
 )
+from ..venues.broker import VenueBroker
+from ..venues.setup import open_venue
 from .account import Account, Desk
 from .feeds import (
     REPLAY_ONLY_SOURCES,
@@ -249,6 +251,12 @@ class SessionSetup:
         refuse_shared_underlying(self.symbols)  # one position cap per underlying
         self._classify()
         self.n = len(self.symbols)
+        # where orders go: None for the internal paper broker; an external venue is opened
+        # (keys, account, a new run's account flat) before anything is written
+        self.venue_link = open_venue(self)
+        if self.venue_link is not None and self.state is None:  # the venue's cash
+            self.run_values = dataclasses.replace(
+                self.run_values, initial_cash=self.venue_link.last.account.cash)
 
         # data
         if self.mode == "replay":
@@ -292,6 +300,8 @@ class SessionSetup:
                 "config_dir": str(self.config_dir),  # where, not what: not compared
                 "engine": self.engine_name,  # how, not what: not compared
             }
+            if self.venue_link is not None:  # broker, url, account id, venue settings
+                meta["venue"] = self.venue_link.meta
             self.ledger = Ledger.create(path, meta, synchronous="FULL" if self.mode == "live"
                                         else "NORMAL")
             self.state = self.ledger.load_state()
@@ -299,9 +309,12 @@ class SessionSetup:
         self._bars_seen = start_digest(self)  # rolling sha256 of the bars consumed
 
         # account
-        broker = PaperBroker(self.initial_cash, self.settings.session, self.dry_run,
-                             self.limits.price_band_pct).restore(st.fills, st.open_orders,
-                                                                 st.known_ids)
+        link = self.venue_link
+        broker = (PaperBroker(self.initial_cash, self.settings.session, self.dry_run,
+                              self.limits.price_band_pct) if link is None else
+                  VenueBroker(self.initial_cash, self.settings.session, self.dry_run,
+                              self.limits.price_band_pct, venue=link.venue)
+                  ).restore(st.fills, st.open_orders, st.known_ids)
         # a live resume re-feeds nothing: a held symbol not fetched yet keeps the mark the
         # ledger recorded (never NaN: no price is not a NaN equity), until its next bar
         resume_marks: dict[int, float] = {}
@@ -315,7 +328,7 @@ class SessionSetup:
                               dict(st.halted_symbols)),
             last_close=np.full(self.n, np.nan), prev_close=np.full(self.n, np.nan),
             last_equity=st.equity if st.equity is not None else self.initial_cash,
-            resume_marks=resume_marks)
+            resume_marks=resume_marks, venue=link)
         self.next_step = st.last_step + 1
         self.desk.dry_run = self.dry_run
         self.ks = self.wiring.kill_switch or KillSwitch(self.settings.session.kill_file)

@@ -102,6 +102,9 @@ class RunSpec:
     # symbols with identical bars are deliberate copies, each its own instrument (benchmarks
     # replaying replicated real series); otherwise two names of one series are refused
     replicas: bool = False
+    # where orders go: "paper" (the internal paper broker) | "alpaca" (research_lib.venues);
+    # None: session.yaml's venue.broker; a resume keeps the run's recorded broker
+    broker: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from ..broker import QTY_DIGITS, Order, OrderFilled, client_order_id, round_qty, round_qty_array
+from ..broker import (
+    QTY_DIGITS,
+    Order,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    client_order_id,
+    round_qty,
+    round_qty_array,
+)
 from ..ledger import StepRecord, now_iso
 from ..risk import (
     EPS,
@@ -35,6 +44,7 @@ from ..risk import (
     reason_code,
 )
 from ..telemetry import get_logger, log_event
+from ..venues.base import OrderPartiallyFilled
 from .account import Account, Desk
 from .rows import (
     EquityRow,
@@ -108,8 +118,20 @@ def fill(desk: Desk, acct: Account, rec: StepRecord, fill_prices: np.ndarray) ->
             f = ev.fill
             rec.add("fills", FillRow(cid, f.step, f.ts, f.symbol, f.qty, f.price, f.base_price,
                                      f.commission, f.cash_delta))
-            rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderFilled", None))
+            rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderFilled",
+                                                  ev.reason))
             fills_now[f.symbol] = {"client_order_id": cid, "qty": f.qty, "price": f.price}
+        elif isinstance(ev, OrderPartiallyFilled):  # a venue's: the order stays open
+            rec.add("order_events", OrderEventRow(
+                rec.step, rec.ts, cid, "OrderPartiallyFilled",
+                f"filled={ev.filled_qty:.10g} of {ev.order.qty:.10g} avg_price={ev.avg_price} "
+                f"venue_order_id={ev.venue_order_id}"))
+        elif isinstance(ev, OrderCancelled):  # a venue cancelled or expired it
+            rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderCancelled",
+                                                  ev.reason))
+            rec.add("risk_events", RiskEventRow(rec.step, rec.ts, ev.order.symbol,
+                                                "cancellation", reason_code(ev.reason),
+                                                ev.reason, cid))
         else:
             rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderRejected",
                                                   ev.reason))
@@ -408,6 +430,8 @@ def execute(desk: Desk, acct: Account, rec: StepRecord, p: Plan, equity: float,
     check = OrderCheck(s, qty, price, float(acct.prev_close[i]), cur, equity, room["gross"],
                        room["cash"], acct.engine.state, rate)
     reason = acct.engine.check(check)
+    if reason is None and acct.venue is not None:  # and against the venue's view
+        reason = acct.venue.check_order(acct.engine, check)
     if reason is None:
         halt = desk.ks.check()  # immediately before this order, every time
         if halt.halted:
@@ -429,8 +453,15 @@ def execute(desk: Desk, acct: Account, rec: StepRecord, p: Plan, equity: float,
     if sub is None:
         p.decision += [p.target, "DUPLICATE", cid, cid, qty]
         return
+    if isinstance(sub, OrderRejected):  # a venue refused it at once (recorded as such)
+        rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderRejected",
+                                              sub.reason))
+        rec.add("risk_events", RiskEventRow(rec.step, rec.ts, s, "rejection",
+                                            reason_code(sub.reason), sub.reason, cid))
+        p.decision += [p.target, "REJECTED", sub.reason, cid, qty]
+        return
     rec.add("order_events", OrderEventRow(rec.step, rec.ts, cid, "OrderSubmitted",
-                                          "DRY_RUN" if sub.dry_run else None))
+                                          "DRY_RUN" if sub.dry_run else sub.reason))
     if qty > 0:
         room["cash"] -= qty * price * (1 + rate)
     room["gross"] += abs((cur + qty) * price) - abs(cur * price)

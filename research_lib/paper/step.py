@@ -88,6 +88,8 @@ def run_step(s: SessionLike, step: int, bars: StepBars, t0: float, pre: Any = No
     e2d = time.perf_counter() - t0
     s.latency.add(e2d)
     rec.e2d_ms = e2d * 1e3
+    if acct.venue is not None:  # an external venue: its reports, then reconciliation
+        acct.venue.after_step(desk, acct, rec)
     stages.record(desk, acct, rec, bars.day, plans, marks, equity, gross, net)
     rec.log = (plans, fills_now, rec.rows.get("risk_events", ()))  # after the commit
     return rec
