@@ -16,7 +16,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
+_EXPORTS: dict[str, tuple[str, str | None]] = {
     "load": ("research_lib.data", "load"),
     "get_source": ("research_lib.data", "get_source"),
     "check_symbols": ("research_lib.data.sanity_report", "check_symbols"),
@@ -38,6 +38,16 @@ _EXPORTS = {
     "SignalModel": ("research_lib.signal_model", "SignalModel"),
     "ModelBase": ("research_lib.signal_model", "ModelBase"),
     "run_ready": ("research_lib.ready", "run_ready"),
+    # what the shipped notebooks use (each imports from here only)
+    "Router": ("research_lib.models.router", "Router"),
+    "routing_header": ("research_lib.models.router", "header"),
+    "symbols_or_default": ("research_lib.models.router", "symbols_or_default"),
+    "asset_specific_mode": ("research_lib.flags", "asset_specific_mode"),
+    "train_model": ("research_lib.models", "train_model"),
+    "model_card_text": ("research_lib.models.card", "dumps"),
+    "parity_check": ("research_lib.models.parity", "parity_check"),
+    "model_plots": ("research_lib.models.plots", None),
+    "resolve_path": ("research_lib.project", "resolve_path"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -46,7 +56,8 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         mod, attr = _EXPORTS[name]
-        value = getattr(importlib.import_module(mod), attr)
+        module = importlib.import_module(mod)
+        value = module if attr is None else getattr(module, attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'research_lib' has no attribute {name!r}")
