@@ -156,6 +156,60 @@ def deciding_models(assets: Any, classes: Mapping[str, str], model: str | None,
     return sorted(set(names))
 
 
+@dataclass(frozen=True)
+class SessionWindows:
+    """What a session knows of its models' training windows: ``named`` (registry models
+    by name), ``default`` (the window of a model object the session was given, for every
+    model name its predictions carry) and ``deciding`` (the models deciding at start)."""
+
+    named: Mapping[str, TrainWindow]
+    default: TrainWindow
+    deciding: tuple[str, ...]
+
+    def get(self, name: str) -> TrainWindow:
+        return self.named.get(name, self.default)
+
+    def deciding_windows(self) -> dict[str, TrainWindow]:
+        return {n: self.get(n) for n in self.deciding}
+
+
+def declared_window(model: Any) -> TrainWindow:
+    """The training window a model object declares (``train_window``: a
+    :class:`TrainWindow` or a ``(start, end)`` pair), else unknown."""
+    tw = getattr(model, "train_window", None)
+    if tw is None:
+        return UNKNOWN
+    if isinstance(tw, TrainWindow):
+        return tw
+    try:
+        start, end = tw
+    except (TypeError, ValueError):
+        raise ConfigError(f"{type(model).__name__}.train_window must be (start, end), "
+                          f"got {tw!r}") from None
+    return TrainWindow.of(start, end, f"{type(model).__name__}.train_window")
+
+
+def session_windows(assets: Any, classes: Mapping[str, str], model: str | None,
+                    flag: str | None, wiring_model: Any, folder: str | Path) -> SessionWindows:
+    """The windows a session stamps with. A model object passed in (``Wiring.router``: a
+    notebook's model, a test's stand-in) declares its own window or has none; the
+    registry's windows are read from the cards in ``folder``. ``flag`` is the run's routing
+    flag (None: ``FLAG_ASSET_SPECIFIC_MODELS`` now)."""
+    if model is not None and model.startswith(BASELINE_PREFIX):
+        return SessionWindows({}, UNKNOWN, ())
+    if wiring_model is not None:
+        label = getattr(wiring_model, "session_label", None)
+        return SessionWindows({}, declared_window(wiring_model), (label,) if label else ())
+    if model is None:
+        from ..flags import asset_specific_mode
+
+        mode = flag if flag is not None else asset_specific_mode()
+    else:
+        mode = "0"
+    return SessionWindows(registry_windows(assets, folder), UNKNOWN,
+                          tuple(deciding_models(assets, classes, model, mode)))
+
+
 def default_start(end: pd.Timestamp, years_start: pd.Timestamp,
                   windows: Mapping[str, TrainWindow]) -> tuple[pd.Timestamp, str | None]:
     """The start of a replay's default window (no ``--start``): the last ``replay_years``
@@ -185,9 +239,9 @@ def _models_in_ledger(conn: sqlite3.Connection) -> list[str]:
 
 
 def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
-                   deciding: Iterable[str] = ()) -> dict[str, Any]:
+                   deciding: Iterable[str] = (), default: TrainWindow = UNKNOWN) -> dict[str, Any]:
     """The summary's ``sample`` key, from the ledger's decisions (``conn``) and the models'
-    windows: ``stamp`` (``IN-SAMPLE`` when the session's steps overlap a deciding model's
+    windows (``default``: for a name not in ``windows``): ``stamp`` (``IN-SAMPLE`` when the session's steps overlap a deciding model's
     training window or any decision fell inside it), ``in_sample_decisions``,
     ``decisions`` (all decisions a model gave a probability), ``models`` (each deciding
     model's ``train_start``/``train_end``) and ``unknown_window`` (models whose window is
@@ -208,7 +262,7 @@ def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
     models: dict[str, dict[str, str | None]] = {}
     unknown: list[str] = []
     for n in names:
-        w = windows.get(n, UNKNOWN)
+        w = windows.get(n, default)
         models[n] = w.to_dict()
         if not w.known:
             unknown.append(n)
