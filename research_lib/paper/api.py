@@ -33,9 +33,12 @@ Example (runs offline on the shipped sample)::
     frames = rl.load(["SPY", "QQQ"], start="2014-01-01", end="2018-12-31")
     res = rl.run_session(frames=frames, model="models/equities_v1.onnx",
                          risk={"max_position_pct": 0.1}, run_dir="runs/notebook")
+    res.sample["stamp"]         # 'OUT-OF-SAMPLE': the last 2 years, after its training
     res.equity["equity"].plot()
     res.trades.tail()
-    res.summary["sample"]["stamp"]     # 'IN-SAMPLE': equities_v1 was trained to 2015-12-31
+    early = rl.run_session(frames=frames, model="models/equities_v1.onnx",
+                           start="2015-01-01", run_dir="runs/notebook")
+    early.sample["stamp"], early.sample["in_sample_decisions"]   # ('IN-SAMPLE', 504)
 """
 
 from __future__ import annotations
