@@ -66,6 +66,17 @@ def test_frames_when_one_dataframe_with_symbol_then_results_are_the_ledgers_data
     assert isinstance(res.equity.index, pd.DatetimeIndex)
 
 
+def test_frames_when_run_twice_then_identical_ledgers_apart_from_times_and_ids(tmp_path):
+    from research_lib.ledger_read import deterministic_dump
+
+    runs = [run(tmp_path / k, frames={"AAA": random_walk(200, seed=9, symbol="AAA")},
+                model="baseline:sma_cross") for k in "ab"]
+    a, b = (deterministic_dump(r.ledger_path) for r in runs)
+    assert a == b
+    spec = json.loads(dict(a["meta"])["spec"])
+    assert spec["source"] == "frames:AAA"
+
+
 def test_frames_when_a_dict_then_every_symbol_trades_and_symbols_picks_some(tmp_path,
                                                                             sample_frames):
     res = run(tmp_path, frames=sample_frames, model="baseline:buy_and_hold")

@@ -219,3 +219,13 @@ def test_registry_windows_when_a_card_is_not_the_pinned_files_then_unknown(tmp_p
     assert w["universal_v1"] == TrainWindow("1999-01-04", "2015-12-31")
     data = yaml.safe_load((ROOT / "config" / "assets.yaml").read_text())
     assert data["models"]["crypto_v1"]["sha256"] != "0" * 64
+
+
+def test_sample_when_fast_engine_then_the_same_stamp_and_count_as_the_step_engine(capsys,
+                                                                                  tmp_path):
+    args = ("--symbols", "SPY,QQQ", "--start", "2015-09-01", "--end", "2016-02-29")
+    step = paper(capsys, tmp_path, *args)
+    fast = paper(capsys, tmp_path, *args, "--fast")
+    assert fast["engine"] == "fast"
+    assert fast["sample"] == step["sample"]
+    assert step["sample"]["stamp"] == "IN-SAMPLE" and step["sample"]["in_sample_decisions"] > 0
