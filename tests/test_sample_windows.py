@@ -229,3 +229,13 @@ def test_sample_when_fast_engine_then_the_same_stamp_and_count_as_the_step_engin
     assert fast["engine"] == "fast"
     assert fast["sample"] == step["sample"]
     assert step["sample"]["stamp"] == "IN-SAMPLE" and step["sample"]["in_sample_decisions"] > 0
+
+
+def test_sample_of_run_when_read_back_from_the_ledger_then_as_the_session_stamped(capsys,
+                                                                                 tmp_path):
+    from research_lib.models.windows import sample_of_run
+
+    s = paper(capsys, tmp_path, "--symbols", "SPY,QQQ", "--start", "2015-10-01", "--end",
+              "2016-01-29")
+    assert sample_of_run(Path(s["ledger"]).parent) == s["sample"]
+    assert s["sample"]["stamp"] == "IN-SAMPLE"

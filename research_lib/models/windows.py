@@ -172,6 +172,20 @@ class SessionWindows:
     def deciding_windows(self) -> dict[str, TrainWindow]:
         return {n: self.get(n) for n in self.deciding}
 
+    def to_meta(self) -> dict[str, Any]:
+        """What the ledger's meta records (``sample_windows``), so that a reader of the run
+        (a report on an existing run) stamps it as the session did."""
+        return {"models": {n: w.to_dict() for n, w in sorted(self.named.items())},
+                "default": self.default.to_dict(), "deciding": list(self.deciding)}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> SessionWindows:
+        def tw(d: Mapping[str, Any]) -> TrainWindow:
+            return TrainWindow(d.get("train_start"), d.get("train_end"))
+
+        return cls({n: tw(d) for n, d in (meta.get("models") or {}).items()},
+                   tw(meta.get("default") or {}), tuple(meta.get("deciding") or ()))
+
 
 def declared_window(model: Any) -> TrainWindow:
     """The training window a model object declares (``train_window``: a
@@ -284,6 +298,28 @@ def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
         "models": models,
         "unknown_window": unknown,
     }
+
+
+def sample_of_run(path: str | Path) -> dict[str, Any]:
+    """The ``sample`` section of a run read back from its ledger (file or run folder): the
+    windows the session recorded at its start (meta ``sample_windows``), the decisions it
+    committed. A run written before windows were recorded is stamped with the registry's
+    cards as they are now (its ``models`` say which)."""
+    from ..config import load_assets, models_dir
+    from ..ledger import Ledger
+    from ..run_files import LEDGER_NAME
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / LEDGER_NAME
+    with Ledger.open(p, readonly=True) as led:
+        meta = led.meta()
+        recorded = meta.get("sample_windows")
+        if isinstance(recorded, Mapping):
+            w = SessionWindows.from_meta(recorded)
+        else:
+            w = SessionWindows(registry_windows(load_assets(), models_dir()), UNKNOWN, ())
+        return sample_section(led.conn, w.named, w.deciding, w.default)
 
 
 def sample_text(sample: Mapping[str, Any] | None) -> str | None:

@@ -294,6 +294,8 @@ class SessionSetup:
                 "inputs": run_inputs(self),  # what a resume checks (research_lib.resume)
                 "config_dir": str(self.config_dir),  # where, not what: not compared
                 "engine": self.engine_name,  # how, not what: not compared
+                # the deciding models' training windows (research_lib.models.windows)
+                "sample_windows": self.sample_windows.to_meta(),
             }
             self.ledger = Ledger.create(path, meta, synchronous="FULL" if self.mode == "live"
                                         else "NORMAL")
