@@ -90,8 +90,8 @@ def _oos_window(last: str, end: str | None, source: str) -> dict[str, Any]:
                 "data with this model is in sample" if source != "yfinance"
                 else "every bar after the training window (a live source)")
     else:
-        note = ("never seen by the final fit; `research-lib paper` without --start replays "
-                "from here")
+        note = ("never seen by the final fit; a replay without --start in which this model "
+                "decides begins here")
     return {"start": start, "end": end, "source": source, "note": note}
 
 
