@@ -45,6 +45,19 @@ def asset_specific_mode(env: Mapping[str, str] | None = None) -> RoutingMode:
     )
 
 
+def routing_mode(value: object, where: str = "flag") -> RoutingMode:
+    """A routing flag given in code (``run_session(flag=...)``): ``0``, ``1`` or
+    ``"shadow"`` (``"0"``/``"1"`` too) as the router's mode; anything else, a bool
+    included, is a :class:`ConfigError` naming ``where``, the value and what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"{where} must be 0, 1 or 'shadow', got {value!r} "
+                          f"({type(value).__name__})")
+    v = str(value).strip().lower()
+    if v in ("0", "1", "shadow"):
+        return v  # type: ignore[return-value]
+    raise ConfigError(f"{where} must be 0, 1 or 'shadow', got {value!r}")
+
+
 def trading_halted_value(env: Mapping[str, str] | None = None) -> str | None:
     """The raw ``FLAG_TRADING_HALTED`` value when it halts trading, else ``None``."""
     raw = (env if env is not None else os.environ).get("FLAG_TRADING_HALTED", "0")

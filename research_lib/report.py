@@ -372,25 +372,15 @@ def paper_session_report(ledger: str | Any) -> PaperSessionReport:
 def paper_session(symbols: str | list[str], source: str = "sample", start: Any = None,
                   end: Any = None, flag: str | int = "0", dry_run: bool = False,
                   model: str | None = None, run_dir: str | None = None, **kwargs: Any) -> Any:
-    """Run one paper session for a notebook with ``FLAG_ASSET_SPECIFIC_MODELS`` set to
-    ``flag`` for its duration (the previous value is restored). Returns the
-    ``SessionResult`` (``ledger_path``, ``summary``)."""
-    import os
-
+    """Run one paper session for a notebook with the routing flag ``flag`` (for the
+    registry's router; no environment variable is read or changed). Without ``start`` the
+    replay starts after the deciding models' training (out of sample); the summary's
+    ``sample`` says which. Returns the ``SessionResult`` (``ledger_path``, ``summary``)."""
     from .config import parse_symbols
     from .paper.session import run_session
     from .project import work_root
 
     syms = parse_symbols(symbols)
-    saved = os.environ.get("FLAG_ASSET_SPECIFIC_MODELS")
-    os.environ["FLAG_ASSET_SPECIFIC_MODELS"] = str(flag)
-    try:
-        return run_session(symbols=syms, source=source, start=start, end=end, dry_run=dry_run,
-                           model=model or None,
-                           run_dir=run_dir or str(work_root() / "runs" / "reports"),
-                           **kwargs)
-    finally:
-        if saved is None:
-            os.environ.pop("FLAG_ASSET_SPECIFIC_MODELS", None)
-        else:
-            os.environ["FLAG_ASSET_SPECIFIC_MODELS"] = saved
+    return run_session(symbols=syms, source=source, start=start, end=end, dry_run=dry_run,
+                       model=model or None, flag=None if model else flag,
+                       run_dir=run_dir or str(work_root() / "runs" / "reports"), **kwargs)

@@ -114,12 +114,13 @@ def model_digests(s: Session) -> dict[str, str | None] | None:
     """sha256 of each registry model file the run can decide with (a forced model: its
     file; the router: each class model of the run's symbols and the universal fallback).
     A rule baseline has none; a stand-in model (``SessionSpec.router``, tests) is not a
-    file: ``None``, not compared."""
+    file: ``None``, not compared; an ONNX file given to ``run_session`` (its
+    ``file_digests``) is."""
     name = s.model_name
     if name and name.startswith("baseline:"):
         return {}
-    if s.wiring.router is not None:
-        return None
+    if s.wiring.router is not None:  # a notebook's ONNX file names its own digest
+        return getattr(s.wiring.router, "file_digests", None)
     from .config import models_dir
     from .models.registry import model_path
 

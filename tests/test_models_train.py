@@ -100,7 +100,8 @@ def _oos(n: int = 10, p: float = 0.9, freq: str = "D") -> tuple[pd.DataFrame, di
 def test_backtest_when_always_long_then_model_equals_buy_and_hold_minus_entry_cost():
     oos, closes = _oos()
     res = backtest(
-        oos, closes, threshold=0.5, cost_bps=10, periods_per_year=252, sma_fast=2, sma_slow=3
+        oos, closes, threshold=0.5, cost_bps=10, periods_per_year=252, sma_fast=2, sma_slow=3,
+        fill="close",
     )
     r = oos["ret_next"].to_numpy()
     expected = (1 + r[0] - 0.001) * np.prod(1 + r[1:]) - 1  # 10 bps entry cost on bar 1
@@ -114,10 +115,92 @@ def test_backtest_when_always_long_then_model_equals_buy_and_hold_minus_entry_co
 def test_backtest_when_signal_below_threshold_then_flat_and_no_cost():
     oos, closes = _oos(p=0.3)
     res = backtest(
-        oos, closes, threshold=0.5, cost_bps=10, periods_per_year=252, sma_fast=2, sma_slow=3
+        oos, closes, threshold=0.5, cost_bps=10, periods_per_year=252, sma_fast=2, sma_slow=3,
+        fill="close",
     )
     assert res.metrics["model"]["total_return"] == 0.0
     assert res.metrics["model"]["exposure"] == 0.0
+
+
+def _with_opens(oos: pd.DataFrame, gaps: np.ndarray) -> pd.DataFrame:
+    """The same bars with an open: close t -> open t+1 is ``gaps``, the rest of ret_next
+    is earned open -> close."""
+    out = oos.copy()
+    out["gap_next"] = gaps
+    out["intra_next"] = (1 + out["ret_next"]) / (1 + gaps) - 1
+    return out
+
+
+def _share_simulation(p: np.ndarray, ret: np.ndarray, gap: np.ndarray,
+                      threshold: float) -> float:
+    """A one-symbol paper account the plain way: decide at close t with p[t], size the
+    whole equity in shares at close t, fill at open t+1, mark at close t+1 (no costs).
+    Returns the total return."""
+    cash, qty, close = 1.0, 0.0, 100.0
+    for t in range(len(p)):
+        equity = cash + qty * close
+        target = equity / close if p[t] > threshold else 0.0  # sized at the decision
+        cash -= (target - qty) * close * (1 + gap[t])  # filled at the next open
+        qty = target
+        close = close * (1 + ret[t])
+    return cash + qty * close - 1.0
+
+
+def test_backtest_when_filled_at_next_open_then_equals_a_share_simulation_of_the_broker():
+    """Fills at the next open, as the paper broker fills: the walk-forward's model return
+    equals a plain share-by-share simulation (sized at close t, filled at open t+1); the
+    close fill (the old rule) gives another number."""
+    oos, closes = _oos()
+    gaps = np.array([0.004, -0.01, 0.02, 0.003, -0.004, 0.006, -0.01, 0.0, -0.02, 0.01])
+    p = np.array([0.9, 0.9, 0.1, 0.9, 0.1, 0.1, 0.9, 0.9, 0.9, 0.1])
+    oos = _with_opens(oos.assign(p=p), gaps)
+    kw = dict(threshold=0.5, cost_bps=0, periods_per_year=252, sma_fast=2, sma_slow=3)
+    got = backtest(oos, closes, **kw)
+    want = _share_simulation(p, oos["ret_next"].to_numpy(), gaps, 0.5)
+    # the backtest holds each decided weight of the equity at every close (the same
+    # constant-weight convention as close fills); the share account drifts between trades:
+    # a second-order difference, well below what the fill rule changes
+    assert got.metrics["model"]["total_return"] == pytest.approx(want, abs=1e-4)
+    close_fill = backtest(oos, closes, fill="close", **kw).metrics["model"]["total_return"]
+    assert abs(close_fill - want) > 1e-3
+
+
+def test_backtest_when_next_open_and_always_long_then_only_the_first_gap_is_missed():
+    oos, closes = _oos()
+    gaps = np.full(10, 0.005)
+    oos = _with_opens(oos, gaps)
+    res = backtest(oos, closes, threshold=0.5, cost_bps=0, periods_per_year=252, sma_fast=2,
+                   sma_slow=3)
+    r = oos["ret_next"].to_numpy()
+    intra0 = (1 + r[0]) / 1.005 - 1
+    # bought at the first open: the first bar's gap is missed, every later bar is earned whole
+    expected = (1 + 1.005 * intra0) * np.prod(1 + r[1:]) - 1
+    assert res.metrics["buy_and_hold"]["total_return"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_backtest_when_next_open_then_a_new_position_misses_the_gap_and_an_exit_earns_it():
+    oos, closes = _oos(n=3)
+    gaps = np.array([0.02, -0.03, 0.01])
+    p = np.array([0.9, 0.1, 0.1])  # long decided at bar 0, flat decided at bar 1
+    oos = _with_opens(oos.assign(p=p), gaps)
+    res = backtest(oos, closes, threshold=0.5, cost_bps=0, periods_per_year=252, sma_fast=2,
+                   sma_slow=3)
+    r = oos["ret_next"].to_numpy()
+    intra0 = (1 + r[0]) / (1 + gaps[0]) - 1
+    # bar 0 -> 1: bought at the open, earns open -> close on the weight sized at close 0;
+    # bar 1 -> 2: still held until the exit fills at the next open: earns the gap
+    expected = (1 + (1 + gaps[0]) * intra0) * (1 + gaps[1]) - 1
+    assert res.metrics["model"]["total_return"] == pytest.approx(expected, rel=1e-5)
+    close = backtest(oos, closes, threshold=0.5, cost_bps=0, periods_per_year=252, sma_fast=2,
+                     sma_slow=3, fill="close")
+    assert close.metrics["model"]["total_return"] == pytest.approx(r[0], rel=1e-5)
+
+
+def test_backtest_when_next_open_fill_without_opens_then_error_names_the_columns():
+    oos, closes = _oos()
+    with pytest.raises(ValueError, match=r"gap_next.*intra_next.*fill='close'"):
+        backtest(oos, closes, threshold=0.5, cost_bps=10, periods_per_year=252, sma_fast=2,
+                 sma_slow=3)
 
 
 def test_backtest_when_pooled_weekday_and_weekend_symbols_then_equity_held_over_weekend():
@@ -132,6 +215,7 @@ def test_backtest_when_pooled_weekday_and_weekend_symbols_then_equity_held_over_
         periods_per_year=365,
         sma_fast=2,
         sma_slow=3,
+        fill="close",
     )
     # buy-and-hold enters each symbol once and never leaves: only the entry costs
     bh = res.returns["buy_and_hold"]

@@ -24,6 +24,11 @@ class FramesSource:
         if name is not None:
             self.name = name
 
+    def __repr__(self) -> str:
+        """``frames:SPY,QQQ``: what a run's ledger records as its source (the same frames
+        give the same ledger; an object's address would not)."""
+        return f"{self.name}:{','.join(self.frames)}"
+
     def symbols(self) -> list[str]:
         return sorted(self.frames)
 

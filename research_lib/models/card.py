@@ -80,6 +80,34 @@ def _parity_for_card(report: ParityReport | None) -> dict[str, Any] | None:
     return d
 
 
+def _oos_window(last: str, end: str | None, source: str) -> dict[str, Any]:
+    """The bars after the training window: where an honest replay of this model runs."""
+    import pandas as pd
+
+    start = (pd.Timestamp(last) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    if end is None:
+        note = (f"no bar after {last} in source {source!r}: every replay of the shipped "
+                "data with this model is in sample" if source != "yfinance"
+                else "every bar after the training window (a live source)")
+    else:
+        note = ("never seen by the final fit; a replay without --start in which this model "
+                "decides begins here")
+    return {"start": start, "end": end, "source": source, "note": note}
+
+
+def _close_fill(wf: Any) -> dict[str, Any] | None:
+    """The walk-forward result filled at the signal bar's close: beside the headline only."""
+    if getattr(wf, "trading_close", None) is None:
+        return None
+    return {
+        "label": (
+            "OPTIMISTIC: filled at the signal bar's own close (held close to close), which "
+            "no broker can do; the paper broker fills at the next open (portfolio above)"
+        ),
+        "portfolio": wf.trading_close.metrics,
+    }
+
+
 def build_card(result: TrainResult) -> dict[str, Any]:
     spec = result.spec
     ds = result.dataset
@@ -138,6 +166,15 @@ def build_card(result: TrainResult) -> dict[str, Any]:
             "rows": int(result.train_rows),
             "fit_on": "every labelled row with complete features in the span (after walk-forward)",
         },
+        "training_window": {
+            "start": first,
+            "end": last,
+            "note": (
+                "every bar the final fit saw is in this window; a paper session deciding "
+                "with this model on a bar inside it is stamped IN-SAMPLE"
+            ),
+        },
+        "out_of_sample_window": _oos_window(last, result.oos_end, spec.source),
         "walk_forward": {
             "scheme": "expanding window, time-ordered test blocks, no shuffling",
             "folds": spec.settings.walk_forward.folds,
@@ -149,7 +186,11 @@ def build_card(result: TrainResult) -> dict[str, Any]:
             "classification_baselines": wf.baselines,
         },
         "trading": {
-            "rule": f"long when p(up) > {ev.threshold:g}, else flat; held close to close",
+            "rule": f"long when p(up) > {ev.threshold:g}, else flat",
+            "fill": (
+                "next_open: a decision at bar t fills at bar t+1's open, as the paper broker "
+                "fills (the position held before earns close t -> open t+1)"
+            ),
             "cost_bps_per_turnover": ev.cost_bps,
             "weighting": "equal weight across symbols active on a date",
             "periods_per_year": ds.periods_per_year,
@@ -160,6 +201,7 @@ def build_card(result: TrainResult) -> dict[str, Any]:
                 if len(ds.symbols) <= MAX_PER_SYMBOL
                 else f"omitted for {len(ds.symbols)} symbols (portfolio above)"
             ),
+            "close_fill_for_comparison": _close_fill(wf),
         },
         "verdict": (
             "Trained and evaluated on SYNTHETIC prices (see data.notes); these figures say "

@@ -56,8 +56,11 @@ class SymbolInfo:
 class Dataset:
     """Long frame of rows (one per symbol and bar) with features, returns and labels.
 
-    Columns: ``timestamp, symbol, bar, <FEATURES>, ret_next, fwd_return, label,
-    complete, trainable``. ``label`` is 1.0 (up), 0.0 (down) or NaN (dead zone or tail).
+    Columns: ``timestamp, symbol, bar, <FEATURES>, ret_next, gap_next, intra_next,
+    fwd_return, label, complete, trainable``. ``ret_next`` is close[t] -> close[t+1];
+    ``gap_next`` close[t] -> open[t+1] and ``intra_next`` open[t+1] -> close[t+1] (the
+    paper broker fills a decision taken at bar t at the next bar's open, so a backtest that
+    fills like it needs both halves of the next bar). ``label`` is 1.0 (up), 0.0 (down) or NaN (dead zone or tail).
     """
 
     rows: pd.DataFrame
@@ -154,12 +157,14 @@ def resolve_source(source: str) -> Any:
     return source
 
 
-def expand_symbols(symbols: Sequence[str], source: str) -> list[str]:
+def expand_symbols(symbols: Sequence[str], source: str, start: Any = None,
+                   end: Any = None) -> list[str]:
     """Symbols as the source serves them: for ``synthetic-options`` the chain root
-    (``SPX``) stands for every listed contract."""
+    (``SPX``) stands for every listed contract (with a bar between ``start`` and ``end``
+    when given)."""
     src = resolve_source(source)
     if hasattr(src, "expand"):
-        return [x for s in symbols for x in src.expand(s)]
+        return [x for s in symbols for x in src.expand(s, start, end)]
     return list(symbols)
 
 
@@ -172,7 +177,7 @@ def load_frames(
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Load each symbol; unknown symbols raise with the source's list; ranges partly
     outside the data are trimmed and a note says so."""
-    symbols = expand_symbols(symbols, source)
+    symbols = expand_symbols(symbols, source, start, end)
     frames = load(symbols, source=resolve_source(source), start=start, end=end, interval=interval)
     refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
     notes: list[str] = []
@@ -232,6 +237,9 @@ def build_dataset(
         part.insert(0, "bar", np.arange(len(frame), dtype=np.int64))
         part.insert(0, "symbol", sym)
         part["ret_next"] = (close.shift(-1) / close - 1.0).to_numpy()
+        open_next = frame["open"].astype("float64").shift(-1)
+        part["gap_next"] = (open_next / close - 1.0).to_numpy()
+        part["intra_next"] = (close.shift(-1) / open_next - 1.0).to_numpy()
         part["fwd_return"] = fwd.to_numpy()
         part["label"] = lab.to_numpy()
         complete = np.isfinite(F.to_numpy()).all(axis=1)

@@ -5,10 +5,15 @@ Folds are cut on the pooled timeline (dates), the same cut for every symbol. For
 block starting at bar ``j`` of a symbol, its training rows are those whose label ends at
 least ``embargo`` bars before ``j`` (``bar + horizon + embargo <= j``).
 
-Trading: at bar t the position is 1 when p(up) > threshold, else 0, held to bar t + 1
-(close to close); every change of position pays ``cost_bps``. Symbols are equally weighted
-among those active on a date. Baselines over the same bars: buy-and-hold, always-flat,
-and an SMA crossover (long when SMA(fast) > SMA(slow), from closes up to t).
+Trading: at bar t the position is 1 when p(up) > threshold, else 0. It fills the way the
+paper broker fills (``fill="next_open"``, the headline): at the open of bar t + 1, so the
+move from close t to open t + 1 is still earned (or missed) by the position held before,
+and the new one earns open t + 1 -> close t + 1 on the weight sized at close t. The
+optimistic ``fill="close"`` fills at the signal bar's own close (held close to close), which
+no broker can do; cards show it beside the headline, labelled. Every change of position
+pays ``cost_bps``. Symbols are equally weighted among those active on a date. Baselines
+over the same bars and the same fill rule: buy-and-hold, always-flat, and an SMA crossover
+(long when SMA(fast) > SMA(slow), from closes up to t).
 """
 
 from __future__ import annotations
@@ -156,6 +161,22 @@ def sma_positions(close: pd.Series, fast: int, slow: int) -> pd.Series:
     return (f > s).astype("float64")
 
 
+FILLS = ("next_open", "close")
+
+
+def _next_bar_parts(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(gap, intraday) of the next bar per row: close t -> open t + 1 and open t + 1 ->
+    close t + 1. Without a next open (close-only data, a missing value) the whole move is
+    the gap: the order then fills at the next close."""
+    ret = g["ret_next"].to_numpy(dtype=np.float64)
+    gap = g["gap_next"].to_numpy(dtype=np.float64)
+    intra = g["intra_next"].to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(gap) & np.isfinite(intra))
+    gap = np.where(bad, ret, gap)
+    intra = np.where(bad, 0.0, intra)
+    return np.nan_to_num(gap), intra
+
+
 def backtest(
     oos: pd.DataFrame,
     closes: Mapping[str, pd.Series],
@@ -165,15 +186,32 @@ def backtest(
     sma_fast: int,
     sma_slow: int,
     per_symbol_metrics: bool = True,
+    fill: str = "next_open",
 ) -> TradingResult:
-    """``oos``: ``timestamp, symbol, p, ret_next`` for every out-of-sample bar."""
+    """``oos``: ``timestamp, symbol, p, ret_next`` for every out-of-sample bar, plus
+    ``gap_next, intra_next`` for ``fill="next_open"`` (how the paper broker fills: a
+    decision at bar t fills at bar t + 1's open). ``fill="close"`` fills at the signal
+    bar's close (optimistic)."""
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+    if fill == "next_open":
+        missing = [c for c in ("gap_next", "intra_next") if c not in oos.columns]
+        if missing:
+            raise ValueError(f"fill='next_open' needs the columns {missing} (the next bar's "
+                             "open); pass fill='close' for close-to-close fills")
     cost = cost_bps / 1e4
     pos: dict[str, dict[str, pd.Series]] = {s: {} for s in STRATEGIES}
     rets: dict[str, pd.Series] = {}
+    gaps: dict[str, pd.Series] = {}
+    intras: dict[str, pd.Series] = {}
     for sym, g in oos.groupby("symbol", sort=False):
         g = g.sort_values("timestamp")
         idx = pd.DatetimeIndex(g["timestamp"])
         rets[sym] = pd.Series(g["ret_next"].fillna(0.0).to_numpy(), index=idx)
+        if fill == "next_open":
+            gap, intra = _next_bar_parts(g)
+            gaps[sym] = pd.Series(gap, index=idx)
+            intras[sym] = pd.Series(intra, index=idx)
         pos["model"][sym] = pd.Series((g["p"].to_numpy() > threshold).astype("float64"), index=idx)
         pos["buy_and_hold"][sym] = pd.Series(1.0, index=idx)
         pos["always_flat"][sym] = pd.Series(0.0, index=idx)
@@ -187,6 +225,18 @@ def backtest(
     )
     n_active = active.sum(axis=1).replace(0, 1)
     R = R.fillna(0.0)
+    if fill == "next_open":
+        G = pd.DataFrame(gaps).reindex(dates).fillna(0.0)[R.columns]
+        I1 = 1.0 + G
+        I1 = I1 * pd.DataFrame(intras).reindex(dates).fillna(0.0)[R.columns]
+
+    def earned(w: pd.DataFrame | pd.Series, cols: Any, rows: Any = slice(None)) -> Any:
+        """What weights ``w`` (decided at each row) earn over the row's next bar."""
+        if fill == "close":
+            return w * R.loc[rows, cols]
+        prev = w.shift(1).fillna(0.0)  # held until the fill at the next open
+        return prev * G.loc[rows, cols] + w * I1.loc[rows, cols]
+
     out_ret = {}
     metrics = {}
     per_symbol: dict[str, dict[str, Any]] = {s: {} for s in rets} if per_symbol_metrics else {}
@@ -197,7 +247,7 @@ def backtest(
         W = P.div(n_active, axis=0)
         dW = W.diff().abs()
         dW.iloc[0] = W.iloc[0].abs()
-        port = (W * R).sum(axis=1) - cost * dW.sum(axis=1)
+        port = earned(W, R.columns).sum(axis=1) - cost * dW.sum(axis=1)
         out_ret[name] = port
         metrics[name] = trading_metrics(port, W, periods_per_year)
         for s in R.columns if per_symbol_metrics else ():
@@ -205,7 +255,7 @@ def backtest(
             p_s = P[s][m]
             d = p_s.diff().abs()
             d.iloc[0] = abs(p_s.iloc[0])
-            r_s = p_s * R[s][m] - cost * d
+            r_s = earned(p_s, s, m) - cost * d
             per_symbol[s][name] = {
                 k: v
                 for k, v in trading_metrics(r_s, P[[s]][m], periods_per_year).items()
@@ -221,7 +271,8 @@ class WalkForwardResult:
     folds: list[dict[str, Any]]
     metrics: dict[str, Any]
     baselines: dict[str, Any]
-    trading: TradingResult
+    trading: TradingResult  # filled at the next open, as the paper broker fills (headline)
+    trading_close: TradingResult | None = None  # filled at the signal bar's close (optimistic)
     last_model: Any = None
     last_test: np.ndarray | None = field(default=None, repr=False)
     verdict: str = ""
@@ -255,7 +306,8 @@ def walk_forward(
             raise ValueError(f"fold {f.index}: training rows hold one class only")
         model = make_estimator().fit(ds.X(f.train), y_train)
         p = model.predict_proba(ds.X(f.test))[:, 1]
-        part = rows.loc[f.test, ["timestamp", "symbol", "label", "ret_next"]].copy()
+        part = rows.loc[f.test, ["timestamp", "symbol", "label", "ret_next", "gap_next",
+                                 "intra_next"]].copy()
         part["p"] = p
         part["fold"] = f.index
         parts.append(part)
@@ -303,15 +355,19 @@ def walk_forward(
         ),
         "coin_flip_auc": 0.5,
     }
-    trading = backtest(
-        oos,
-        ds.closes,
-        threshold,
-        cost_bps,
-        ds.periods_per_year,
-        sma_fast,
-        sma_slow,
-        per_symbol_metrics=len(ds.symbols) <= MAX_PER_SYMBOL,
+    trading, trading_close = (
+        backtest(
+            oos,
+            ds.closes,
+            threshold,
+            cost_bps,
+            ds.periods_per_year,
+            sma_fast,
+            sma_slow,
+            per_symbol_metrics=len(ds.symbols) <= MAX_PER_SYMBOL,
+            fill=fill,
+        )
+        for fill in FILLS
     )
     res = WalkForwardResult(
         oos,
@@ -319,6 +375,7 @@ def walk_forward(
         metrics,
         baselines,
         trading,
+        trading_close,
         last_model,
         last_test,
         trading_periods_per_year=ds.periods_per_year,
@@ -355,7 +412,8 @@ def verdict(res: WalkForwardResult) -> str:
     years = tm.get("years") or max(tm["bars"], 1) / res.trading_periods_per_year
     se = float(np.sqrt((1.0 + 0.5 * (tm["sharpe"] or 0.0) ** 2) / years))
     sentence = (
-        f"Acting on the signal after costs: return {tm['total_return']:+.1%}, "
+        f"Acting on the signal after costs, filled at the next open as the paper broker "
+        f"fills: return {tm['total_return']:+.1%}, "
         f"Sharpe {tm['sharpe']:.2f}, max drawdown {tm['max_drawdown']:.1%}"
     )
     cmps = []
@@ -376,6 +434,10 @@ def verdict(res: WalkForwardResult) -> str:
             beaten_all = False
         cmps.append(f"{word} {name} (Sharpe {o['sharpe']:.2f}, return {o['total_return']:+.1%})")
     sentence += "; " + "; ".join(cmps)
+    if res.trading_close is not None:
+        tc = res.trading_close.metrics["model"]
+        sentence += (f" (filled at the signal bar's own close, which no broker can do, it would "
+                     f"show return {tc['total_return']:+.1%}, Sharpe {tc['sharpe']:.2f})")
     bottom = (
         "It beats every baseline on both Sharpe and return"
         if beaten_all

@@ -29,6 +29,7 @@ from ..data.sources import SampleSource
 from ..errors import DataError, UnknownSymbolError
 
 SOURCE_NAME = "synthetic-options"
+LISTING_DAYS = 120  # a contract is listed only with this many days of data left after it
 OCC = re.compile(r"^([A-Z]{1,6})\s*(\d{2})(\d{2})(\d{2})([CP])(\d{8})$")
 
 
@@ -109,9 +110,23 @@ class SyntheticOptionsSource:
     def symbols(self) -> list[str]:
         return [c.symbol for c in self.contracts()]
 
-    def expand(self, symbol: str) -> list[str]:
-        """The chain root (``SPX``) stands for every listed contract; others stay as they are."""
-        return self.symbols() if symbol == self.spec.root else [symbol]
+    def expand(self, symbol: str, start: Any = None, end: Any = None) -> list[str]:
+        """The chain root (``SPX``) stands for every listed contract (with ``start``/``end``:
+        every contract with a bar in that window); others stay as they are."""
+        if symbol != self.spec.root:
+            return [symbol]
+        if start is None and end is None:
+            return self.symbols()
+        out = []
+        for c in self.contracts():
+            bars = self._bars(c)
+            kept = _trim(bars, start, end)
+            # the chain's own rule at the window's end: a contract listed less than
+            # LISTING_DAYS before it is not listed (too little history to be worth it)
+            if len(kept) and (end is None or (pd.Timestamp(end).date()
+                                              - bars.index[0].date()).days >= LISTING_DAYS):
+                out.append(c.symbol)
+        return out
 
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
         if interval not in ("1d", "1D", "d"):
@@ -195,7 +210,7 @@ def _chain(spec: ChainSpec) -> list[Contract]:
         d = ts.date()
         y, m = divmod(d.month - 1 + spec.tenor_months, 12)
         expiry = third_friday(d.year + y, m + 1)
-        if (last_day - d).days < 120:  # too little history left to be worth listing
+        if (last_day - d).days < LISTING_DAYS:  # too little history left to be worth listing
             continue
         for mny in spec.moneyness:
             k = round(row["close"] * mny / spec.strike_step) * spec.strike_step

@@ -27,7 +27,9 @@ COLORS = {
 
 # ------------------------------------------------------------------------ training
 def metrics_table(res: TrainResult) -> pd.DataFrame:
-    """Out-of-sample trading result of the model beside the baselines (portfolio)."""
+    """Out-of-sample trading result of the model beside the baselines (portfolio), filled
+    at the next open as the paper broker fills; the last row is the model filled at the
+    signal bar's own close (optimistic, for comparison only)."""
     wf = _wf(res)
     rows = {
         k: {
@@ -43,6 +45,9 @@ def metrics_table(res: TrainResult) -> pd.DataFrame:
         }
         for k, v in wf.trading.metrics.items()
     }
+    if wf.trading_close is not None:
+        m = wf.trading_close.metrics["model"]
+        rows["model, close fill (optimistic)"] = {c: m.get(c) for c in next(iter(rows.values()))}
     return pd.DataFrame(rows).T.astype(float)
 
 
@@ -85,7 +90,8 @@ def equity_figure(res: TrainResult) -> Figure:
         )
     ax.set_yscale("log")
     ax.set_ylabel("equity (log scale, start = 1)")
-    ax.set_title(f"{res.spec.name}: walk-forward out-of-sample equity after costs")
+    ax.set_title(f"{res.spec.name}: walk-forward out-of-sample equity after costs, "
+                 "filled at the next open")
     for f in wf.folds[1:]:
         ax.axvline(pd.Timestamp(f["test_start"], tz="UTC"), color="k", lw=0.5, ls=":")
     ax.legend(loc="upper left", fontsize=8)

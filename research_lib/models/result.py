@@ -118,6 +118,7 @@ class TrainResult:
     card: dict[str, Any] = field(default_factory=dict)
     model_path: Path | None = None
     card_path: Path | None = None
+    oos_end: str | None = None  # the source's last bar after the training window
 
     def summary(self) -> str:
         """What ``research-lib train`` prints: notes, out-of-sample figures, verdict, parity."""
@@ -146,12 +147,26 @@ def summary_lines(res: TrainResult) -> list[str]:
             f"{_fmt(m['accuracy'])} (majority class {_fmt(b['majority_class_accuracy'])}), log loss "
             f"{_fmt(m['log_loss'])} (base rate {_fmt(b['base_rate_log_loss'])}), AUC {_fmt(m['auc'])}"
         )
-        lines.append(f"{'strategy':<15}{'return':>9}{'sharpe':>8}{'max dd':>8}{'turnover':>10}")
-        for k, t in wf.trading.metrics.items():
+        lines.append("trading, walk-forward, filled at the next open (as the paper broker):")
+        lines.append(f"{'strategy':<22}{'return':>9}{'sharpe':>8}{'max dd':>8}{'turnover':>10}")
+        rows = list(wf.trading.metrics.items())
+        if wf.trading_close is not None:
+            rows.append(("model (close fill)*", wf.trading_close.metrics["model"]))
+        for k, t in rows:
             lines.append(
-                f"{k:<15}{_fmt(t['total_return'], True):>9}{_fmt(t['sharpe']):>8}"
+                f"{k:<22}{_fmt(t['total_return'], True):>9}{_fmt(t['sharpe']):>8}"
                 f"{_fmt(t['max_drawdown'], True).lstrip('+'):>8}{_fmt(t['turnover']):>10}"
             )
+        if wf.trading_close is not None:
+            lines.append("* filled at the signal bar's own close: optimistic, no broker fills "
+                         "there; for comparison only")
+    tw = res.card.get("training_window") if res.card else None
+    ow = res.card.get("out_of_sample_window") if res.card else None
+    if tw:
+        lines.append(f"training window {tw['start']} .. {tw['end']}; out of sample: "
+                     + (f"{ow['start']} .. {ow['end']}" if ow and ow.get("end")
+                        else "no later bar in the source"))
+    if wf is not None:
         lines.append(f"verdict: {res.card.get('verdict', wf.verdict)}")
     if res.parity is not None:
         lines.append(res.parity.summary())

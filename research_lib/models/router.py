@@ -30,7 +30,7 @@ import numpy as np
 from ..config import AssetsConfig, load_assets, models_dir
 from ..errors import ConfigError, ModelError, RegistryError
 from ..features import N_FEATURES
-from ..flags import asset_specific_mode
+from ..flags import asset_specific_mode, routing_mode
 from ..telemetry import get_logger, log_event
 from .onnx import OnnxModel, sha256_bytes
 from .registry import ModelStatus, display_path, model_path, status_for_sha
@@ -73,7 +73,11 @@ class _Slot:
 class Router:
     """Routes symbols to models and predicts p(up) in one onnxruntime call per model."""
 
-    def __init__(self, assets: AssetsConfig | None = None, models_dir: Path | None = None) -> None:
+    def __init__(self, assets: AssetsConfig | None = None, models_dir: Path | None = None,
+                 mode: str | int | None = None) -> None:
+        """``mode``: the routing flag fixed for this router (``0``, ``1``, ``"shadow"``);
+        None reads ``FLAG_ASSET_SPECIFIC_MODELS`` at every call."""
+        self._mode = None if mode is None else routing_mode(mode)
         self._assets = assets
         self._models_dir = Path(models_dir) if models_dir is not None else None
         self._slots: dict[str, _Slot] = {}
@@ -84,6 +88,10 @@ class Router:
         self._lock = threading.RLock()
 
     # -- configuration ------------------------------------------------------------
+    def mode(self) -> str:
+        """The routing flag now: the one this router was given, else the environment's."""
+        return self._mode if self._mode is not None else asset_specific_mode()
+
     @property
     def assets(self) -> AssetsConfig:
         if self._assets is None:
@@ -248,7 +256,7 @@ class Router:
 
     def routes(self, symbols: Sequence[str], mode: str | None = None) -> list[Route]:
         """Where each symbol goes now (reads the flag unless ``mode`` is given)."""
-        m = mode if mode is not None else asset_specific_mode()
+        m = mode if mode is not None else self.mode()
         if m not in MODE_WORDS:
             raise ConfigError(f"routing mode must be 0, 1 or shadow, got {m!r}")
         memo: dict = {}
@@ -296,7 +304,7 @@ class Router:
             )
         if X.dtype.kind != "f":  # a floating dtype (np.issubdtype(X.dtype, np.floating))
             raise ModelError(f"predict expected float64 features, got dtype {X.dtype}")
-        mode = asset_specific_mode()
+        mode = self.mode()
         memo: dict = {}
         by_class: dict[tuple[str, str | None], tuple[str, str | None, str | None, bool]] = {}
         routes = []  # per symbol: (asset class, model, fallback reason, shadow model)

@@ -102,6 +102,38 @@ def prepare(spec: TrainSpec) -> Dataset:
     return build_dataset(frames, lab.horizon, lab.dead_zone, notes)
 
 
+OFFLINE_SOURCES = ("sample", "synthetic-options", "cache")
+
+
+def out_of_sample_end(spec: TrainSpec, last: str) -> str | None:
+    """The last bar the source has for the spec's symbols after ``last`` (the training
+    window's end): where the out-of-sample window ends. None when the source has nothing
+    later, or is a live source (yfinance: any later bar is out of sample)."""
+    if spec.source not in OFFLINE_SOURCES and not spec.source.startswith("csv:"):
+        return None
+    from ..errors import DataError
+    from .dataset import resolve_source
+
+    src = resolve_source(spec.source)
+    after = pd.Timestamp(last, tz="UTC") + pd.Timedelta(days=1)
+    if hasattr(src, "expand"):  # an option chain: its underlying's bars end it
+        base = src._base()
+        later = base.index[base.index >= after]
+        return later.max().strftime("%Y-%m-%d") if len(later) else None
+    from ..data import get_source
+
+    source = get_source(src)
+    ends = []
+    for sym in spec.symbols:
+        try:
+            f = source.fetch(sym, start=after, end=None, interval=spec.interval)
+        except DataError:
+            continue
+        if len(f):
+            ends.append(f.index.max())
+    return max(ends).strftime("%Y-%m-%d") if ends else None
+
+
 def fit_final(spec: TrainSpec, ds: Dataset) -> tuple[Any, int]:
     mask = ds.trainable
     y = ds.y(mask)
@@ -241,6 +273,7 @@ def train(
     model = OnnxModel(out_path or Path(f"{spec.name}.onnx"), data=data)
     X, rows_from = heldout_rows(res)
     res.parity = compare(pipe, model, X, threshold=ev.threshold, rows_from=rows_from)
+    res.oos_end = out_of_sample_end(spec, ds.span[1])
     res.card = cards.build_card(res)
     tick(stages)
     if out_path is not None:

@@ -44,6 +44,7 @@ from ..errors import (
 from ..ledger import (
     StepRecord,
 )
+from ..models.windows import sample_section
 from ..resume import (
     check_consumed_bars,
 )
@@ -402,18 +403,38 @@ class Session(SessionSetup, EventLog):
     # ---------------------------------------------------------------- summary
     def summary(self, stopped: str, committed: int, error: str | None) -> dict[str, Any]:
         """The session's summary (:func:`research_lib.paper.summary.compute_summary`)."""
-        return compute_summary(
+        out = compute_summary(
             self.ledger.conn, run_id=self.run_id, ledger=str(self.ledger.path), mode=self.mode,
             engine=getattr(self, "engine_name", "step"), dry_run=self.dry_run,
             model=self.model_label, symbols=self.symbols,
             proxies=getattr(self, "proxies", None) or {}, initial_cash=self.initial_cash,
             state=self.engine.state.value, latency_ms=self.latency.summary_ms(),
             stopped=stopped, committed=committed, error=error,
-            notes=[n for n in (getattr(self, "end_note", None),) if n])
+            notes=[n for n in (getattr(self, "end_note", None),
+                               getattr(self, "start_note", None)) if n])
+        w = self.sample_windows  # IN-SAMPLE / OUT-OF-SAMPLE (research_lib.models.windows)
+        out["sample"] = sample_section(self.ledger.conn, w.named, w.deciding, w.default)
+        return out
 
 
 def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult:
-    """Run one paper session: ``run_session(symbols=["SPY", "QQQ"], model="baseline:sma_cross")``."""
+    """Run one paper session: ``run_session(symbols=["SPY", "QQQ"], model="baseline:sma_cross")``.
+
+    From a notebook (:mod:`research_lib.paper.api`): ``frames=`` (a DataFrame with
+    ``symbol=``, or a dict symbol -> DataFrame), ``model=`` (a registry name, a baseline, a
+    model object or an ONNX file with its card), ``flag=0|1|"shadow"`` and
+    ``risk={"max_position_pct": 0.1}``; the result's ``equity``, ``trades``, ``positions``
+    and ``decisions`` are DataFrames::
+
+        import research_lib as rl
+        frames = rl.load(["SPY"], start="2015-01-01", end="2018-12-31")
+        res = rl.run_session(frames=frames, model="baseline:sma_cross",
+                             risk={"max_position_pct": 0.1}, run_dir="runs/notebook")
+        res.equity["equity"].plot(); res.summary["sample"]["stamp"]
+    """
+    from .api import notebook_kwargs
+
+    kwargs = notebook_kwargs(spec, kwargs)
     if spec is None:  # each keyword goes to the RunSpec or the Wiring (SessionSpec.split)
         spec = SessionSpec(**kwargs)
     elif kwargs:

@@ -18,21 +18,23 @@ from ..config import (
     ConfigWatcher,
     config_dir,
     load_assets,
-    load_risk,
     load_session,
+    models_dir,
     parse_symbols,
 )
 from ..data.source_base import source_label
+from ..config_overrides import risk_loader
 from ..errors import (
     ConfigError,
     DataError,
 )
 from ..features import FeatureState
-from ..flags import KillSwitch
+from ..flags import KillSwitch, routing_mode
 from ..ledger import (
     Ledger,
     LedgerState,
 )
+from ..models.windows import default_start, session_windows
 from ..paths import safe_id
 from ..reload_policy import (
     assets_reload_problem,
@@ -108,7 +110,8 @@ class SessionSetup:
 
         cdir = resolve_path(self.spec.config_dir) if self.spec.config_dir else config_dir()
         self.config_dir = cdir
-        self.w_risk = ConfigWatcher(cdir / "risk.yaml", load_risk, check=risk_reload_problem)
+        self.w_risk = ConfigWatcher(cdir / "risk.yaml", risk_loader(self.spec.risk),
+                                    check=risk_reload_problem)
         self.w_session = ConfigWatcher(cdir / "session.yaml", load_session,
                                        check=session_reload_problem)
         self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets, check=lambda o, n:
@@ -167,8 +170,10 @@ class SessionSetup:
         if end is None:
             end = min(f.index[-1] for f in frames.values())
             end_note = replay_end_note(frames)
-        if start is None:
-            start = end - pd.Timedelta(days=round(365.25 * self.settings.session.replay_years))
+        if start is None:  # the last replay_years, after the deciding models' training
+            start, self.start_note = default_start(
+                end, end - pd.Timedelta(days=round(365.25 * self.settings.session.replay_years)),
+                self.sample_windows.deciding_windows())
         if start > end and not self.end_arg:  # the end came from the data, not the user
             raise ConfigError(f"--start {self.start_arg} is after the data's last common bar "
                               f"({end.isoformat()}): "
@@ -257,6 +262,12 @@ class SessionSetup:
         if self.venue_link is not None and self.state is None:  # the venue's cash
             self.run_values = dataclasses.replace(
                 self.run_values, initial_cash=self.venue_link.last.account.cash)
+        # the routing flag given for this run (None: the environment's, at each decision)
+        # and the deciding models' training windows (research_lib.models.windows)
+        self.run_flag = None if spec.flag is None else routing_mode(spec.flag)
+        self.start_note: str | None = None
+        self.sample_windows = session_windows(self.assets, self.classes, self.model_name,
+                                              self.run_flag, self.wiring.router, models_dir())
 
         # data
         if self.mode == "replay":
@@ -273,8 +284,9 @@ class SessionSetup:
         # model
         self.model_assets = model_assets_for(self.assets, self.model_name)
         self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
-                                router=self.wiring.router)
-        self.model_label = self.model_name or "router"
+                                router=self.wiring.router, flag=self.run_flag)
+        self.model_label = (self.model_name or getattr(self.model, "session_label", None)
+                            or "router")
         self.model.warm(self.symbols)
         self.features = FeatureState(self.n)
         if self.state is not None:
@@ -299,6 +311,8 @@ class SessionSetup:
                 "inputs": run_inputs(self),  # what a resume checks (research_lib.resume)
                 "config_dir": str(self.config_dir),  # where, not what: not compared
                 "engine": self.engine_name,  # how, not what: not compared
+                # the deciding models' training windows (research_lib.models.windows)
+                "sample_windows": self.sample_windows.to_meta(),
             }
             if self.venue_link is not None:  # broker, url, account id, venue settings
                 meta["venue"] = self.venue_link.meta

@@ -6,8 +6,9 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,12 @@ class RunSpec:
     # where orders go: "paper" (the internal paper broker) | "alpaca" (research_lib.venues);
     # None: session.yaml's venue.broker; a resume keeps the run's recorded broker
     broker: str | None = None
+    # the routing flag for this run (0, 1, "shadow"), in place of FLAG_ASSET_SPECIFIC_MODELS
+    # (None: the environment variable, read at every decision)
+    flag: str | int | None = None
+    # risk limits over config/risk.yaml's, e.g. {"max_position_pct": 0.1}; validated as
+    # the file is; a hot reload of the file keeps them (research_lib.config_overrides)
+    risk: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,10 +164,33 @@ class RunValues:
 
 @dataclass
 class SessionResult:
+    """What a session returns: its run id, ledger, summary (a dict; ``summary["sample"]``
+    says IN-SAMPLE or OUT-OF-SAMPLE) and exit code, and the ledger's tables as DataFrames
+    (``equity``, ``trades``, ``positions``, ``decisions``; :meth:`tables` has them all),
+    read once through :func:`research_lib.ledger_read.read_run`."""
+
     run_id: str
     ledger_path: Path
     summary: dict[str, Any]
     exit_code: int = 0
+
+    @cached_property
+    def tables(self) -> dict[str, Any]:
+        """Every table of the run (:func:`research_lib.ledger_read.read_run`)."""
+        from ..ledger_read import read_run
+
+        return read_run(self.ledger_path)
+
+    equity = property(lambda self: self.tables["equity"],
+                      doc="Per step: cash, equity, gross, net, drawdown, state, pos_<SYMBOL>.")
+    trades = property(lambda self: self.tables["fills"],
+                      doc="Every fill: step, ts, symbol, signed qty, price, commission.")
+    positions = property(lambda self: self.tables["positions"],
+                         doc="Per step and symbol: qty, average price, mark, value, P&L.")
+    decisions = property(lambda self: self.tables["decisions"],
+                         doc="Per step and symbol: model, probability, target, verdict, reason.")
+    sample = property(lambda self: self.summary.get("sample"),
+                      doc="IN-SAMPLE / OUT-OF-SAMPLE stamp (research_lib.models.windows).")
 
 
 def check_max_steps(value: Any) -> None:

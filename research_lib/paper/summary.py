@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ..models.windows import sample_text
+
 
 def compute_summary(c: sqlite3.Connection, *, run_id: str, ledger: str, mode: str,
                     engine: str, dry_run: bool, model: str, symbols: Sequence[str],
@@ -95,6 +97,7 @@ def format_summary(s: dict[str, Any]) -> str:
         *(f"proxy      {sym}: {note}" for sym, note in (s.get("proxies") or {}).items()),
         f"steps      {s['steps']} ({s['first_step_ts']} .. {s['last_step_ts']}), "
         f"{s['steps_this_session']} this session, stopped: {s['stopped']}",
+        *(f"sample     {t}" for t in (sample_text(s.get("sample")),) if t),
         f"orders     {s['orders']} submitted, {s['fills']} filled, {s['rejected']} rejected, "
         f"{s['denied']} denied{_cancelled(s)}",
         f"denials    {den}",
