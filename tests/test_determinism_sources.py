@@ -30,7 +30,7 @@ def test_two_runs_on_two_frames_sources_of_the_same_frames_then_identical_ledger
 
 def test_source_label_when_an_object_then_its_name_and_never_an_address():
     assert source_label("csv:/data/x") == "csv:/data/x"
-    assert source_label(FramesSource({}, name="mine")) == "<mine>"
+    assert source_label(FramesSource({"A": None, "B": None}, name="mine")) == "mine:A,B"
 
     class NoName:
         pass

@@ -42,7 +42,7 @@ def test_paper_session_headline_when_defaults_then_summary_as_before(tmp_path):
                               model=p["model"], run_dir=str(tmp_path), log_file=False)
     rep = rl.paper_session_report(result.ledger_path)
     assert rep.summary_text() == ("steps=502 orders=4 fills=4 risk_events=0 "
-                                  "final_equity=102007.50 return=+2.01% max_drawdown=-3.96%")
+                                  "final_equity=102072.92 return=+2.07% max_drawdown=-4.05%")
 
 
 def test_routing_check_headline_when_defaults_then_modes_table_as_before(monkeypatch):

@@ -93,9 +93,12 @@ class Source(Protocol):
 
 def source_label(source: Any) -> str:
     """How a run records its source: the text it was given (``sample``, ``csv:PATH``), or
-    for a source object its ``name`` (``frames``), never its ``repr``: an object's address
+    for a source object its own ``repr`` when it defines one (``frames:SPY,QQQ``), else its
+    ``name``, never ``object.__repr__``: an object's address
     would make two runs of the same inputs write different ledgers."""
     if isinstance(source, str):
         return source
+    if type(source).__repr__ is not object.__repr__:  # a source that says what it is
+        return repr(source)
     name = getattr(source, "name", None)
     return f"<{name if isinstance(name, str) and name else type(source).__name__}>"
