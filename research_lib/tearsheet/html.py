@@ -22,7 +22,7 @@ CSS = """
   background: #f8f9fc; font-size: 13px; }
 .rl-header h1 { font-size: 20px; margin: 0 0 6px; }
 .rl-header table { border-collapse: collapse; }
-.rl-header td { padding: 2px 10px 2px 0; vertical-align: top; text-align: left; }
+.rl-header td { padding: 2px 10px 2px 0; vertical-align: top; text-align: left !important; }
 .rl-header td:first-child { color: #556; white-space: nowrap; }
 .rl-stamp { display: inline-block; padding: 1px 8px; border-radius: 4px; font-weight: 600; }
 .rl-stamp-in { background: #fde2e1; color: #9b1c1c; }
@@ -30,9 +30,10 @@ CSS = """
 .rl-stamp-unknown { background: #eee; color: #444; }
 .rl-table { border-collapse: collapse; font-size: 12px; margin: 4px 0 8px; }
 .rl-table th, .rl-table td { padding: 3px 8px; border-bottom: 1px solid #e3e3e8; }
-.rl-table th { background: #f2f3f7; text-align: right; position: sticky; top: 0; }
-.rl-table th:first-child, .rl-table td.rl-text { text-align: left; }
-.rl-table td { text-align: right; font-variant-numeric: tabular-nums; }
+.rl-table th { background: #f2f3f7; text-align: right !important; position: sticky; top: 0; }
+.rl-table td { text-align: right !important; font-variant-numeric: tabular-nums; }
+.rl-table th:first-child, .rl-table td:first-child, .rl-table td.rl-text,
+.rl-table th.rl-text { text-align: left !important; }
 .rl-neg { color: #b42318; }
 .rl-scroll { max-height: 420px; overflow: auto; border: 1px solid #e3e3e8; }
 .rl-note { color: #555; font-size: 12px; margin: 2px 0 8px; }
@@ -79,6 +80,8 @@ def fmt(value: Any, unit: str) -> str:
         return "" if value is pd.NaT else value.strftime("%Y-%m-%d")
     if unit == "%":
         return f"{value * 100:,.2f} %"
+    if unit == "bps":
+        return f"{value * 1e4:,.2f} bps"
     if unit == "ratio":
         return f"{value:,.2f}"
     if unit == "$":
@@ -104,14 +107,18 @@ def esc(x: Any) -> str:
 
 def table(df: pd.DataFrame, units: Mapping[str, str] | None = None, *,
           index: bool = False, scroll: bool = False, caption: str | None = None,
-          text_columns: Sequence[str] = ()) -> Html:
-    """``df`` as a plain HTML table, each column formatted by its unit; negative numbers
-    in red. ``units`` maps a column to its unit (default: text)."""
+          text_columns: Sequence[str] = (), rename: Mapping[str, str] | None = None) -> Html:
+    """``df`` as a plain HTML table, each column formatted by its unit (``units``: column
+    -> unit, default text) and then renamed for display (``rename``); numbers right-aligned,
+    negative ones in red; the first column and ``text_columns`` left-aligned."""
     units = dict(units or {})
     if df is None or df.empty:
         return Html(f'<p class="rl-note">{esc(caption or "")} none.</p>')
     d = df.reset_index() if index else df
-    head = "".join(f"<th>{esc(c)}</th>" for c in d.columns)
+    names = dict(rename or {})
+    head = "".join(f'<th class="rl-text">{esc(names.get(str(c), c))}</th>'
+                   if c in text_columns else f"<th>{esc(names.get(str(c), c))}</th>"
+                   for c in d.columns)
     rows = []
     for rec in d.itertuples(index=False):
         cells = []
@@ -121,8 +128,7 @@ def table(df: pd.DataFrame, units: Mapping[str, str] | None = None, *,
                                                          else str(v))
             neg = isinstance(v, (int, float)) and not isinstance(v, bool) and \
                 math.isfinite(v) and v < 0 and unit in ("%", "$", "ratio")
-            cls = ' class="rl-text"' if unit == "text" or c in text_columns else \
-                (' class="rl-neg"' if neg else "")
+            cls = ' class="rl-text"' if c in text_columns else (' class="rl-neg"' if neg else "")
             cells.append(f"<td{cls}>{esc(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     cap = f'<p class="rl-note">{esc(caption)}</p>' if caption else ""

@@ -30,6 +30,7 @@ def plotly_js() -> Html:
 def render(fig: Any, div_id: str, height: int = 420) -> Html:
     import plotly.io as pio
 
+    fig.update_xaxes(type="date")
     fig.update_layout(height=height, margin={"l": 70, "r": 20, "t": 50, "b": 40},
                       template="plotly_white", hovermode="x unified",
                       legend={"orientation": "h", "y": -0.12})
@@ -38,8 +39,12 @@ def render(fig: Any, div_id: str, height: int = 420) -> Html:
 
 
 def _x(index: pd.Index) -> np.ndarray:
-    """Timestamps as naive UTC datetimes (plotly shows them as they are)."""
-    return pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None).to_numpy()
+    """Timestamps as milliseconds since the epoch (UTC) on a date axis: a typed array in
+    the page (plotly encodes numpy arrays in base64), a tenth of the size of date strings."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    return (idx.as_unit("ns").asi8 // 1_000_000).astype(np.float64)
 
 
 def equity_chart(curves: dict[str, pd.Series], drawdown: pd.Series, title: str) -> Html:
@@ -74,15 +79,21 @@ def exposure_chart(exposure: pd.DataFrame, limit: float | None, n_positions: pd.
     fig.add_scatter(x=x, y=exposure["net"].to_numpy() * 100.0, name="net / equity",
                     mode="lines", line={"width": 1.0, "color": PALETTE[2], "dash": "dot"},
                     row=1, col=1)
-    if limit:
+    title = "Exposure over time"
+    peak = float(np.nanmax(exposure["gross"].to_numpy())) if len(exposure) else 0.0
+    if limit and peak > 0.4 * float(limit):
         fig.add_hline(y=float(limit) * 100.0, line={"color": "#d62728", "dash": "dash"},
                       annotation_text=f"gross limit {float(limit) * 100:.0f} %", row=1, col=1)
+    elif limit:
+        title += f" (gross limit {float(limit) * 100:.0f} % of equity, far above: not drawn)"
     fig.add_scatter(x=_x(n_positions.index), y=n_positions.to_numpy(), name="open positions",
                     mode="lines", line={"width": 1.0, "color": PALETTE[3], "shape": "hv"},
                     row=2, col=1)
     fig.update_yaxes(title_text="exposure (% of equity)", ticksuffix=" %", row=1, col=1)
-    fig.update_yaxes(title_text="positions (count)", row=2, col=1)
-    fig.update_layout(title={"text": "Exposure over time", "font": {"size": 14}})
+    top = int(n_positions.max()) if len(n_positions) else 1
+    fig.update_yaxes(title_text="positions (count)", rangemode="tozero", tick0=0,
+                     dtick=max(1, -(-top // 4)), row=2, col=1)
+    fig.update_layout(title={"text": title, "font": {"size": 14}})
     return render(fig, "rl-exposure", height=460)
 
 
@@ -142,7 +153,10 @@ def price_fills_chart(marks: pd.DataFrame, fills: pd.DataFrame, symbols: list[st
     first = symbols[0] if symbols else ""
     fig.update_layout(
         title={"text": f"Price and fills: {labels.get(first, first)}", "font": {"size": 14}},
-        updatemenus=[{"buttons": buttons, "direction": "down", "x": 1.0, "xanchor": "right",
-                      "y": 1.15, "yanchor": "top"}] if len(symbols) > 1 else [])
+        updatemenus=[{"buttons": buttons, "direction": "down", "x": 0.0, "xanchor": "left",
+                      "y": 1.0, "yanchor": "bottom", "pad": {"b": 4}}]
+        if len(symbols) > 1 else [])
+    if len(symbols) > 1:
+        fig.update_layout(title={"x": 0.5, "xanchor": "center"})
     fig.update_yaxes(title_text="price (quote currency)")
     return render(fig, "rl-price-fills", height=420)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cached_property
+from collections.abc import Callable
+from functools import cached_property, wraps
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,16 @@ from .tables import yearly_table as _yearly
 from .trades import attribution, round_trips, trade_stats
 
 MANY = 20  # past this many symbols, aggregate views replace per-symbol ones
+TRADE_TEXT = ("symbol", "direction", "status")
+TRADE_NAMES = {"entry_ts": "entry", "exit_ts": "exit", "holding_days": "held",
+               "max_qty": "max qty", "entry_price": "entry price (avg)",
+               "exit_price": "exit price (avg; mark if open)", "entry_cost": "entry cost",
+               "pnl": "P&L (net)", "return": "return on entry cost"}
+ROUTE_TEXT = ("symbol", "served as", "class", "models used", "shadow model", "fallback reason")
+ATTR_NAMES = {"pnl": "P&L (net)", "contribution": "contribution (P&L / initial)",
+              "round_trips": "closed trips", "win_rate": "win rate (closed trips)",
+              "time_in_market": "time in market", "mean_weight": "mean weight",
+              "costs": "commission + slippage"}
 
 
 def config_digest(config: dict[str, Any]) -> str:
@@ -47,6 +58,18 @@ def sample_stamp(sample: dict[str, Any] | None) -> tuple[str, str]:
         models, dict) else str(models)
     text = stamp + (f": {n} decision(s) inside a deciding model's training window" if n else "")
     return stamp, text + (f" ({detail})" if detail else "")
+
+
+def _needs_steps(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A section of a run without steps says so instead of failing."""
+    @wraps(method)
+    def wrapper(self: Tearsheet, *args: Any, **kwargs: Any) -> Any:
+        if self.empty:
+            return Html('<p class="rl-note">No committed steps in this run: nothing to '
+                        "show here.</p>")
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Tearsheet:
@@ -185,9 +208,8 @@ class Tearsheet:
             cols[name] = return_metrics(b, d.basket_returns, d.periods)
         return pd.DataFrame(cols).reindex([k for k, _ in RETURN_METRICS])
 
+    @_needs_steps
     def metrics_table(self) -> Html:
-        if self.empty:
-            return Html('<p class="rl-note">No steps: no metrics.</p>')
         t = self.metrics()
         units = dict(RETURN_METRICS)
         rows = [[k, *(fmt(v, units[k]) for v in t.loc[k])] for k in t.index]
@@ -205,8 +227,9 @@ class Tearsheet:
             ["Turnover (traded notional / mean equity, per year)",
              fmt(a["turnover_per_year"], "x"), *dash],
             ["Costs paid (commission + slippage)", fmt(a["costs"], "$") + " ("
-             + fmt(a["costs_pct_initial"], "%") + " of initial)", *["none (no costs)"] * len(dash)],
-            ["Cost drag (costs / mean equity, per year)", fmt(a["cost_drag_per_year"], "%"),
+             + fmt(a["costs_pct_initial"], "bps") + " of initial)",
+             *["none (no costs)"] * len(dash)],
+            ["Cost drag (costs / mean equity, per year)", fmt(a["cost_drag_per_year"], "bps"),
              *["none"] * len(dash)],
         ]
         df = pd.DataFrame(rows, columns=["Metric", *t.columns])
@@ -226,6 +249,7 @@ class Tearsheet:
         return out[: len(d.benchmarks)]
 
     # ------------------------------------------------------------------ charts
+    @_needs_steps
     def equity_chart(self) -> Html:
         d = self.data
         curves = {"Strategy": d.equity}
@@ -234,15 +258,21 @@ class Tearsheet:
         return interactive.equity_chart(curves, m.drawdown(d.returns),
                                         "Equity against the basket and the scaled baskets")
 
+    @_needs_steps
     def monthly_heatmap(self) -> Figure:
         return static.monthly_heatmap(monthly_table(self.data.returns))
 
+    @_needs_steps
     def yearly_table(self) -> Html:
         y = self.yearly
         units = {c: "%" for c in y.columns}
         units["Turnover"] = "x"
-        return table(y.rename_axis("Year"), units, index=True)
+        units["Costs"] = "bps"
+        return table(y.rename_axis("Year"), units, index=True,
+                     rename={"Turnover": "Turnover (x mean equity)",
+                             "Costs": "Costs (of mean equity)"})
 
+    @_needs_steps
     def yearly_figure(self) -> Figure:
         names = list(self.data.benchmarks)[:2]
         return static.yearly_bars(self.yearly, names)
@@ -250,6 +280,7 @@ class Tearsheet:
     def drawdowns(self) -> pd.DataFrame:
         return drawdown_periods(self.data.returns, 5)
 
+    @_needs_steps
     def drawdown_table(self) -> Html:
         t = self.drawdowns().copy()
         t.insert(0, "#", range(1, len(t) + 1))
@@ -257,12 +288,16 @@ class Tearsheet:
                          t["recovery"]]
         return table(t, {"peak": "date", "trough": "date", "depth": "%",
                          "days_to_trough": "days", "days_to_recover": "days", "#": "count"},
+                     rename={"depth": "depth (from peak)", "days_to_trough": "peak to trough",
+                             "days_to_recover": "peak to recovery"},
                      caption="The five worst drawdowns (depth from the running peak; days "
                              "are calendar days).")
 
+    @_needs_steps
     def drawdown_figure(self) -> Figure:
         return static.underwater(m.drawdown(self.data.returns), self.drawdowns())
 
+    @_needs_steps
     def rolling_figure(self) -> Figure:
         d = self.data
         w = m.rolling_window(len(d.returns), d.periods)
@@ -274,6 +309,7 @@ class Tearsheet:
             {"strategy": m.rolling_volatility(d.returns, w, d.periods),
              name: m.rolling_volatility(b, w, d.periods)}, w)
 
+    @_needs_steps
     def distribution_figure(self) -> Figure:
         d = self.data
         name = list(d.benchmarks)[1] if len(d.benchmarks) > 1 else list(d.benchmarks)[0]
@@ -287,7 +323,7 @@ class Tearsheet:
     def trades_csv(self) -> bytes:
         return self.trades.to_csv(index=False, float_format="%.10g").encode()
 
-    def trades_table(self, limit: int = 2000) -> Html:
+    def trades_table(self, limit: int = 1000) -> Html:
         t = self.trades
         ts = trade_stats(t)
         name = f"trades_{self.meta.get('run_id', 'run')}.csv"
@@ -305,7 +341,8 @@ class Tearsheet:
                  "max_qty": "qty", "entry_price": "price", "exit_price": "price",
                  "entry_cost": "$", "pnl": "$", "return": "%", "commission": "$",
                  "slippage": "$"}
-        return join(head, table(shown, units, scroll=True))
+        return join(head, table(shown, units, scroll=True, text_columns=TRADE_TEXT,
+                                rename=TRADE_NAMES))
 
     # ------------------------------------------------------------------ attribution
     def attribution_table(self) -> Html:
@@ -314,12 +351,16 @@ class Tearsheet:
                  "time_in_market": "%", "mean_weight": "%", "costs": "$"}
         if len(a) > MANY:
             top, bottom = a.head(10), a.tail(10)
-            return join(table(top, units, caption=f"Top 10 of {len(a)} symbols by P&L"),
-                        table(bottom, units, caption="Bottom 10 by P&L"))
-        return table(a, units, caption="P&L per symbol: its round trips (open ones marked), "
+            return join(table(top, units, caption=f"Top 10 of {len(a)} symbols by P&L",
+                              text_columns=("symbol", "served as"), rename=ATTR_NAMES),
+                        table(bottom, units, caption="Bottom 10 by P&L",
+                              text_columns=("symbol", "served as"), rename=ATTR_NAMES))
+        return table(a, units, text_columns=("symbol", "served as"), rename=ATTR_NAMES,
+                     caption="P&L per symbol: its round trips (open ones marked), "
                                        "net of commissions; contribution = P&L / initial "
                                        "equity.")
 
+    @_needs_steps
     def attribution_figure(self) -> Figure:
         return static.attribution_bars(self.attribution, MANY, 10)
 
@@ -330,9 +371,11 @@ class Tearsheet:
         r, u, f = d._wide("realized"), d._wide("unrealized"), d._wide("fees")
         return (r.fillna(0.0) + u.fillna(0.0) - f.fillna(0.0)).ffill()
 
+    @_needs_steps
     def symbol_pnl_chart(self) -> Html:
         return interactive.symbol_pnl_chart(self.symbol_pnl(), MANY, 5)
 
+    @_needs_steps
     def price_fills_chart(self) -> Html:
         a = self.attribution
         syms = list(a["symbol"]) if len(a) <= MANY else \
@@ -343,11 +386,13 @@ class Tearsheet:
                                              self.meta.get("labels") or {})
 
     # ------------------------------------------------------------------ exposure, costs
+    @_needs_steps
     def exposure_chart(self) -> Html:
         lim = ((self.meta.get("config") or {}).get("risk") or {}).get("max_gross_leverage")
         n_pos = (self.data.weights.abs() > 1e-12).sum(axis=1)
         return interactive.exposure_chart(self.data.exposure, lim, n_pos)
 
+    @_needs_steps
     def turnover_figure(self) -> Figure:
         return static.turnover_costs(self.yearly)
 
@@ -381,22 +426,34 @@ class Tearsheet:
                                                decisions=("decisions", "sum"),
                                                no_signal=("no signal", "sum")))
             return table(r, {"symbols": "count", "decisions": "count", "no_signal": "count"},
-                         caption="Routing, grouped by class and model")
-        return table(r, {"decisions": "count", "no signal": "count"}, caption="Routing")
+                         caption="Routing, grouped by class and model", text_columns=ROUTE_TEXT)
+        return table(r, {"decisions": "count", "no signal": "count"}, caption="Routing",
+                     text_columns=ROUTE_TEXT)
 
     def risk_events(self) -> pd.DataFrame:
         ev = self.run["risk_events"]
         return ev[["ts", "symbol", "kind", "code", "reason"]].reset_index(drop=True)
 
-    def risk_events_table(self) -> Html:
+    def risk_events_csv(self) -> bytes:
+        return self.risk_events().to_csv(index=False).encode()
+
+    def risk_events_table(self, limit: int = 500) -> Html:
         ev = self.risk_events()
         if ev.empty:
             return Html('<p class="rl-note">No risk events: no denial, rejection, clip, '
                         "limit breach or refused bar.</p>")
         counts = ev.groupby(["kind", "code"], as_index=False).size().rename(
             columns={"size": "count"}).sort_values("count", ascending=False, kind="stable")
-        return join(table(counts, {"count": "count"}, caption="Risk events by code"),
-                    table(ev.assign(ts=ev["ts"].dt.strftime("%Y-%m-%d %H:%M")), scroll=True,
+        link = download_link(self.risk_events_csv(),
+                             f"risk_events_{self.meta.get('run_id', 'run')}.csv",
+                             f"Download all {len(ev)} risk events (CSV)")
+        shown = ev.tail(limit)
+        note = (f"The {limit} latest of {len(ev)} shown. " if len(ev) > limit else "") + link
+        return join(table(counts, {"count": "count"}, caption="Risk events by code",
+                          text_columns=("kind", "code")),
+                    f'<p class="rl-note">{note}</p>',
+                    table(shown.assign(ts=shown["ts"].dt.strftime("%Y-%m-%d %H:%M")), scroll=True,
+                          text_columns=tuple(ev.columns),
                           caption="Every risk event with its coded reason and numbers"))
 
     def state_changes_table(self) -> Html:
@@ -406,7 +463,7 @@ class Tearsheet:
                         "HALTED, reset or config reload).</p>")
         t = sc[["ts", "scope", "from_state", "to_state", "reason"]].copy()
         t["ts"] = t["ts"].dt.strftime("%Y-%m-%d %H:%M")
-        return table(t, scroll=True, caption="State changes")
+        return table(t, scroll=True, caption="State changes", text_columns=tuple(t.columns))
 
     def stale_marks(self) -> pd.DataFrame:
         """Open positions still marked at the last good close of a symbol whose latest bars

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-PCT = FuncFormatter(lambda v, _pos: f"{v:.0f} %" if abs(v) >= 10 or v == 0 else f"{v:.1f} %")
+PCT = FuncFormatter(lambda v, _pos: f"{v:.4g} %" if round(v, 6) != 0 else "0 %")
 COLORS = {"strategy": "#1f77b4", "basket": "#7f7f7f", "scaled": "#ff7f0e", "vol": "#2ca02c"}
 
 
@@ -35,7 +35,9 @@ def monthly_heatmap(table: pd.DataFrame) -> Figure:
     a = ax[0, 0]
     lim = float(np.nanmax(np.abs(data.drop(columns="Year").to_numpy()))) if data.size else 1.0
     lim = lim if np.isfinite(lim) and lim > 0 else 1.0
-    sns.heatmap(data, ax=a, annot=True, fmt=".1f", cmap="RdYlGn", center=0.0, vmin=-lim,
+    labels = np.vectorize(lambda v: "" if not np.isfinite(v) else
+                          ("0.0" if round(v, 1) == 0 else f"{v:.1f}"))(data.to_numpy())
+    sns.heatmap(data, ax=a, annot=labels, fmt="", cmap="RdYlGn", center=0.0, vmin=-lim,
                 vmax=lim, linewidths=0.5, linecolor="white", annot_kws={"fontsize": 8},
                 cbar_kws={"label": "return (%)", "format": PCT})
     a.axvline(12, color="0.2", lw=1.5)
@@ -83,6 +85,12 @@ def return_distribution(step_returns: pd.Series, scaled: pd.Series, scaled_name:
         sns.histplot(frame, x="return (%)", hue="series", ax=a, bins=80, stat="percent",
                      element="step", common_norm=False,
                      palette=[COLORS["strategy"], COLORS["scaled"]])
+        leg = a.get_legend()
+        if leg is not None:
+            leg.set_title(None)
+            leg.set_loc("upper left")
+            for t in leg.get_texts():
+                t.set_fontsize(8)
     a.set_ylabel("share of steps (%)")
     a.yaxis.set_major_formatter(PCT)
     a.xaxis.set_major_formatter(PCT)
@@ -94,6 +102,7 @@ def return_distribution(step_returns: pd.Series, scaled: pd.Series, scaled_name:
         b.axvline(0, color="0.2", lw=0.8)
     b.set_xlabel("round-trip return (%)")
     b.set_ylabel("round trips (count)")
+    b.yaxis.set_major_locator(MaxNLocator(integer=True))
     b.xaxis.set_major_formatter(PCT)
     b.set_title(f"Closed round trips: {len(tr)}", fontsize=10)
     return fig
@@ -170,9 +179,9 @@ def turnover_costs(yearly: pd.DataFrame) -> Figure:
     a.bar(years, yearly["Turnover"].to_numpy(), color=COLORS["strategy"])
     a.set_ylabel("turnover (x mean equity)")
     a.set_title("Turnover per year", fontsize=10)
-    b.bar(years, yearly["Costs"].to_numpy() * 100.0, color="tab:red")
-    b.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.2f} %"))
-    b.set_ylabel("commission + slippage (% of mean equity)")
+    b.bar(years, yearly["Costs"].to_numpy() * 1e4, color="tab:red")
+    b.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.3g} bps"))
+    b.set_ylabel("commission + slippage (bps of mean equity)")
     b.set_title("Cost drag per year", fontsize=10)
     for x in (a, b):
         x.tick_params(axis="x", rotation=45 if len(years) > 8 else 0)
@@ -188,6 +197,10 @@ def latency_histogram(lat_ms: pd.Series) -> Figure:
         bins = np.geomspace(us.min(), max(us.max(), us.min() * 1.01), 60)
         a.hist(us, bins=bins, color=COLORS["strategy"])
         a.set_xscale("log")
+        plain = FuncFormatter(lambda v, _p: f"{v:,.0f}")
+        a.xaxis.set_major_formatter(plain)
+        a.xaxis.set_minor_formatter(plain)
+        a.tick_params(axis="x", which="minor", labelsize=7)
         p50, p99 = np.percentile(us, [50, 99])
         a.axvline(p50, color="tab:green", ls="--", label=f"p50 {p50:,.0f} us")
         a.axvline(p99, color="tab:red", ls="--", label=f"p99 {p99:,.0f} us")
