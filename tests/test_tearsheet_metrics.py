@@ -105,3 +105,41 @@ def test_activity_when_known_fills_then_turnover_and_costs_by_hand():
     assert a["slippage"] == pytest.approx(0.5 + 0.5)
     assert a["costs"] == pytest.approx(1.1)
     assert a["cost_drag_per_year"] == pytest.approx(1.1 / 100.0)
+
+
+def _run(marks: dict[str, list[float]], gross: list[float], equity: list[float]) -> dict:
+    n = len(gross)
+    ts = pd.bdate_range("2021-01-04", periods=n, tz="UTC")
+    eq = pd.DataFrame({"step": range(n), "ts": ts, "equity": equity,
+                       "gross": np.array(gross) * np.array(equity),
+                       "net": np.array(gross) * np.array(equity)})
+    pos = pd.DataFrame([{"step": k, "symbol": s, "mark": v[k], "value": 0.0}
+                        for s, v in marks.items() for k in range(n)])
+    return {"equity": eq, "positions": pos,
+            "meta": {"symbols": list(marks), "initial_cash": equity[0]}}
+
+
+def test_benchmarks_when_a_symbol_is_priced_later_then_it_joins_the_basket_when_priced():
+    from research_lib.tearsheet.data import RunData
+
+    d = RunData(_run({"A": [10.0, 11.0, 12.0], "B": [np.nan, 20.0, 10.0]},
+                     gross=[0.0, 0.2, 0.4], equity=[100.0, 101.0, 99.0]))
+    # value: A's half 1.0, 1.1, 1.2; B's half in cash (1.0) until priced, then 1.0, 0.5
+    value = np.array([1.0, (1.1 + 1.0) / 2, (1.2 + 0.5) / 2])
+    want = np.concatenate([[0.0], value[1:] / value[:-1] - 1.0])
+    np.testing.assert_allclose(d.basket_returns.to_numpy(), want)
+    scaled = list(d.benchmarks.values())[1]
+    np.testing.assert_allclose(scaled.to_numpy(), want * 0.2)  # mean gross exposure
+    assert list(d.benchmarks)[1] == "Basket at 20% (mean exposure)"
+    r = d.returns.to_numpy()
+    assert r[0] == 0.0 and r[2] == pytest.approx(99.0 / 101.0 - 1)
+    vol = list(d.benchmarks.values())[2]
+    assert vol.std(ddof=1) == pytest.approx(d.returns.std(ddof=1))
+
+
+def test_source_label_when_a_local_path_then_only_its_name():
+    from research_lib.tearsheet.sheet import source_label
+
+    assert source_label("csv:/home/me/data/prices/") == "csv:prices"
+    assert source_label("csv:/tmp/x/SPY.csv") == "csv:SPY.csv"
+    assert source_label("sample") == "sample"

@@ -5,8 +5,8 @@ again, so a report works on any run: replay, fast replay, resumed or live, offli
 * the marks per step and symbol (the ``positions`` table's ``mark``: the last good close
   the account was valued at), carried forward where a symbol had no bar yet;
 * weights per step and symbol (position value / equity);
-* the benchmarks: an equal-weight buy-and-hold of the basket, bought at the first step
-  where every symbol has a mark and never rebalanced, and the same basket scaled to the
+* the benchmarks: an equal-weight buy-and-hold of the basket (each symbol's 1/N bought at
+  its first mark, in cash until then, never rebalanced), and the same basket scaled to the
   strategy's mean gross exposure (``k`` of the basket and ``1 - k`` in cash, reset to that
   mix every step) and to its volatility (``k = vol(strategy) / vol(basket)``).
 """
@@ -120,19 +120,20 @@ class RunData:
 
     @cached_property
     def basket_returns(self) -> pd.Series:
-        """Equal-weight buy-and-hold of the run's symbols, from the first step where all have
-        a mark (0 before it), on the strategy's clock."""
-        m = self.marks.dropna(axis=1, how="all")
-        if m.empty:
+        """Equal-weight buy-and-hold of the run's symbols on the strategy's clock: each
+        symbol's 1/N bought at its first mark and held (cash until a symbol has a price, so
+        a symbol listed later joins the basket when it appears), never rebalanced."""
+        m = self.marks
+        if m.empty or m.shape[1] == 0:
             return pd.Series(0.0, index=self.equity.index, name="buy_and_hold")
-        full = m.dropna()
-        if full.empty:
-            return pd.Series(0.0, index=self.equity.index, name="buy_and_hold")
-        units = (1.0 / full.shape[1]) / full.iloc[0].to_numpy()
-        held = m.loc[full.index[0]:]
-        value = pd.Series(held.to_numpy() @ units, index=held.index)
-        r = value / value.shift(1) - 1.0
-        return r.reindex(self.equity.index).fillna(0.0).rename("buy_and_hold")
+        a = m.to_numpy(np.float64)
+        first = np.array([a[np.argmax(np.isfinite(a[:, j])), j] if np.isfinite(a[:, j]).any()
+                          else np.nan for j in range(a.shape[1])])
+        rel = np.where(np.isfinite(a), a / first, 1.0)  # cash (1.0) before the first price
+        value = rel.mean(axis=1)
+        prev = np.concatenate([[1.0], value[:-1]])
+        return pd.Series(value / prev - 1.0, index=m.index, name="buy_and_hold").reindex(
+            self.equity.index).fillna(0.0)
 
     @cached_property
     def mean_exposure(self) -> float:

@@ -116,8 +116,11 @@ def symbol_pnl_chart(pnl: pd.DataFrame, many: int = 20, each: int = 5) -> Html:
         title = "Cumulative P&L per symbol"
     x = _x(shown.index)
     for k, c in enumerate(shown.columns):
+        other = str(c).startswith("other ")
         fig.add_scatter(x=x, y=shown[c].to_numpy(), name=str(c), mode="lines",
-                        line={"width": 1.2, "color": PALETTE[k % 10]})
+                        line={"width": 1.6 if other else 1.2,
+                              "color": "#000000" if other else PALETTE[k % 10],
+                              "dash": "dash" if other else "solid"})
     fig.update_yaxes(title_text="P&L (account currency)")
     fig.update_layout(title={"text": title, "font": {"size": 14}})
     return render(fig, "rl-symbol-pnl", height=440)

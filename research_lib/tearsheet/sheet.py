@@ -72,6 +72,18 @@ def _needs_steps(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def source_label(source: Any) -> str:
+    """The data source without a local path: ``csv:/home/me/data/spy.csv`` -> ``csv:spy.csv``
+    (a report is shared; where the files were on one machine is not part of it)."""
+    text = str(source or "?")
+    kind, sep, where = text.partition(":")
+    if sep and where:
+        from pathlib import PurePath
+
+        return f"{kind}:{PurePath(where.rstrip('/')).name}"
+    return text
+
+
 class Tearsheet:
     """Everything the paper-session report shows, from one run."""
 
@@ -184,7 +196,7 @@ class Tearsheet:
               else []),
             ("Models", models or "none decided"),
             ("Run", esc(f"{meta.get('run_id', '')}: {spec.get('mode', '?')}, engine "
-                        f"{meta.get('engine', '?')}, source {spec.get('source', '?')}, "
+                        f"{meta.get('engine', '?')}, source {source_label(spec.get('source'))}, "
                         f"interval {spec.get('interval', '?')}"
                         + (", DRY RUN (no fills)" if spec.get("dry_run") else ""))),
             ("Config", f"digest <code>{config_digest(cfg)}</code> (sha256 of the recorded "
@@ -235,8 +247,8 @@ class Tearsheet:
         df = pd.DataFrame(rows, columns=["Metric", *t.columns])
         note = ("Fractions are shown as percent. Step returns are per bar of the run's clock; "
                 f"annualised with {self.data.periods:.0f} steps a year. Benchmarks: the basket "
-                "bought in equal weights at the first step where every symbol has a price "
-                "(never rebalanced, no costs), and the same basket scaled to the strategy's "
+                "bought in equal weights, each symbol at its first price (its share in cash "
+                "until then; never rebalanced, no costs), and the same basket scaled to the strategy's "
                 "mean gross exposure and to its volatility (that share in the basket, the "
                 "rest in cash, reset every step). Alpha and beta are against the basket.")
         return join(table(df, caption=None), f'<p class="rl-note">{esc(note)}</p>')
@@ -503,9 +515,13 @@ class Tearsheet:
                 f"round_trips={int(ts['round_trips'])} open_trips={int(ts['open_trips'])} "
                 f"risk_events={len(self.run['risk_events'])} final_equity={eq.iloc[-1]:.2f} "
                 f"return={eq.iloc[-1] / self.data.initial - 1.0:+.2%} "
-                f"max_drawdown={m.max_drawdown(self.data.returns):.2%}"
-                + "".join(f" stale={r.symbol}@{r.last_good:.10g}({r.bars_refused} bars refused)"
-                          for r in self.stale_marks().itertuples()))
+                f"max_drawdown={m.max_drawdown(self.data.returns):.2%}" + self._stale_text())
+
+    def _stale_text(self, limit: int = 5) -> str:
+        st = self.stale_marks()
+        text = "".join(f" stale={r.symbol}@{r.last_good:.10g}({r.bars_refused} bars refused)"
+                       for r in st.head(limit).itertuples())
+        return text + (f" and {len(st) - limit} more stale marks" if len(st) > limit else "")
 
     def proxy_notes(self) -> list[str]:
         labels = self.meta.get("labels") or {}

@@ -152,11 +152,10 @@ def attribution_bars(attr: pd.DataFrame, many: int = 20, each: int = 10) -> Figu
     if len(a_df) > many:
         top, bottom = a_df.tail(each), a_df.head(each)
         rest = a_df.iloc[each:len(a_df) - each]
-        other = pd.DataFrame([{"symbol": f"other {len(rest)} symbols",
-                               "contribution": rest["contribution"].sum()}])
-        a_df = pd.concat([bottom, other, top], ignore_index=True)
+        a_df = pd.concat([bottom, top], ignore_index=True)
         title = (f"Contribution to return: {each} worst and {each} best of {len(attr)} "
-                 "symbols, the rest summed")
+                 f"symbols (the other {len(rest)} add "
+                 f"{rest['contribution'].sum() * 100:+.2f} %)")
     else:
         title = "Contribution to return per symbol"
     fig, ax = _fig(h=max(2.2, 0.26 * len(a_df) + 0.8))
