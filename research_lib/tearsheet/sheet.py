@@ -438,7 +438,8 @@ class Tearsheet:
                                                decisions=("decisions", "sum"),
                                                no_signal=("no signal", "sum")))
             return table(r, {"symbols": "count", "decisions": "count", "no_signal": "count"},
-                         caption="Routing, grouped by class and model", text_columns=ROUTE_TEXT)
+                         caption="Routing, grouped by class and model", text_columns=ROUTE_TEXT,
+                         rename={"no_signal": "no signal"})
         return table(r, {"decisions": "count", "no signal": "count"}, caption="Routing",
                      text_columns=ROUTE_TEXT)
 

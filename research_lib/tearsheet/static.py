@@ -180,8 +180,8 @@ def turnover_costs(yearly: pd.DataFrame) -> Figure:
     a.set_title("Turnover per year", fontsize=10)
     b.bar(years, yearly["Costs"].to_numpy() * 1e4, color="tab:red")
     b.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.3g} bps"))
-    b.set_ylabel("commission + slippage (bps of mean equity)")
-    b.set_title("Cost drag per year", fontsize=10)
+    b.set_ylabel("costs (bps of mean equity)")
+    b.set_title("Cost drag per year: commission + slippage", fontsize=10)
     for x in (a, b):
         x.tick_params(axis="x", rotation=45 if len(years) > 8 else 0)
     return fig
