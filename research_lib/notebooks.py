@@ -152,6 +152,8 @@ def to_html(ipynb: str | Path, html: str | Path) -> Path:
 
     nb = nbformat.read(str(ipynb), as_version=4)
     nb.metadata["title"] = report_title(nb, Path(html).stem)
+    for k, cell in enumerate(nb.cells):  # papermill's injected cell has a random id
+        cell["id"] = f"cell-{k}"
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, template_name="lab",
                             extra_loaders=[jinja2.DictLoader({"offline.html.j2":

@@ -145,3 +145,25 @@ def test_header_when_summary_carries_a_sample_stamp_then_title_and_header_show_i
     for row in ("Period", "Symbols", "Models", "Config", "Version", "engine step"):
         assert row in head.body, row
     assert "baseline:buy_and_hold" in head.body
+
+
+def test_to_html_when_cell_ids_are_random_then_the_same_page_and_the_title_from_output(
+        tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    from research_lib.notebooks import to_html
+
+    pages = []
+    for k in range(2):
+        cell = new_code_cell("ts.header()", outputs=[new_output(
+            "display_data", data={"text/html": "<b>header</b>", "text/plain": "header"},
+            metadata={"research_lib_title": "Paper session: AAA [OUT-OF-SAMPLE]"})])
+        nb = new_notebook(cells=[new_markdown_cell("# Heading"), cell])
+        for j, c in enumerate(nb.cells):
+            c["id"] = f"random{k}{j}"  # papermill gives its injected cell a random id
+        path = tmp_path / f"nb{k}.ipynb"
+        nbformat.write(nb, str(path))
+        pages.append(to_html(path, tmp_path / "page.html").read_text())
+    assert pages[0] == pages[1]
+    assert "<title>Paper session: AAA [OUT-OF-SAMPLE]</title>" in pages[0]
