@@ -131,7 +131,8 @@ def test_header_when_summary_carries_a_sample_stamp_then_title_and_header_show_i
     from research_lib.paper.session import run_session
     from research_lib.tearsheet import tearsheet
 
-    res = run_session(symbols=["SPY"], model="baseline:buy_and_hold", start="2018-01-01",
+    res = run_session(symbols=["SPY", "BTC-USD"], model="baseline:buy_and_hold",
+                      start="2018-01-01",
                       end="2018-03-31", run_dir=tmp_path / "runs", log_file=False)
     summary = dict(res.summary, sample=sample) if sample else dict(res.summary)
     summary.pop("sample", None) if sample is None else None
@@ -145,6 +146,9 @@ def test_header_when_summary_carries_a_sample_stamp_then_title_and_header_show_i
     for row in ("Period", "Symbols", "Models", "Config", "Version", "engine step"):
         assert row in head.body, row
     assert "baseline:buy_and_hold" in head.body
+    assert "SPY: proxy: S&amp;P 500 index ^GSPC" in head.body
+    assert "BTC-USD:" not in head.body  # served as itself: no proxy line
+    assert ts.proxy_notes() == [ts.meta["labels"]["SPY"]]
 
 
 def test_to_html_when_cell_ids_are_random_then_the_same_page_and_the_title_from_output(

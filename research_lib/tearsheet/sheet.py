@@ -184,7 +184,7 @@ class Tearsheet:
             period = (f"{e[0]:%Y-%m-%d %H:%M} to {e[-1]:%Y-%m-%d %H:%M} UTC, {len(e):,d} steps "
                       f"({d.periods:.0f} steps a year)")
         models = "<br>".join(f"{esc(n)} <code>{esc(s)}</code>" for n, s in self.models_used())
-        proxies = meta.get("proxies") or {}
+        proxies = {k: v for k, v in (meta.get("proxies") or {}).items() if v}
         rows = [
             ("Sample", f'<span class="rl-stamp {cls}">{esc(stamp)}</span> {esc(stamp_text)}'
              if stamp_text != stamp else f'<span class="rl-stamp {cls}">{esc(stamp)}</span>'),
@@ -526,5 +526,5 @@ class Tearsheet:
 
     def proxy_notes(self) -> list[str]:
         labels = self.meta.get("labels") or {}
-        return [labels[s] for s in self.data.symbols if s in (self.meta.get("proxies") or {})
-                and s in labels]
+        proxies = self.meta.get("proxies") or {}
+        return [labels.get(s, s) for s in self.data.symbols if proxies.get(s)]
