@@ -13,9 +13,9 @@
 # ---
 
 # %% [markdown]
-# # Paper session
+# # Paper session tearsheet
 #
-# One paper session through the one loop (fetch, features, route, predict, size, risk, order, fill, commit), replayed on the chosen source, read back from its SQLite ledger. Fills are at the next bar's open with slippage and commission; orders are sized from prices known at decision time.
+# A paper run read back from its SQLite ledger: a new replay of `symbols` (one loop: fetch, features, route, predict, size, risk, order, fill, commit; fills at the next bar's open with slippage and commission), or any existing run given as `run` (`research-lib report paper_session --run RUN_ID`: replay, fast replay, resumed or live; nothing is replayed).
 
 # %% tags=["parameters"]
 symbols = "SPY,QQQ"
@@ -25,77 +25,113 @@ end = None
 flag = "0"
 dry_run = False
 model = None
+run = None
 
 # %%
 # %matplotlib inline
 import research_lib as rl
 
 rl.configure_logging(level="WARNING")
-result = rl.paper_session(symbols, source=source, start=start, end=end, flag=flag,
-                          dry_run=dry_run, model=model)
-rep = rl.paper_session_report(result.ledger_path)
-for note in rep.proxy_notes():
-    print("PROXY:", note)
-print("FLAG_ASSET_SPECIFIC_MODELS =", flag, "| dry run:", dry_run, "| model:", model or "router")
+ts = rl.paper_session_tearsheet(run=run, symbols=symbols, source=source, start=start,
+                                end=end, flag=flag, dry_run=dry_run, model=model)
+ts.header()
 
 # %%
-print(rep.summary_text())
+print(ts.summary_text())
 
 # %% [markdown]
-# ## Equity against buy-and-hold, and drawdown
+# ## Key numbers
 
 # %%
-rep.equity_figure()
+ts.metrics_table()
 
 # %% [markdown]
-# ## Metrics
+# ## Equity against the benchmarks
 #
-# Named as in quantstats. Buy-and-hold is an equal-weight basket of the same symbols over the same bars, with no costs.
+# Zoom with the mouse (drag a range; double-click to reset). Log scale: equal distances are equal percentage moves.
 
 # %%
-rep.metrics().round(4)
+ts.equity_chart()
 
 # %% [markdown]
-# ## Exposure
+# ## Returns by month and year
 
 # %%
-rep.exposure_figure()
+ts.monthly_heatmap()
+
+# %%
+ts.yearly_table()
+
+# %%
+ts.yearly_figure()
 
 # %% [markdown]
-# ## Trades
+# ## Drawdowns
 
 # %%
-rep.trades_figure()
+ts.drawdown_figure()
 
 # %%
-rep.trades()
+ts.drawdown_table()
 
 # %% [markdown]
-# ## Risk events
+# ## Rolling risk
+
+# %%
+ts.rolling_figure()
+
+# %% [markdown]
+# ## Return distribution
+
+# %%
+ts.distribution_figure()
+
+# %% [markdown]
+# ## Round-trip trades
+
+# %%
+ts.trades_table()
+
+# %% [markdown]
+# ## Attribution per symbol
+
+# %%
+ts.attribution_table()
+
+# %%
+ts.attribution_figure()
+
+# %%
+ts.symbol_pnl_chart()
+
+# %%
+ts.price_fills_chart()
+
+# %% [markdown]
+# ## Exposure, turnover and costs
+
+# %%
+ts.exposure_chart()
+
+# %%
+ts.turnover_figure()
+
+# %% [markdown]
+# ## Operations
 #
-# Every denial, rejection and clip with its coded reason and numbers.
+# How the run was operated, apart from the research story: which model decided for each symbol, every risk event with its coded reason, state changes, stale marks, and the time from a new bar to a decided order.
 
 # %%
-rep.denials_by_reason()
+ts.routing_table()
 
 # %%
-rep.risk_events()
-
-# %% [markdown]
-# ## Routing
-#
-# Which model decided for each symbol, with the shadow model and any fallback reason.
+ts.risk_events_table()
 
 # %%
-rep.routing()
-
-# %% [markdown]
-# ## Latency
-#
-# End-to-decision time per step: a new bar in, features, route, inference, risk, order decided.
+ts.state_changes_table()
 
 # %%
-rep.latency_figure()
+ts.stale_marks_table()
 
 # %%
-print(rl.session_summary_text(result.summary))
+ts.latency_figure()

@@ -29,6 +29,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "run_report": ("research_lib.notebooks", "run_report"),
     "paper_session": ("research_lib.report", "paper_session"),
     "paper_session_report": ("research_lib.report", "paper_session_report"),
+    "paper_session_tearsheet": ("research_lib.report", "paper_session_tearsheet"),
+    "tearsheet": ("research_lib.tearsheet", "tearsheet"),
     "run_session": ("research_lib.paper.session", "run_session"),
     "read_run": ("research_lib.ledger_read", "read_run"),
     "session_summary_text": ("research_lib.paper.summary", "format_summary"),

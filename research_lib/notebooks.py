@@ -123,14 +123,50 @@ def execute(name: str, parameters: dict[str, Any] | None = None,
     return out
 
 
+# The export template: nbconvert's "lab" page without the three scripts it points at a
+# CDN (require.js and MathJax as <script src>, mermaid.js as a dynamic import): our reports
+# need none of them, and a report must open offline with nothing fetched. Charts bring
+# their own library inline (research_lib.tearsheet.interactive.plotly_js).
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+TITLE_KEY = "research_lib_title"  # output metadata naming the page (tearsheet.html.TITLE_KEY)
+
+
+def report_title(nb: Any, default: str) -> str:
+    """The page title: the first output that names one (``TITLE_KEY`` in its metadata),
+    else the notebook's first markdown heading, else ``default``."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            title = (out.get("metadata") or {}).get(TITLE_KEY)
+            if title:
+                return str(title)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return default
+
+
 def to_html(ipynb: str | Path, html: str | Path) -> Path:
-    """Export without input cells or prompts; images embedded as base64."""
+    """Export without input cells or prompts; images embedded as base64; a real page
+    title; no script fetched from anywhere (:data:`OFFLINE_TEMPLATE`)."""
+    import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(ipynb), as_version=4)
+    nb.metadata["title"] = report_title(nb, Path(html).stem)
+    for k, cell in enumerate(nb.cells):  # papermill's injected cell has a random id
+        cell["id"] = f"cell-{k}"
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+                            exclude_output_prompt=True, template_name="lab",
+                            extra_loaders=[jinja2.DictLoader({"offline.html.j2":
+                                                              OFFLINE_TEMPLATE})],
+                            template_file="offline.html.j2")
     body, _ = exporter.from_notebook_node(nb)
     html = Path(html)
     html.parent.mkdir(parents=True, exist_ok=True)

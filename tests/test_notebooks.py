@@ -19,7 +19,8 @@ EXPECTED_PARAMETERS = {
     "data_sanity": {"symbols": '"SPY,QQQ,BTC-USD,ETH-USD"', "source": '"sample"',
                     "start": "None", "end": "None"},
     "paper_session": {"symbols": '"SPY,QQQ"', "source": '"sample"', "start": "None",
-                      "end": "None", "flag": '"0"', "dry_run": "False", "model": "None"},
+                      "end": "None", "flag": '"0"', "dry_run": "False", "model": "None",
+                      "run": "None"},
     "train_model": {"asset_class": '"crypto"', "symbols": '"BTC-USD,ETH-USD,LTC-USD"',
                     "start": "None", "end": "None", "out": '"reports/models/notebook_model.onnx"',
                     "pipeline": "None"},
@@ -70,8 +71,9 @@ def test_paper_session_report_when_run_with_flag_then_html_has_figures_routing_a
                       out=tmp_path / "ps.html", progress=False)
     text = html.read_text()
     assert len(re.findall(r"data:image/png;base64,", text)) >= 4
-    for needle in ("CAGR", "Sharpe", "Sortino", "Calmar", "Profit Factor", "Exposure",
-                   "crypto_v1", "FLAG_ASSET_SPECIFIC_MODELS = 1"):
+    for needle in ("Annual return (compounded)", "Sharpe ratio", "Sortino ratio", "Calmar ratio",
+                   "Profit factor of round trips", "Mean gross exposure", "Time in market",
+                   "crypto_v1"):
         assert needle in text, needle
     assert "import research_lib" not in text
 

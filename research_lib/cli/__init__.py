@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="HTML path (default reports/NAME.html)")
     rep.add_argument("--keep-notebook", action="store_true",
                      help="also keep the executed .ipynb beside the HTML")
+    rep.add_argument("--run", default=None, metavar="RUN",
+                     help="report on an existing run (a run id under the run dir or "
+                          "runs/reports, a run folder or its ledger): replay, fast, resumed "
+                          "or live; nothing is replayed (paper_session)")
+    rep.add_argument("--run-dir", default=None, help="folder the --run id is in "
+                     "(default session.run_dir, then runs/reports)")
 
     tr = sub.add_parser("train", help="train a model, export ONNX, write its card")
     tr.add_argument("--asset-class", required=True,

@@ -22,8 +22,8 @@ from ..config import (
     models_dir,
     parse_symbols,
 )
-from ..data.source_base import source_label
 from ..config_overrides import risk_loader
+from ..data.source_base import source_label
 from ..errors import (
     ConfigError,
     DataError,
