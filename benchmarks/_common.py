@@ -94,7 +94,7 @@ def MemorySource(frames: dict[str, Any]) -> Any:  # noqa: N802 (a class before)
 
 
 def write_config(folder: Path, risk: dict | None = None, session: dict | None = None,
-                 signal: dict | None = None) -> Path:
+                 signal: dict | None = None, gate: dict | None = None) -> Path:
     """A copy of the repository's config/ with some keys changed; the kill file lives in
     ``folder`` (so a stray kill.flag in the working directory cannot stop a benchmark)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,8 +105,16 @@ def write_config(folder: Path, risk: dict | None = None, session: dict | None = 
     s = yaml.safe_load((REPO_CONFIG / "session.yaml").read_text())
     s["session"].update({"kill_file": str(folder / "kill.flag"), **(session or {})})
     s["signal"].update(signal or {})
+    if gate:
+        s.setdefault("gate", {}).update(gate)
     (folder / "session.yaml").write_text(yaml.safe_dump(s))
     return folder
+
+
+# the other libraries have no bar gate: a comparison of trades relaxes the jump rule as it
+# relaxes the limits (a replica of ^VIX is an equity symbol to the gate, and ^VIX's real
+# 30-100% days would be held as jumps there, where ^VIX itself gets its own threshold)
+NO_JUMP_GATE = {"jump_threshold_xnys": 10.0, "jump_threshold_24_7": 10.0}
 
 
 _BASE: list[Path] = []

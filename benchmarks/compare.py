@@ -45,6 +45,7 @@ from ._common import (
     FULL_END,
     FULL_START,
     NO_COSTS,
+    NO_JUMP_GATE,
     RELAXED_RISK,
     Figure,
     MemorySource,
@@ -250,6 +251,7 @@ print(json.dumps({"import": t1 - t0, "first": first, "again": again,
 
 def cold_config() -> Any:
     return write_config(tempdir("cold-config"), risk=RELAXED_RISK, session=NO_COSTS,
+                        gate=NO_JUMP_GATE,
                         signal={"target_weight": 0.5})
 
 
@@ -333,7 +335,7 @@ def compare(label: str, pairs: Sequence[tuple[str, str]], repeats: int,
     frames = frames_for(pairs)
     n = len(frames)
     weight = 0.5 if n == 1 else round(0.9 / n, 6)
-    cfg = write_config(tempdir("cmpcfg") / "config", risk=RELAXED_RISK,
+    cfg = write_config(tempdir("cmpcfg") / "config", risk=RELAXED_RISK, gate=NO_JUMP_GATE,
                        session={**NO_COSTS, "rebalance_band": 1.0, "initial_cash": CASH},
                        signal={"target_weight": weight})
     ohlc = _ohlc(frames)

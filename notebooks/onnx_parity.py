@@ -22,12 +22,12 @@ model = "models/crypto_v1.onnx"  # an ONNX file with its card beside it
 
 # %%
 # %matplotlib inline
-from research_lib.models import plots
-from research_lib.models.parity import parity_check
-from research_lib.models.train import project_path
+import research_lib as rl
+
+plots = rl.model_plots
 
 # %%
-check = parity_check(project_path(model))
+check = rl.parity_check(rl.resolve_path(model))
 print(check.report.rows_from)
 
 # %%

@@ -22,17 +22,15 @@ symbols = None  # None: the shipped sample's symbols, their aliases and an examp
 
 # %%
 # %matplotlib inline
-from research_lib.flags import asset_specific_mode
-from research_lib.models import Router, plots
-from research_lib.models.router import header, symbols_or_default
-from research_lib.telemetry import configure
+import research_lib as rl
 
-configure(level="ERROR")  # model problems are shown in the table below, not as log lines
+plots = rl.model_plots
+rl.configure_logging(level="ERROR")  # model problems are shown in the table below, not as log lines
 
 # %%
-router = Router()
-syms = symbols_or_default(symbols)
-print(header(asset_specific_mode()))
+router = rl.Router()
+syms = rl.symbols_or_default(symbols)
+print(rl.routing_header(rl.asset_specific_mode()))
 plots.models_frame(router)
 
 # %% [markdown]

@@ -27,13 +27,13 @@ pipeline = None  # None: the class default in config/models.yaml
 
 # %%
 # %matplotlib inline
-from research_lib.models import plots, train_model
-from research_lib.models.card import dumps
-from research_lib.models.train import project_path
+import research_lib as rl
+
+plots = rl.model_plots
 
 # %%
-res = train_model(asset_class, symbols, start=start, end=end, out=project_path(out),
-                  pipeline=pipeline)
+res = rl.train_model(asset_class, symbols, start=start, end=end, out=rl.resolve_path(out),
+                     pipeline=pipeline)
 print(res.summary())
 
 # %% [markdown]
@@ -70,4 +70,4 @@ plots.importance_figure(plots.feature_importance(res))
 # ## Parity with scikit-learn and the card
 
 # %%
-print(dumps(res.card))
+print(rl.model_card_text(res.card))

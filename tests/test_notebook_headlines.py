@@ -41,7 +41,8 @@ def test_paper_session_headline_when_defaults_then_summary_as_before(tmp_path):
                               end=p["end"], flag=p["flag"], dry_run=p["dry_run"],
                               model=p["model"], run_dir=str(tmp_path), log_file=False)
     rep = rl.paper_session_report(result.ledger_path)
-    assert rep.summary_text() == ("steps=502 orders=4 fills=4 risk_events=0 "
+    assert rep.summary_text() == ("steps=502 orders=4 fills=4 round_trips=1 open_trips=2 "
+                                  "risk_events=0 "
                                   "final_equity=102072.92 return=+2.07% max_drawdown=-4.05%")
 
 
@@ -90,7 +91,7 @@ def test_train_model_headline_when_defaults_then_classification_table_as_before(
 @pytest.mark.parametrize("name", ["data_sanity", "paper_session", "routing_check",
                                   "onnx_parity", "train_model"])
 def test_headline_cell_when_read_then_the_call_checked_here_is_still_in_the_notebook(name):
-    calls = {"data_sanity": "rep.counts_text()", "paper_session": "rep.summary_text()",
+    calls = {"data_sanity": "rep.counts_text()", "paper_session": "ts.summary_text()",
              "routing_check": "plots.routing_modes(router, syms)",
              "onnx_parity": "check.report.share_identical_decisions",
              "train_model": "plots.classification_table(res).round(3)"}

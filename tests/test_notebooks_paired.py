@@ -73,3 +73,20 @@ def test_sync_tool_when_a_notebook_has_outputs_then_strips_them_and_rewrites_the
     assert all(not c.get("outputs") for c in again.cells if c.cell_type == "code")
     assert _cells(jupytext.read(nb_path.with_suffix(".py"), fmt="py:percent")) == _cells(again)
     assert "x = 1" in nb_path.with_suffix(".py").read_text()
+
+
+def test_notebooks_when_read_then_they_import_only_the_public_face():
+    """Issue 11: every shipped notebook reaches the library through ``research_lib``'s
+    public face (``import research_lib as rl``), never a submodule, so a refactor of the
+    internals cannot break a user's copy of a notebook."""
+    import re
+
+    nb_dir = Path(__file__).resolve().parents[1] / "notebooks"
+    found = {}
+    for py in sorted(nb_dir.glob("*.py")):
+        code = [ln for ln in py.read_text().splitlines() if not ln.lstrip().startswith("#")]
+        bad = [ln for ln in code if re.search(r"\bresearch_lib\.\w", ln)
+               or re.match(r"\s*from research_lib(\.\w+)* import", ln)]
+        found[py.name] = bad
+    assert len(found) >= 5
+    assert {k: v for k, v in found.items() if v} == {}
