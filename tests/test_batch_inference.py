@@ -56,3 +56,17 @@ def test_fast_router_when_one_symbol_has_bad_bars_then_others_batched_and_same_l
     assert any(r[4] == "BAD_BAR" for r in dump["risk_events"])  # the bad bars were refused
     ev = [e for e in _events(runs[True].ledger_path) if e.get("event") == "fast_replay"]
     assert ev and ev[0]["pass1_batched"] == 2 and ev[0]["pass1_stepwise"] == 1
+
+
+@pytest.mark.parametrize("freq", ["D", "h", "min", "37s"])
+def test_feed_stamps_when_built_in_numpy_then_as_each_timestamp_writes_itself(freq):
+    import pandas as pd
+
+    from research_lib.paper.feeds import stamps
+
+    clock = pd.date_range("1969-12-30 22:00", periods=500, freq=freq, tz="UTC")
+    ts, days = stamps(clock)
+    assert ts == [t.isoformat() for t in clock]
+    assert days == [t.strftime("%Y-%m-%d") for t in clock]
+    odd = pd.DatetimeIndex([pd.Timestamp("2020-01-01 10:00:00.5", tz="UTC")])
+    assert stamps(odd) == ([odd[0].isoformat()], ["2020-01-01"])

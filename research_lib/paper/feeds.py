@@ -115,6 +115,19 @@ def replay_end_note(frames: dict[str, Any]) -> str | None:
             f"to replay on, {first} then marked at its last close, or drop {first})")
 
 
+def stamps(clock: Any) -> tuple[list[str], list[str]]:
+    """Each UTC timestamp of ``clock`` as ``Timestamp.isoformat()`` writes it and its date
+    (``%Y-%m-%d``): in numpy when every stamp is on a whole second (the usual bar), else
+    one Timestamp at a time (``tests/test_batch_inference.py`` checks both agree)."""
+    ns = clock.as_unit("ns").asi8
+    if len(ns) and not (ns % 1_000_000_000).any() and str(clock.tz) == "UTC":
+        t64 = ns.view("datetime64[ns]")
+        secs = np.datetime_as_string(t64.astype("datetime64[s]"), unit="s")
+        return ([x + "+00:00" for x in secs.tolist()],
+                np.datetime_as_string(t64.astype("datetime64[D]"), unit="D").tolist())
+    return [t.isoformat() for t in clock], [t.strftime("%Y-%m-%d") for t in clock]
+
+
 class ReplayFeed:
     """Steps through history on the union of the symbols' timestamps."""
 
@@ -143,8 +156,7 @@ class ReplayFeed:
         fill = np.where(np.isfinite(self.O) & (self.O > 0), self.O, self.C)
         self.fill = np.where(self.has, fill, np.nan)
         self.dow = _dayofweek(clock)
-        self.ts = [t.isoformat() for t in clock]
-        self.days = [t.strftime("%Y-%m-%d") for t in clock]
+        self.ts, self.days = stamps(clock)
         self.n_warmup = int(clock.searchsorted(_utc(start), side="left"))
 
     def __len__(self) -> int:
