@@ -363,7 +363,8 @@ class Session(SessionSetup, EventLog):
             proxies=getattr(self, "proxies", None) or {}, initial_cash=self.initial_cash,
             state=self.engine.state.value, latency_ms=self.latency.summary_ms(),
             stopped=stopped, committed=committed, error=error,
-            notes=[n for n in (getattr(self, "end_note", None),) if n])
+            notes=[n for n in (getattr(self, "end_note", None),
+                               *getattr(self, "class_notes", ())) if n])
 
 
 def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult:

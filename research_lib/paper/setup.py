@@ -118,8 +118,15 @@ class SessionSetup:
         self._reload_errors: dict[str, str | None] = {}
 
     def _classify(self) -> None:
+        from ..asset_classes import explain
+
         self._index = {s: i for i, s in enumerate(self.symbols)}
         self.classes = {s: self.assets.classify(s) for s in self.symbols}
+        # an unknown symbol is never silently an equity: the class it was given and why
+        self.class_notes = [c.reason for c in map(lambda s: explain(self.assets, s),
+                                                   self.symbols) if c.assumed]
+        for note in self.class_notes:
+            log_event(log, "symbol_class_assumed", level=logging.WARNING, note=note)
         self.crypto = np.array([
             self.classes[s] == "crypto" or self.assets.asset_class(self.classes[s]).calendar
             == CRYPTO_CALENDAR for s in self.symbols])
