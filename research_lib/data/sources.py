@@ -55,7 +55,8 @@ def sample_symbols() -> list[str]:
 
 
 class SampleSource:
-    """Real daily prices shipped inside the package (see ``data/PROVENANCE.md``)."""
+    """Real daily prices shipped inside the package, and a few real intraday series
+    (:mod:`.intraday_sample`; see ``data/PROVENANCE.md``)."""
 
     name = "sample"
 
@@ -71,10 +72,14 @@ class SampleSource:
 
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
         if interval not in ("1d", "1D", "d"):
-            raise DataError(
-                f"sample: interval {interval!r} is not available; the shipped sample is daily "
-                "(use --interval 1d, or --source yfinance/csv:PATH for intraday bars)"
-            )
+            from .intraday_sample import fetch_intraday, intraday_symbols, listing
+
+            if symbol not in intraday_symbols():
+                raise DataError(
+                    f"sample: {symbol} at interval {interval!r} is not available; the shipped "
+                    f"sample is daily, with intraday bars for {listing()} only (use "
+                    "--interval 1d, or --source yfinance/ccxt:EXCHANGE/alpaca/csv:PATH)")
+            return fetch_intraday(symbol, start, end, interval)
         served, note = self.resolve(symbol)
         long = _sample_long()
         rows = long[long["symbol"] == served]
