@@ -198,7 +198,23 @@ class PaperSessionReport:
         bench = self.benchmark.dropna()
         if len(bench):
             curves["buy_and_hold"] = bench
-        return metrics_frame(curves, {"strategy": ex})
+        return metrics_frame(curves, {"strategy": ex}, self.periods_per_year())
+
+    def periods_per_year(self) -> float | None:
+        """Annualisation from the run's bar interval and its symbols' calendars (the most
+        bars a year among them: a daily SPY+BTC run steps every day, 365); None for a
+        ledger that does not record them (then inferred from the curve)."""
+        from .data.market_hours import bars_per_year
+        from .data.sanity import interval_length
+
+        spec, cfg = self.meta.get("spec") or {}, self.meta.get("config") or {}
+        step = interval_length(str(spec.get("interval", "")))
+        classes = (cfg.get("assets") or {}).get("classes") or {}
+        cals = {(classes.get(c) or {}).get("calendar")
+                for c in (self.meta.get("asset_classes") or {}).values()}
+        if step is None or not cals or None in cals:
+            return None
+        return max(bars_per_year(c, step.total_seconds()) for c in cals)
 
     def trades(self) -> pd.DataFrame:
         o = self.run["orders"]

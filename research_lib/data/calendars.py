@@ -135,7 +135,7 @@ def _session_days(name: str, until: pd.Timestamp) -> _SessionDays:
 def fx_sessions(start: Any, end: Any) -> pd.DatetimeIndex:
     """FX trading days between start and end (inclusive): weekdays but 1 Jan and 25 Dec."""
     days = pd.date_range(_day(start), _day(end), freq="D", tz="UTC")
-    keep = (days.dayofweek < 5) & ~pd.Index(list(zip(days.month, days.day, strict=True))
+    keep = (days.day_of_week < 5) & ~pd.Index(list(zip(days.month, days.day, strict=True))
                                            ).isin(FX_CLOSED_DAYS) if len(days) else []
     return (days[keep] if len(days) else days).as_unit("ns")
 

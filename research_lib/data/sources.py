@@ -73,8 +73,10 @@ class SampleSource:
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
         if interval not in ("1d", "1D", "d"):
             from .intraday_sample import fetch_intraday, intraday_symbols, listing
+            from .sanity import interval_length
 
-            if symbol not in intraday_symbols():
+            step = interval_length(interval)
+            if symbol not in intraday_symbols() or step is None or step >= pd.Timedelta(days=1):
                 raise DataError(
                     f"sample: {symbol} at interval {interval!r} is not available; the shipped "
                     f"sample is daily, with intraday bars for {listing()} only (use "

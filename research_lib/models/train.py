@@ -98,7 +98,7 @@ def _check_classes(asset_class: str, symbols: tuple[str, ...], assets: AssetsCon
 def prepare(spec: TrainSpec) -> Dataset:
     frames, notes = load_frames(spec.symbols, spec.source, spec.start, spec.end, spec.interval)
     lab = spec.settings.label
-    return build_dataset(frames, lab.horizon, lab.dead_zone, notes)
+    return build_dataset(frames, lab.horizon, lab.dead_zone, notes, spec.interval)
 
 
 def fit_final(spec: TrainSpec, ds: Dataset) -> tuple[Any, int]:
