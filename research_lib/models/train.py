@@ -170,11 +170,16 @@ def train(
 ) -> TrainResult:
     """Train, evaluate walk-forward, fit on all labelled rows, export ONNX, check parity,
     build the card; with ``out`` write ``out`` and its card (``.json``) beside it."""
+    fresh = settings is None  # a retrain from a card passes the card's settings as they are
     settings = settings or load_settings()
     if seed is not None:
         settings = replace(settings, seed=int(seed))
     syms = tuple(parse_symbols(list(symbols) if not isinstance(symbols, str) else symbols))
     _check_classes(asset_class, tuple(expand_symbols(syms, source)), assets)
+    if fresh:  # the dead zone is set for daily bars: scaled to intraday ones (recorded)
+        from .intraday_label import scaled_label
+
+        settings = replace(settings, label=scaled_label(settings.label, interval, syms, assets))
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.suffix != ".onnx":
         raise ConfigError(f"--out must end in .onnx, got {out_path}")

@@ -270,7 +270,7 @@ class SessionSetup:
         # model
         self.model_assets = model_assets_for(self.assets, self.model_name)
         self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
-                                router=self.wiring.router)
+                                router=self.wiring.router, interval=self.interval)
         self.model_label = self.model_name or "router"
         self.model.warm(self.symbols)
         self.features = FeatureState(self.n)

@@ -86,7 +86,10 @@ def model_assets_for(assets: AssetsConfig, model: str | None) -> AssetsConfig:
 
 
 def make_model(model: str | None, symbols: Sequence[str], assets: AssetsConfig,
-               classes: dict[str, str], router: Any = None) -> SignalModel:
+               classes: dict[str, str], router: Any = None,
+               interval: str | None = None) -> SignalModel:
+    """The session's model: a rule baseline, a stand-in, or the ONNX router, which refuses
+    a model whose card records another bar interval than ``interval``."""
     if model is not None and model.startswith("baseline:"):
         return make_baseline(model, symbols, classes)  # type: ignore[return-value]
     if isinstance(router, SignalModel):
@@ -99,7 +102,7 @@ def make_model(model: str | None, symbols: Sequence[str], assets: AssetsConfig,
         from ..models.router import Router  # serving path: onnxruntime, never sklearn
 
         a = force_model(assets, model) if model else assets
-        router = Router(assets=a, models_dir=models_dir())
+        router = Router(assets=a, models_dir=models_dir(), interval=interval)
     return RouterModel(router)
 
 
