@@ -101,7 +101,8 @@ class SampleSource:
 
 # ---------------------------------------------------------------------- factory
 def get_source(spec: str | Source = "sample", **kwargs: Any) -> Source:
-    """``sample`` | ``yfinance`` | ``cache`` | ``csv:PATH`` (or a Source, returned as is)."""
+    """``sample`` | ``yfinance`` | ``ccxt:EXCHANGE`` | ``alpaca`` | ``cache`` | ``csv:PATH``
+    (or a Source, returned as is)."""
     if not isinstance(spec, str):
         return spec
     if spec == "sample":
@@ -110,6 +111,14 @@ def get_source(spec: str | Source = "sample", **kwargs: Any) -> Source:
         return YFinanceSource(**kwargs)
     if spec == "cache":
         return CacheSource(**kwargs)
+    if spec.startswith("ccxt:") or spec == "ccxt":
+        from .ccxt_source import CcxtSource
+
+        return CcxtSource(spec[5:].strip().lower(), **kwargs)
+    if spec == "alpaca":
+        from .alpaca_source import AlpacaSource
+
+        return AlpacaSource(**kwargs)
     if spec.startswith("csv:"):
         if not spec[4:].strip():  # "csv:$DATA" with DATA unset: never the working folder
             raise DataError(f"--source {spec!r} has no path; pass --source csv:PATH to a "
@@ -117,7 +126,7 @@ def get_source(spec: str | Source = "sample", **kwargs: Any) -> Source:
         return CsvSource(spec[4:])
     raise DataError(
         f"--source {spec!r} is not known; use one of: sample (default, offline), yfinance, "
-        "cache, csv:PATH"
+        "ccxt:EXCHANGE (e.g. ccxt:binance), alpaca, cache, csv:PATH"
     )
 
 

@@ -130,6 +130,8 @@ class BarGate:
             stale = np.array([stale_bar(self.cal[i], self.interval_s,
                                         pd.Timestamp(int(ns), unit="ns", tz="UTC"), now)
                               for i, ns in zip(rows, bars.bar_ns, strict=True)], dtype=bool)
+            if bars.newest is not None:  # a bar a late poll catches up on, with a newer
+                stale &= bars.newest     # one behind it, is old but not a frozen feed
         ref, thr = last_close[rows], self.jump_thr[rows]
         code = bar_faults(bars.open, bars.high, bars.low, bars.close, bars.volume, ref, thr,
                           bars.bar_ns, now_ns, stale)
@@ -153,7 +155,8 @@ class BarGate:
         return dataclasses.replace(
             bars, rows=rows[ok], open=bars.open[ok], high=bars.high[ok], low=bars.low[ok],
             close=bars.close[ok], volume=bars.volume[ok], dow=bars.dow[ok],
-            bar_ns=None if bars.bar_ns is None else bars.bar_ns[ok]), bad
+            bar_ns=None if bars.bar_ns is None else bars.bar_ns[ok],
+            newest=None if bars.newest is None else bars.newest[ok]), bad
 
     def stale_fill(self, i: int, bar_ts: Any, now: Any) -> bool:
         """Live: the symbol's newest bar is too old to fill at (the gate's stale rule)."""

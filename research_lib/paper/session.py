@@ -59,9 +59,9 @@ from ..telemetry import (
 )
 from .events import EventLog
 from .feeds import (
-    LiveFeed,
     StepBars,
 )
+from .live import LiveFeed
 from .reload import reload_step
 from .setup import SessionSetup
 from .signals import checked_prediction
@@ -71,7 +71,6 @@ from .spec import (
     SessionSpec,
     Wiring,
     _step_delay_seconds,
-    interval_seconds,
     parse_duration,
 )
 from .step import run_step
@@ -211,7 +210,6 @@ class Session(SessionSetup, EventLog):
     # ---------------------------------------------------------------- the loop
     def run(self) -> SessionResult:
         spec = self.spec
-        t_start = time.monotonic()
         step_delay = _step_delay_seconds()
         try:
             self.prepare()
@@ -222,8 +220,11 @@ class Session(SessionSetup, EventLog):
                 if not spec.resume:  # a run this setup created and that failed: no trace
                     discard_empty_run(self.ledger.path)
             raise
-        duration = parse_duration(spec.duration)
-        deadline = None if duration is None else t_start + duration
+        # --duration: wall-clock time in a live session (the session's clock); in a replay
+        # it is market time and already cut the replayed window (setup.replay_cut)
+        duration = parse_duration(spec.duration) if self.mode == "live" else None
+        clock = self.wiring.clock
+        deadline = None if duration is None else clock() + duration
         handler = self._attach_log()
         if self.wiring.install_signal_handlers:
             self.ks.install_signal_handlers()
@@ -231,17 +232,18 @@ class Session(SessionSetup, EventLog):
         committed = 0
 
         def should_stop() -> bool:
-            return self.ks.stop_requested or (deadline is not None and time.monotonic() >= deadline)
+            return self.ks.stop_requested or (deadline is not None and clock() >= deadline)
 
         if self.mode == "live":
             from ..data import get_source
 
-            poll = self.wiring.poll_seconds or interval_seconds(self.interval)
-            self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval, poll,
-                                 self.settings.session.warmup_bars, should_stop,
-                                 clock=self.wiring.clock, sleep=self.wiring.sleep,
+            self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval,
+                                 self.wiring.poll_seconds, self.settings.session.warmup_bars,
+                                 should_stop, clock=clock, sleep=self.wiring.sleep,
                                  should_abort=lambda: self.ks.force,
-                                 is_stale=self.bar_gate.stale_fill, replicas=self.spec.replicas)
+                                 is_stale=self.bar_gate.stale_fill, replicas=self.spec.replicas,
+                                 calendars=self.bar_gate.cal,
+                                 start_after=self.state.last_ts if self.next_step else None)
         log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
                   model=self.model_label, ledger=str(self.ledger.path))
@@ -254,6 +256,8 @@ class Session(SessionSetup, EventLog):
                     committed = n
 
                 stopped = run_fast(self, deadline, counted)
+                if stopped == "end_of_data" and getattr(self, "replay_cut", None) is not None:
+                    stopped = "duration"  # the replay's window ended at --duration
                 summary = self.finish(stopped, committed, None)
                 return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
             step = -1
@@ -272,7 +276,7 @@ class Session(SessionSetup, EventLog):
                 if self.ks.stop_requested:
                     stopped = "signal"
                     break
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock() >= deadline:
                     stopped = "duration"
                     break
                 t0 = time.perf_counter()
@@ -295,8 +299,11 @@ class Session(SessionSetup, EventLog):
             else:
                 if self.ks.stop_requested:
                     stopped = "signal"
-                elif deadline is not None and time.monotonic() >= deadline:
+                elif deadline is not None and clock() >= deadline:
                     stopped = "duration"
+                elif getattr(self, "replay_cut", None) is not None:
+                    stopped = "duration"
+            self._record_feed_leftovers()
             summary = self.finish(stopped, committed, None)
         except LedgerBusyError as exc:  # another writer: refuse, never latch HALTED
             log_event(log, "session_refused_ledger_busy", level=40, error=str(exc))
@@ -304,6 +311,7 @@ class Session(SessionSetup, EventLog):
             raise
         except FeedError as exc:  # a live feed that brings nothing: stop loudly, recorded
             log_event(log, "session_stopped_feed_failed", level=40, error=str(exc))
+            self._record_feed_leftovers()
             self.ledger.append_risk_event("session", "FEED_FAILED", f"FEED_FAILED: {exc}")
             self.finish("feed_failed", committed, str(exc))
             raise
@@ -318,6 +326,15 @@ class Session(SessionSetup, EventLog):
             if self.wiring.install_signal_handlers and self.wiring.restore_signal_handlers:
                 self.ks.restore_signal_handlers()
         return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
+
+    def _record_feed_leftovers(self) -> None:
+        """What a live feed learned after its last step (a fetch error, a late bar) is
+        recorded after that step, not lost."""
+        feed = getattr(self, "feed", None)
+        for _ts, _sym, code, why in getattr(feed, "events", None) or ():
+            self.ledger.append_risk_event("data", code, why)
+        if feed is not None and hasattr(feed, "events"):
+            feed.events = []
 
     def _halt_on_write_failure(self, step: int, exc: LedgerError) -> str:
         """A step the ledger could not take was rolled back: latch the account HALTED (in the
@@ -364,7 +381,9 @@ class Session(SessionSetup, EventLog):
             state=self.engine.state.value, latency_ms=self.latency.summary_ms(),
             stopped=stopped, committed=committed, error=error,
             notes=[n for n in (getattr(self, "end_note", None),
-                               *getattr(self, "class_notes", ())) if n])
+                               getattr(self, "duration_note", None),
+                               *getattr(self, "class_notes", ()),
+                               *getattr(getattr(self, "feed", None), "notes", ())) if n])
 
 
 def run_session(spec: SessionSpec | None = None, **kwargs: Any) -> SessionResult:

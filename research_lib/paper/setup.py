@@ -73,6 +73,7 @@ from .feeds import (
     replay_end_note,
 )
 from .gate import BarGate
+from .live import is_network_source
 from .signals import make_model, model_assets_for
 from .spec import (
     CRYPTO_CALENDAR,
@@ -178,15 +179,23 @@ class SessionSetup:
                               + (end_note or "pass a --start before it"))
         if start > end:
             raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
+        cut = self._replay_cut(start, end)
         out = {}
         for s, f in frames.items():
             trade = f[(f.index >= start) & (f.index <= end)]
+            if cut is not None:
+                trade = trade[trade.index < cut]
+                if trade.empty:  # --duration shorter than the first bar: no step
+                    out[s] = f[f.index < start].iloc[-warm:]
+                    continue
             if trade.empty:
                 raise DataError(
                     f"{s}: no bars between {start.date()} and {end.date()}; its data spans "
                     f"{f.index[0].date()} .. {f.index[-1].date()}; pass --start/--end inside it"
                 )
             out[s] = pd.concat([f[f.index < start].iloc[-warm:], trade])
+        if cut is not None and cut <= end:
+            end = cut - pd.Timedelta(1, "ns")  # recorded: a resume replays the same window
         self.bar_gate.check_data(out, start, end)
         self.end_note = end_note
         if end_note is not None:  # said on stderr, in the summary and in the ledger
@@ -196,6 +205,35 @@ class SessionSetup:
                                       "REPLAY_ENDS_EARLY", f"REPLAY_ENDS_EARLY: {end_note}", None))
         return out, start, end
 
+
+    def _replay_cut(self, start: Any, end: Any) -> Any:
+        """``--duration`` in a replay is market time: the replay decides the bars stamped in
+        ``[start, start + duration)`` (a live session of that duration sees as much).
+        None without it; on a resume the recorded window stands (a replay's window is fixed
+        when it starts), so --duration is refused there."""
+        import pandas as pd
+
+        from .spec import parse_duration
+
+        self.replay_cut = None
+        self.duration_note = None
+        seconds = parse_duration(self.spec.duration)
+        if seconds is None:
+            return None
+        if self.spec.resume:
+            raise ConfigError("--duration with --resume of a replay: the replay's window was "
+                              "fixed when it started (--duration there is market time); drop "
+                              "--duration")
+        cut = start + pd.Timedelta(seconds=seconds)
+        if cut > end:
+            return None
+        self.replay_cut = cut
+        self.duration_note = (
+            f"--duration {self.spec.duration} in a replay is market time: bars stamped from "
+            f"{start.isoformat()} to before {cut.isoformat()} were replayed (a live session "
+            "counts it in wall-clock time; pass --end to replay a window of history)")
+        log_event(log, "replay_duration_is_market_time", note=self.duration_note)
+        return cut
 
     def prepare(self) -> None:
         spec = self.spec
@@ -232,7 +270,7 @@ class SessionSetup:
             source = spec.source or self.settings.session.source
             self.run_values = RunValues(
                 source=source,
-                mode=spec.mode or ("live" if source == "yfinance" and not spec.start
+                mode=spec.mode or ("live" if is_network_source(source) and not spec.start
                                    and not spec.end else "replay"),
                 start=spec.start, end=spec.end,
                 interval=spec.interval or self.settings.session.interval,
