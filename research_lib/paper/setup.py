@@ -179,7 +179,9 @@ class SessionSetup:
                               + (end_note or "pass a --start before it"))
         if start > end:
             raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
-        cut = self._replay_cut(start, end)
+        firsts = [f.index[f.index >= start] for f in frames.values()]
+        first_bar = min((i[0] for i in firsts if len(i)), default=start)
+        cut = self._replay_cut(first_bar, end)
         out = {}
         for s, f in frames.items():
             trade = f[(f.index >= start) & (f.index <= end)]
@@ -208,7 +210,8 @@ class SessionSetup:
 
     def _replay_cut(self, start: Any, end: Any) -> Any:
         """``--duration`` in a replay is market time: the replay decides the bars stamped in
-        ``[start, start + duration)`` (a live session of that duration sees as much).
+        ``[first, first + duration)``, ``first`` the window's first bar (a live session of
+        that duration sees as much).
         None without it; on a resume the recorded window stands (a replay's window is fixed
         when it starts), so --duration is refused there."""
         import pandas as pd
@@ -228,8 +231,9 @@ class SessionSetup:
         if cut > end:
             return None
         self.replay_cut = cut
+        span = pd.Timedelta(seconds=seconds)
         self.duration_note = (
-            f"--duration {self.spec.duration} in a replay is market time: bars stamped from "
+            f"--duration {span} in a replay is market time: bars stamped from "
             f"{start.isoformat()} to before {cut.isoformat()} were replayed (a live session "
             "counts it in wall-clock time; pass --end to replay a window of history)")
         log_event(log, "replay_duration_is_market_time", note=self.duration_note)
