@@ -28,7 +28,7 @@ from tests.kit.paper import make_session, write_config
 
 T = pd.Timestamp
 ROOT = Path(__file__).resolve().parents[1]
-FEED_CODES = {"FEED_ERROR", "MISSING_BARS", "LATE_BAR", "BAR_REVISED"}
+FEED_CODES = {"FEED_ERROR", "MISSING_BARS", "LATE_BAR", "BAR_REVISED", "SYMBOL_ALIAS"}
 
 
 @pytest.fixture(scope="module")

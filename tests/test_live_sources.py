@@ -283,3 +283,37 @@ def test_yfinance_one_minute_bars_in_new_york_time_come_back_utc_with_a_forming_
     asked = T(calls[0]["start"], tz="UTC")
     assert T.now(tz="UTC") - asked <= pd.Timedelta(days=8)  # Yahoo's 1m window
     assert "last 6 days only" in df.attrs["window_note"]
+
+
+def test_live_session_on_ccxt_shows_the_alias_it_trades_in_the_summary_and_the_ledger(
+        tmp_path):
+    """``BTC-USD`` on ccxt:binance is the BTC/USDT market (synthetic bars on the fake
+    exchange): the session says so on stderr, in its summary and as SYMBOL_ALIAS."""
+    import sqlite3
+    import shutil
+
+    from tests.kit.live import FakeClock
+    from tests.kit.paper import make_session, write_config
+
+    idx = pd.date_range("2024-05-01 10:00", periods=240, freq="min", tz="UTC")
+    clock = FakeClock(T("2024-05-01 12:00:10", tz="UTC").timestamp())
+    bars = synthetic_btc(idx)
+    with serve(fake_binance({"BTCUSDT": bars}, PAIRS)) as srv:
+        class Upto(CcxtSource):  # the fake exchange knows no clock: bars up to now
+            def fetch(self, symbol, start=None, end=None, interval="1d"):
+                return super().fetch(symbol, start=start,
+                                     end=T(clock(), unit="s", tz="UTC"), interval=interval)
+
+        src = Upto("binance", exchange=binance(srv.url), sleep=no_sleep)
+        cfg = write_config(tmp_path / "config", session={"warmup_bars": 30})
+        shutil.copy(Path(__file__).resolve().parents[1] / "config" / "assets.yaml",
+                    cfg / "assets.yaml")
+        res = make_session(tmp_path, symbols=["BTC-USD"], source=src, mode="live",
+                           interval="1m", clock=clock, sleep=clock.sleep, duration="5min",
+                           model="baseline:sma_cross").run()
+    assert res.summary["steps"] >= 4
+    assert "BTC/USDT" in res.summary["proxies"]["BTC-USD"]
+    with sqlite3.connect(res.ledger_path) as conn:
+        alias = conn.execute("SELECT reason FROM risk_events WHERE code='SYMBOL_ALIAS'"
+                             ).fetchall()
+    assert len(alias) == 1 and "BTC-USD is served as BTC/USDT by ccxt:binance" in alias[0][0]

@@ -23,6 +23,8 @@ Rules (each one a test in ``tests/test_live_feed.py``):
   new bar for three intervals of open market (a dead source) stops the session with a
   :class:`FeedError` naming each symbol and reason (``FEED_FAILED`` in the ledger, exit 2).
   A single failed fetch is recorded ``FEED_ERROR`` at the next step.
+* **Aliases are shown**: a symbol the source serves under another name is said at the
+  first poll (stderr, the summary's proxy lines, ``SYMBOL_ALIAS`` in the ledger).
 
 The first poll's closed bars warm the indicators; its newest bar time is the first
 decision (as a replay whose ``--start`` is that bar).
@@ -109,6 +111,7 @@ class LiveFeed:
         self.forming_close: dict[int, int] = {}  # row -> close of its forming bar
         self.events: list[tuple[str | None, str | None, str, str]] = []  # to record
         self.notes: list[str] = []  # for the summary
+        self.alias_notes: dict[str, str] = {}  # symbol -> how the source serves it
         self.stats: Counter[str] = Counter()
         self.aborted = False
         self.failed_polls = 0
@@ -358,6 +361,7 @@ class LiveFeed:
             self._check_failures(frames, first, now_ns)
             if first:  # one position cap per underlying, live as in a replay
                 named = {self.symbols[j]: df for j, df in frames.items()}
+                self._say_aliases(named, now)
                 refuse_shared_underlying(list(named), {
                     s: str(df.attrs.get("served_as", s)) for s, df in named.items()})
                 if not self.replicas:
@@ -385,6 +389,20 @@ class LiveFeed:
                 self._say_closed(now_ns)
             if not self._wait_until(self._next_poll(int(self.clock() * 1e9))):
                 return
+
+    def _say_aliases(self, frames: dict[str, Any], now: Any) -> None:
+        """A symbol the source serves under another name (``BTC-USD`` as ``BTC/USDT`` on
+        ccxt:binance) is said on stderr, in the summary and in the ledger (SYMBOL_ALIAS)."""
+        for sym, df in frames.items():
+            note = str(df.attrs.get("proxy_note") or "")
+            served = str(df.attrs.get("served_as", sym))
+            if served == sym and not note:
+                continue
+            self.alias_notes[sym] = note or f"served as {served}"
+            by = getattr(self.source, "name", "the source")
+            text = f"{sym} is served as {served} by {by}" + (f" ({note})" if note else "")
+            log_event(log, "live_symbol_alias", level=30, symbol=sym, note=text)
+            self.events.append((now.isoformat(), sym, "SYMBOL_ALIAS", f"SYMBOL_ALIAS: {text}"))
 
     def _flush(self, t: int) -> list[tuple[str | None, str | None, str, str]]:
         out, self.events = self.events, []
