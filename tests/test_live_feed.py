@@ -317,3 +317,15 @@ def test_duration_in_a_replay_is_market_time_and_says_so(tmp_path, capsys):
     assert any("in a replay is market time" in n for n in s["notes"])
     run = read_run(s["ledger"])
     assert run["steps"]["ts"].iloc[-1] == T("2019-11-06 15:29", tz="UTC")
+
+
+def test_cli_help_says_what_duration_means_live_and_in_a_replay():
+    from research_lib.cli import build_parser
+
+    parser = build_parser()
+    paper = next(a for a in parser._subparsers._group_actions[0].choices.items()
+                 if a[0] == "paper")[1]
+    text = " ".join(paper.format_help().split())
+    assert "live: wall-clock time the session runs" in text
+    assert "replay: market time" in text and "not a cap on run time" in text
+    assert "1m, 5m, 15m, 1h or 1d" in text and "ccxt:EXCHANGE" in text and "alpaca" in text

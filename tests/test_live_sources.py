@@ -289,8 +289,8 @@ def test_live_session_on_ccxt_shows_the_alias_it_trades_in_the_summary_and_the_l
         tmp_path):
     """``BTC-USD`` on ccxt:binance is the BTC/USDT market (synthetic bars on the fake
     exchange): the session says so on stderr, in its summary and as SYMBOL_ALIAS."""
-    import sqlite3
     import shutil
+    import sqlite3
 
     from tests.kit.live import FakeClock
     from tests.kit.paper import make_session, write_config
