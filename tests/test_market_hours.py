@@ -23,6 +23,8 @@ from research_lib.data.market_hours import (
 )
 from research_lib.data.sanity import SanityConfig, check_frame
 from research_lib.metrics import infer_periods_per_year
+
+T = pd.Timestamp
 from research_lib.models.dataset import periods_per_year
 
 
@@ -154,3 +156,36 @@ def test_symbols_get_the_class_their_market_trades_as_and_the_reason():
     odd = explain(assets, "GSPC_003")
     assert odd.assumed and "catch-all '*'" in odd.reason and "overrides" in odd.reason
     assert np.isfinite(bars_per_year(odd.calendar, 3600))
+
+
+def test_fx_replay_trades_on_the_fx_calendar_and_annualises_hourly_fx(tmp_path):
+    """Hourly EUR/USD (real, the shipped sample) replayed with the shipped assets.yaml: the
+    symbol is fx on the FX calendar, not an NYSE equity, so its Sunday-evening and US
+    holiday bars are trading hours; every fill lies inside FX hours; the report annualises
+    by 6,240 hourly bars a year, not 365 or 252."""
+    import shutil
+    from pathlib import Path
+
+    from research_lib.ledger_read import read_run
+    from research_lib.report import paper_session_report
+    from tests.kit.paper import make_session, write_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = write_config(tmp_path / "config", session={"warmup_bars": 30})
+    shutil.copy(root / "config" / "assets.yaml", cfg / "assets.yaml")
+    res = make_session(tmp_path, symbols=["EURUSD"], source="sample", interval="1h",
+                       start="2017-11-01", end="2018-01-15", config_dir=cfg,
+                       model="baseline:sma_cross").run()
+    run = read_run(res.ledger_path)
+    assert run["meta"]["asset_classes"] == {"EURUSD": "fx"}
+    fills = run["fills"]
+    assert len(fills) > 20
+    ns = pd.DatetimeIndex(fills["ts"]).as_unit("ns").asi8
+    assert is_open_ns("FX", ns).all()
+    local = pd.DatetimeIndex(fills["ts"]).tz_convert("America/New_York")
+    sunday = (local.day_name() == "Sunday")
+    thanksgiving = pd.DatetimeIndex(run["steps"]["ts"]).normalize() == T("2017-11-23", tz="UTC")
+    assert sunday.any() and thanksgiving.any()  # FX hours the NYSE calendar would deny
+    report = paper_session_report(res.ledger_path)
+    assert report.periods_per_year() == 260 * 24
+    assert np.isfinite(report.metrics().loc["Sharpe", "strategy"])
