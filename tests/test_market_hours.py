@@ -23,8 +23,6 @@ from research_lib.data.market_hours import (
 )
 from research_lib.data.sanity import SanityConfig, check_frame
 from research_lib.metrics import infer_periods_per_year
-
-T = pd.Timestamp
 from research_lib.models.dataset import periods_per_year
 
 
@@ -184,7 +182,7 @@ def test_fx_replay_trades_on_the_fx_calendar_and_annualises_hourly_fx(tmp_path):
     assert is_open_ns("FX", ns).all()
     local = pd.DatetimeIndex(fills["ts"]).tz_convert("America/New_York")
     sunday = (local.day_name() == "Sunday")
-    thanksgiving = pd.DatetimeIndex(run["steps"]["ts"]).normalize() == T("2017-11-23", tz="UTC")
+    thanksgiving = pd.DatetimeIndex(run["steps"]["ts"]).normalize() == pd.Timestamp("2017-11-23", tz="UTC")
     assert sunday.any() and thanksgiving.any()  # FX hours the NYSE calendar would deny
     report = paper_session_report(res.ledger_path)
     assert report.periods_per_year() == 260 * 24
