@@ -91,3 +91,15 @@ def test_a_model_whose_card_does_not_say_its_interval_is_refused_fail_closed(
     code = _paper(other, tmp_path, "--interval", "1m", "--model", "spy_1m", "--max-steps", "5")
     assert code == 2
     assert "INTERVAL_UNKNOWN: the card models/spy_1m.json" in capsys.readouterr().err
+
+
+def test_features_cli_on_intraday_bars_writes_one_row_per_bar(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "f.parquet"
+    code = main(["features", "--symbols", "SPY,EURUSD", "--interval", "1h", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    f = pd.read_parquet(out)
+    assert set(f["symbol"]) == {"SPY", "EURUSD"}
+    assert (f["symbol"] == "EURUSD").sum() == 5000 and (f["symbol"] == "SPY").sum() == 31
+    assert "resampled from the sample's 1m bars" in capsys.readouterr().out

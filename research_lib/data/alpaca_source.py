@@ -131,8 +131,8 @@ class AlpacaSource:
         tf = _timeframe(interval)
         s, e = _ts(start, "start"), _ts(end, "end")
         args: dict[str, Any] = {"symbol_or_symbols": name, "timeframe": tf,
-                                "start": None if s is None else s.to_pydatetime(),
-                                "end": None if e is None else e.to_pydatetime()}
+                                "start": None if s is None else s.floor("us").to_pydatetime(),
+                                "end": None if e is None else e.ceil("us").to_pydatetime()}
         try:
             if crypto:
                 bars = self._client("crypto").get_crypto_bars(CryptoBarsRequest(**args))
