@@ -293,7 +293,7 @@ def _only_keys(path: Path, data: Mapping[str, Any], allowed: set[str]) -> None:
 
 # ------------------------------------------------------------------------ assets
 OCC_PATTERN = r"re:^[A-Z]{1,6}\s*\d{6}[CP]\d{8}$"
-CALENDARS = ("XNYS", "24/7")
+CALENDARS = ("XNYS", "24/7", "FX")
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,20 @@ def returns_from_equity(equity: pd.Series) -> pd.Series:
 
 
 def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
-    """Steps per year seen in the index: ~252 for exchange sessions, ~365 for 24/7."""
+    """Steps per year seen in the index: ~252 for exchange sessions, ~365 for 24/7 (daily
+    steps); for intraday steps the bars of a trading day times 252 or 365 trading days (an
+    hourly NYSE curve ~1,764, an hourly 24/7 curve ~8,760: never 365)."""
     if len(index) < 3:
         return 252.0
     days = (index[-1] - index[0]).total_seconds() / 86400.0
     if days <= 0:
         return 252.0
+    gaps = np.diff(pd.DatetimeIndex(index).as_unit("ns").asi8)
+    if np.median(gaps) < 86_400 * 10**9:  # intraday: bars per trading day x trading days
+        local = pd.DatetimeIndex(index)
+        weekend = float(np.mean(local.day_of_week >= 5))
+        per_session = len(index) / max(len(np.unique(local.normalize())), 1)
+        return per_session * (365.0 if weekend > 0.05 else 252.0)
     per_day = (len(index) - 1) / days
     return 365.0 if per_day > 0.8 else 252.0 if per_day > 0.5 else per_day * 365.25
 
@@ -101,10 +109,12 @@ def performance_table(
 
 
 def metrics_frame(curves: dict[str, pd.Series],
-                  exposures: dict[str, pd.Series | None] | None = None) -> pd.DataFrame:
+                  exposures: dict[str, pd.Series | None] | None = None,
+                  periods_per_year: float | None = None) -> pd.DataFrame:
     """Side-by-side metrics (rows: metric names; columns: strategy, benchmark, ...)."""
     exposures = exposures or {}
-    cols = {name: performance_table(eq, exposures.get(name)) for name, eq in curves.items()}
+    cols = {name: performance_table(eq, exposures.get(name), periods_per_year)
+            for name, eq in curves.items()}
     return pd.DataFrame(cols).reindex(list(METRIC_NAMES))
 
 

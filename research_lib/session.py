@@ -4,13 +4,12 @@ summary, session). This module keeps the old import path (the CLI is research_li
 from __future__ import annotations
 
 from .paper.feeds import (  # noqa: F401 (the old import path)
-    LIVE_MAX_FAILED_POLLS,
     REPLAY_ONLY_SOURCES,
-    LiveFeed,
     ReplayFeed,
     StepBars,
     replay_end_note,
 )
+from .paper.live import LIVE_MAX_FAILED_POLLS, LiveFeed  # noqa: F401
 from .paper.session import Session, run_session  # noqa: F401
 from .paper.signals import (  # noqa: F401
     RouterModel,

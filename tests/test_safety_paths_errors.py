@@ -582,9 +582,10 @@ def _live(tmp_path: Path, src: _NoNetwork):
     def sleep(dt: float) -> None:
         now["t"] += dt
 
+    # --duration is counted on the session's clock (here the fake one): an hour of polls
     return make_session(tmp_path, symbols=["SYN"], source=src, mode="live", run_id="live",
                         poll_seconds=60, clock=lambda: now["t"], sleep=sleep,
-                        duration=2, model="baseline:buy_and_hold")
+                        duration="1h", model="baseline:buy_and_hold")
 
 
 def test_paper_live_when_no_fetch_ever_works_then_fails_loudly_and_records_why(tmp_path):
@@ -758,7 +759,7 @@ def test_paper_live_when_one_symbols_feed_fails_poll_after_poll_then_stops_namin
 
     src = OneDown()
     s = make_session(tmp_path, symbols=["AAA", "BBB"], source=src, mode="live", run_id="live",
-                     poll_seconds=60, clock=lambda: now["t"], sleep=sleep, duration=5,
+                     poll_seconds=60, clock=lambda: now["t"], sleep=sleep, duration="1h",
                      model="baseline:buy_and_hold")
     with pytest.raises(ResearchLibError, match=rf"BBB.*{LIVE_MAX_FAILED_POLLS} polls in a row"):
         s.run()

@@ -92,32 +92,35 @@ def test_live_resume_when_a_held_symbols_feed_fails_then_marked_at_its_recorded_
     at NaN (no price since the restart): the equity was NaN, the ledger refused the row and
     the session latched HALTED as a *ledger write failure* ('free disk space', exit 3, a
     reset-halt needed). Now the held symbol keeps the mark the ledger recorded until its
-    feed returns, and a feed that stays down stops the session as a feed failure."""
+    feed returns, and a feed that stays down stops the session as a feed failure.
+    (Issue 13: a step is a closed bar, so the held symbol's feed here serves no new bar
+    after the restart (frozen) while the other's goes on: its bars are decided without
+    it, then the dead feed stops the session.)"""
     import pandas as pd
     import pytest
 
-    from research_lib.errors import DataError, FeedError
+    from research_lib.errors import FeedError
     from research_lib.ledger_read import read_run
     from tests.kit.paper import random_walk
 
-    frames = {s: random_walk(200, seed=k, start="2021-01-01", symbol=s)
+    frames = {s: random_walk(230, seed=k, start="2021-01-01", symbol=s)
               for k, s in enumerate(["AAA-USD", "BBB-USD"])}
+    now = {"t": pd.Timestamp("2021-07-19 12:00", tz="UTC").timestamp()}
 
     class Src:
         name = "src"
 
-        def __init__(self, down: set[str]) -> None:
-            self.down = down
+        def __init__(self, frozen: set[str]) -> None:
+            self.frozen = frozen
 
         def symbols(self) -> list[str]:
             return sorted(frames)
 
         def fetch(self, symbol, start=None, end=None, interval="1d"):
-            if symbol in self.down:
-                raise DataError(f"yfinance: download of {symbol!r} failed: timeout")
-            return frames[symbol]
-
-    now = {"t": pd.Timestamp("2021-07-19 12:00", tz="UTC").timestamp()}
+            df = frames[symbol]
+            until = (pd.Timestamp("2021-07-19", tz="UTC") if symbol in self.frozen
+                     else pd.Timestamp(now["t"], unit="s", tz="UTC"))
+            return df[df.index <= until]
 
     def sleep(dt: float) -> None:
         now["t"] += dt
@@ -126,8 +129,9 @@ def test_live_resume_when_a_held_symbols_feed_fails_then_marked_at_its_recorded_
     first = make_session(tmp_path, symbols=sorted(frames), source=Src(set()), mode="live",
                          run_id="lv", max_steps=2, model="baseline:buy_and_hold", **kw).run()
     assert first.summary["fills"] == 2
-    with pytest.raises(FeedError, match="BBB-USD"):
-        make_session(tmp_path, resume="lv", source=Src({"BBB-USD"}), duration=5, **kw).run()
+    with pytest.raises(FeedError, match="BBB-USD.*a dead source"):
+        make_session(tmp_path, resume="lv", source=Src({"BBB-USD"}), duration="10d",
+                     **kw).run()
     run = read_run(first.ledger_path)
     eq = run["equity"]
     assert len(eq) > 2 and eq["equity"].notna().all()
@@ -136,7 +140,6 @@ def test_live_resume_when_a_held_symbols_feed_fails_then_marked_at_its_recorded_
     bbb = pos[(pos["symbol"] == "BBB-USD") & (pos["step"] >= 2)]
     assert len(bbb) and (bbb["mark"] == pos[(pos["symbol"] == "BBB-USD")
                                             & (pos["step"] == 1)]["mark"].iloc[0]).all()
-
 
 def test_cli_main_in_process_when_a_paper_session_ran_then_the_callers_signal_handlers_are_back(
         tmp_path, capsys):

@@ -397,10 +397,14 @@ def test_mixed_clock_is_the_union_and_a_symbol_without_a_bar_is_not_decided(tmp_
 
 
 # ---------------------------------------------------------------------- live
-def test_live_mode_polls_and_fills_at_the_next_observed_price(tmp_path):
+def test_live_mode_decides_closed_bars_and_fills_at_the_next_bars_open(tmp_path):
+    """Issue 13: a live step is a closed bar (the bar stamped at the first poll is still
+    forming: the one before it is decided), and an order fills at the next bar's open, as
+    in a replay (it filled at 'the next observed price', the newest close at a later poll,
+    which made a live ledger differ from the same bars replayed)."""
     bars = frame(list(np.linspace(100, 130, 80)), start="2021-01-04 00:00", freq="h",
-                 symbol="AAA")
-    t0 = bars.index[59].timestamp()
+                 symbol="AAA-USD")  # 24/7: the hours are open
+    t0 = bars.index[59].timestamp() + 60  # a minute into bar 59
     now = {"t": t0}
 
     class Growing(FrameSource):
@@ -412,13 +416,15 @@ def test_live_mode_polls_and_fills_at_the_next_observed_price(tmp_path):
         now["t"] += dt
 
     write_config(tmp_path / "config", session={"warmup_bars": 55, **NO_COSTS})
-    res = make_session(tmp_path, symbols=["AAA"], source=Growing({"AAA": bars}), mode="live",
-                       interval="1h", poll_seconds=3600, clock=lambda: now["t"], sleep=sleep,
-                       max_steps=4, model="baseline:buy_and_hold").run()
+    res = make_session(tmp_path, symbols=["AAA-USD"], source=Growing({"AAA-USD": bars}),
+                       mode="live", interval="1h", poll_seconds=3600, clock=lambda: now["t"],
+                       sleep=sleep, max_steps=4, model="baseline:buy_and_hold").run()
     assert res.summary["mode"] == "live" and res.summary["steps"] == 4
-    o = read_run(res.ledger_path)["orders"].iloc[0]
-    assert o["decision_price"] == bars["close"].iloc[59]
-    assert o["fill_price"] == bars["close"].iloc[60]  # the next poll's price
+    run = read_run(res.ledger_path)
+    assert list(run["steps"]["ts"]) == list(bars.index[58:62])
+    o = run["orders"].iloc[0]
+    assert o["decision_price"] == bars["close"].iloc[58]
+    assert o["fill_price"] == bars["open"].iloc[59]  # the next bar's open
 
 
 def test_duration_caps_wall_time_and_stops_cleanly(tmp_path):

@@ -84,10 +84,25 @@ def test_sample_empty_range_raises_empty_data_error_with_span() -> None:
     assert info.value.symbol == "SPY"
 
 
-@pytest.mark.parametrize("interval", ["1h", "5m", "1wk"])
-def test_sample_refuses_non_daily_interval_with_clear_message(interval: str) -> None:
-    with pytest.raises(DataError, match=rf"interval '{interval}'.*daily.*--interval 1d"):
-        SampleSource().fetch("SPY", interval=interval)
+@pytest.mark.parametrize("symbol,interval", [("GOOG", "1h"), ("BTC-USD", "5m"),
+                                             ("SPY", "1wk")])
+def test_sample_refuses_an_interval_it_has_no_bars_for_with_clear_message(symbol, interval):
+    with pytest.raises(DataError, match=rf"interval '{interval}'.*daily.*intraday bars for .*"
+                                        r"\^GSPC \(1m\).*--interval 1d"):
+        SampleSource().fetch(symbol, interval=interval)
+
+
+def test_sample_serves_intraday_bars_at_their_interval_or_a_labelled_resampled_multiple():
+    one = SampleSource().fetch("SPY", interval="1m")
+    assert len(one) == 1563 and one.attrs["served_as"] == "^GSPC" and one.attrs["proxy"]
+    assert one.index[0] == pd.Timestamp("2019-11-05 14:30", tz="UTC")
+    hourly = SampleSource().fetch("SPY", interval="1h")
+    assert "resampled from the sample's 1m bars" in hourly.attrs["label"]
+    first = one[one.index < pd.Timestamp("2019-11-05 15:30", tz="UTC")]
+    assert hourly.iloc[0].tolist() == [first["open"].iloc[0], first["high"].max(),
+                                       first["low"].min(), first["close"].iloc[-1], 0.0]
+    with pytest.raises(DataError, match="ships 1h bars.*not 1h or a whole multiple"):
+        SampleSource().fetch("EURUSD", interval="5m")
 
 
 def test_load_returns_one_frame_per_symbol_in_contract_shape() -> None:

@@ -75,10 +75,15 @@ def _common_data(p: argparse.ArgumentParser, symbols_required: bool = True) -> N
     p.add_argument("--symbols", required=symbols_required,
                    help="comma-separated tickers, e.g. SPY,QQQ,BTC-USD")
     p.add_argument("--source", default="sample",
-                   help="sample (default, offline) | yfinance | cache | csv:PATH")
+                   help="sample (default, offline; daily, and a few intraday series) | "
+                        "yfinance | ccxt:EXCHANGE (crypto, keyless, e.g. ccxt:binance; the "
+                        "ccxt extra) | alpaca (keys from APCA_API_KEY_ID and "
+                        "APCA_API_SECRET_KEY; the alpaca extra) | cache | csv:PATH")
     p.add_argument("--start", default=None, help="first date (inclusive), e.g. 2016-01-01")
     p.add_argument("--end", default=None, help="last date (inclusive)")
-    p.add_argument("--interval", default="1d", help="bar interval (the sample is daily)")
+    p.add_argument("--interval", default="1d",
+                   help="bar interval: 1m, 5m, 15m, 1h or 1d (default); the sample serves "
+                        "^GSPC/SPY 1m, EURUSD=X 1h, ETH-BTC 5m, XRP-ETH 1m intraday")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,14 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common_data(pp, symbols_required=False)  # not needed with --resume
     # defaults applied by cli_paper for a new run: with --resume these may not be given
     pp.set_defaults(source=None, interval=None)
-    pp.add_argument("--duration", default=None, help="wall-time cap, e.g. 5min, 60min, 30s")
+    pp.add_argument("--duration", default=None,
+                    help="live: wall-clock time the session runs, e.g. 5min, 60min, 30s "
+                         "(an equities session outside its market's hours waits for the "
+                         "open within it); replay: market time, the bars stamped from the "
+                         "window's first bar to first + duration (not a cap on run time)")
     pp.add_argument("--dry-run", action="store_true", help="decide and record, fill nothing")
     pp.add_argument("--model", default=None,
                     help="force a model: a registry name or baseline:sma_cross / baseline:buy_and_hold")
     pp.add_argument("--run-dir", default=None, help="folder for runs (default from session.yaml)")
     pp.add_argument("--resume", default=None, metavar="RUN", help="resume run RUN from its ledger")
     pp.add_argument("--mode", choices=["replay", "live"], default=None,
-                    help="replay history (default for sample/csv/cache) or poll live (yfinance)")
+                    help="replay history (default for sample/csv/cache, or with --start/"
+                         "--end) or poll live (default for yfinance, ccxt:EXCHANGE, alpaca): "
+                         "a live session decides each closed bar once")
     pp.add_argument("--json", action="store_true", help="print the summary as JSON")
     pp.add_argument("--config-dir", default=None, help="folder with risk/session/assets yaml")
     pp.add_argument("--run-id", default=None,

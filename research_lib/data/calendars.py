@@ -1,5 +1,8 @@
 """Exchange calendars: equities follow their exchange (sessions, holidays, half days);
-crypto trades 24/7. Backed by ``exchange_calendars``; calendars are cached per process.
+crypto trades 24/7; FX (``FX``) trades 24 hours Sunday to Friday: a trading day D runs from
+17:00 New York time on the day before to 17:00 on D, every weekday but 1 January and 25
+December (its hours: :mod:`research_lib.data.market_hours`). Backed by
+``exchange_calendars``; calendars are cached per process.
 
 Building a calendar costs about a second (importing exchange_calendars and working out
 its holiday rules), which a paper session would pay at every start for its sanity checks.
@@ -25,6 +28,10 @@ import numpy as np
 import pandas as pd
 
 CRYPTO = "24/7"
+FX = "FX"
+FX_TZ = "America/New_York"  # the FX day rolls at 17:00 New York time
+FX_ROLL_HOUR = 17
+FX_CLOSED_DAYS = ((1, 1), (12, 25))  # (month, day): no FX trading day
 _FIRST = "1990-01-02"
 _NS_PER_DAY = 86_400 * 10**9
 _CACHE_FORMAT = 1
@@ -125,6 +132,33 @@ def _session_days(name: str, until: pd.Timestamp) -> _SessionDays:
     return d
 
 
+def fx_sessions(start: Any, end: Any) -> pd.DatetimeIndex:
+    """FX trading days between start and end (inclusive): weekdays but 1 Jan and 25 Dec."""
+    days = pd.date_range(_day(start), _day(end), freq="D", tz="UTC")
+    keep = (days.day_of_week < 5) & ~pd.Index(list(zip(days.month, days.day, strict=True))
+                                           ).isin(FX_CLOSED_DAYS) if len(days) else []
+    return (days[keep] if len(days) else days).as_unit("ns")
+
+
+def fx_day_of(when: Any) -> pd.Timestamp:
+    """The FX trading day ``when`` belongs to (00:00 UTC of D): the New York date, moved
+    on by a day from 17:00 New York time (Sunday 18:00 New York is Monday's day)."""
+    t = pd.Timestamp(when)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t
+    local = t.tz_convert(FX_TZ)
+    day = local.tz_localize(None).normalize()
+    if local.hour >= FX_ROLL_HOUR:
+        day += pd.Timedelta(days=1)
+    return day.tz_localize("UTC")
+
+
+def fx_is_open(when: Any) -> bool:
+    """Whether FX trades at ``when``: inside an FX trading day (Sunday 17:00 to Friday
+    17:00 New York time, 1 January and 25 December closed)."""
+    day = fx_day_of(when)
+    return len(fx_sessions(day, day)) == 1
+
+
 def _day(value: Any) -> pd.Timestamp:
     t = pd.Timestamp(value)
     if t.tzinfo is not None:
@@ -137,6 +171,8 @@ def sessions(calendar: str, start: Any, end: Any) -> pd.DatetimeIndex:
     s, e = _day(start), _day(end)
     if calendar == CRYPTO:
         return pd.date_range(s, e, freq="D", tz="UTC")
+    if calendar == FX:
+        return fx_sessions(s, e)
     d = _session_days(calendar, e)
     lo, hi = max(_day_number(s), d.first), min(_day_number(e), d.last)
     if lo > hi:
@@ -151,6 +187,8 @@ def is_session(calendar: str, day: Any) -> bool:
     if calendar == CRYPTO:
         return True
     t = _day(day)
+    if calendar == FX:
+        return len(fx_sessions(t, t)) == 1
     d = _session_days(calendar, t)
     n = _day_number(t)
     if n < d.first or n > d.last:
@@ -164,13 +202,15 @@ def next_session(calendar: str, day: Any) -> pd.Timestamp:
     d = _day(day)
     if calendar == CRYPTO:
         return (d + pd.Timedelta(days=1)).tz_localize("UTC")
+    if calendar == FX:
+        return fx_sessions(d + pd.Timedelta(days=1), d + pd.Timedelta(days=8))[0]
     cal = _xcal(calendar)
     return pd.Timestamp(cal.date_to_session(d + pd.Timedelta(days=1), direction="next")).tz_localize("UTC")
 
 
 def half_days(calendar: str, start: Any, end: Any) -> pd.DatetimeIndex:
     """Early-close sessions (e.g. the day after Thanksgiving) in the range."""
-    if calendar == CRYPTO:
+    if calendar in (CRYPTO, FX):
         return pd.DatetimeIndex([], tz="UTC")
     cal = _xcal(calendar)
     ec = pd.DatetimeIndex(cal.early_closes)
@@ -182,6 +222,8 @@ def is_open(calendar: str, when: Any) -> bool:
     """Whether the market is open at ``when`` (a tz-aware timestamp); 24/7 always is."""
     if calendar == CRYPTO:
         return True
+    if calendar == FX:
+        return fx_is_open(when)
     cal = _xcal(calendar)
     t = pd.Timestamp(when)
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")

@@ -482,6 +482,18 @@ def check_calendar(df: pd.DataFrame, sym: str, cfg: SanityConfig) -> list[Findin
     return out
 
 
+def check_intraday(df: pd.DataFrame, sym: str, cfg: SanityConfig) -> list[Finding]:
+    """Intraday bars against the calendar's hours: ``NON_SESSION_BAR`` and ``MISSING_BARS``
+    warnings (:mod:`.intraday_sanity`); nothing for daily bars."""
+    from .intraday_sanity import intraday_problems
+
+    step = interval_length(cfg.interval)
+    if step is None or not isinstance(df.index, pd.DatetimeIndex):
+        return []
+    return [_f(code, WARNING, sym, df, i, msg)
+            for code, i, msg in intraday_problems(df.index, cfg.calendar, step, cfg.interval)]
+
+
 def check_frame(df: pd.DataFrame, symbol: str | None = None,
                 config: SanityConfig | None = None) -> list[Finding]:
     """Run every check on one symbol's frame; findings sorted by severity then row."""
@@ -499,6 +511,7 @@ def check_frame(df: pd.DataFrame, symbol: str | None = None,
     out += check_time(df, sym, cfg)
     out += check_spacing(df, sym, cfg)
     out += check_calendar(df, sym, cfg)
+    out += check_intraday(df, sym, cfg)
     attrs = df.attrs
     if attrs.get("proxy"):
         out.append(Finding("PROXY_SERIES", INFO, sym, None, None,

@@ -55,7 +55,8 @@ def sample_symbols() -> list[str]:
 
 
 class SampleSource:
-    """Real daily prices shipped inside the package (see ``data/PROVENANCE.md``)."""
+    """Real daily prices shipped inside the package, and a few real intraday series
+    (:mod:`.intraday_sample`; see ``data/PROVENANCE.md``)."""
 
     name = "sample"
 
@@ -71,10 +72,16 @@ class SampleSource:
 
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
         if interval not in ("1d", "1D", "d"):
-            raise DataError(
-                f"sample: interval {interval!r} is not available; the shipped sample is daily "
-                "(use --interval 1d, or --source yfinance/csv:PATH for intraday bars)"
-            )
+            from .intraday_sample import fetch_intraday, intraday_symbols, listing
+            from .sanity import interval_length
+
+            step = interval_length(interval)
+            if symbol not in intraday_symbols() or step is None or step >= pd.Timedelta(days=1):
+                raise DataError(
+                    f"sample: {symbol} at interval {interval!r} is not available; the shipped "
+                    f"sample is daily, with intraday bars for {listing()} only (use "
+                    "--interval 1d, or --source yfinance/ccxt:EXCHANGE/alpaca/csv:PATH)")
+            return fetch_intraday(symbol, start, end, interval)
         served, note = self.resolve(symbol)
         long = _sample_long()
         rows = long[long["symbol"] == served]
@@ -94,7 +101,8 @@ class SampleSource:
 
 # ---------------------------------------------------------------------- factory
 def get_source(spec: str | Source = "sample", **kwargs: Any) -> Source:
-    """``sample`` | ``yfinance`` | ``cache`` | ``csv:PATH`` (or a Source, returned as is)."""
+    """``sample`` | ``yfinance`` | ``ccxt:EXCHANGE`` | ``alpaca`` | ``cache`` | ``csv:PATH``
+    (or a Source, returned as is)."""
     if not isinstance(spec, str):
         return spec
     if spec == "sample":
@@ -103,6 +111,14 @@ def get_source(spec: str | Source = "sample", **kwargs: Any) -> Source:
         return YFinanceSource(**kwargs)
     if spec == "cache":
         return CacheSource(**kwargs)
+    if spec.startswith("ccxt:") or spec == "ccxt":
+        from .ccxt_source import CcxtSource
+
+        return CcxtSource(spec[5:].strip().lower(), **kwargs)
+    if spec == "alpaca":
+        from .alpaca_source import AlpacaSource
+
+        return AlpacaSource(**kwargs)
     if spec.startswith("csv:"):
         if not spec[4:].strip():  # "csv:$DATA" with DATA unset: never the working folder
             raise DataError(f"--source {spec!r} has no path; pass --source csv:PATH to a "
@@ -112,7 +128,7 @@ def get_source(spec: str | Source = "sample", **kwargs: Any) -> Source:
         return CsvSource(resolve_path(spec[4:]))
     raise DataError(
         f"--source {spec!r} is not known; use one of: sample (default, offline), yfinance, "
-        "cache, csv:PATH"
+        "ccxt:EXCHANGE (e.g. ccxt:binance), alpaca, cache, csv:PATH"
     )
 
 

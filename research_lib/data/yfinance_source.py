@@ -84,6 +84,25 @@ def flatten_yf_columns(df: pd.DataFrame, symbol: str) -> pd.DataFrame:
 
 
 _DAILY_OR_LONGER = ("d", "wk", "mo")
+# How far back Yahoo serves intraday bars (and, for 1m, how much one request may span):
+# 1m within the last 30 days, at most 8 days a request; 2m..90m the last 60 days; 1h 730.
+# A start further back is moved up to the window (said in the log and the frame's attrs).
+INTRADAY_WINDOW = {"1m": pd.Timedelta(days=6), "2m": pd.Timedelta(days=59),
+                   "5m": pd.Timedelta(days=59), "15m": pd.Timedelta(days=59),
+                   "30m": pd.Timedelta(days=59), "90m": pd.Timedelta(days=59),
+                   "60m": pd.Timedelta(days=729), "1h": pd.Timedelta(days=729)}
+
+
+def intraday_start(interval: str, start: pd.Timestamp | None, now: pd.Timestamp
+                   ) -> tuple[pd.Timestamp | None, str | None]:
+    """``start`` moved up into Yahoo's window for ``interval`` bars, and the note saying
+    so (None when it was inside)."""
+    window = INTRADAY_WINDOW.get(interval.lower())
+    if window is None or start is None or start >= now - window:
+        return start, None
+    first = (now - window).ceil("h")
+    return first, (f"yfinance serves {interval} bars for the last {window.days} days only: "
+                   f"asked from {start.isoformat()}, fetched from {first.isoformat()}")
 
 
 class YFinanceSource:
@@ -130,9 +149,10 @@ class YFinanceSource:
     def symbols(self) -> list[str]:
         return []  # anything Yahoo knows; unknown tickers come back empty
 
-    def _request_kwargs(self, start: Any, end: Any, interval: str) -> dict[str, Any]:
+    def _request_kwargs(self, start: Any, end: Any, interval: str,
+                        symbol: str = "?") -> dict[str, Any]:
         kw: dict[str, Any] = {
-            "interval": interval,
+            "interval": interval,  # 1m 5m 15m 1h 1d: Yahoo's names are this package's
             "auto_adjust": self.auto_adjust,
             "actions": False,
             "repair": False,
@@ -144,6 +164,13 @@ class YFinanceSource:
         # date, and its end is exclusive. Ask one day wider on each side and trim in UTC
         # afterwards, so start/end mean what they mean for every other source (inclusive).
         s, e = _ts(start, "start"), _ts(end, "end")
+        s, self._window_note = intraday_start(interval, s, pd.Timestamp.now(tz="UTC"))
+        if self._window_note is not None:
+            log_event(log, "yfinance_window", level=30, interval=interval,
+                      note=self._window_note)
+            if e is not None and e < s:
+                raise EmptyDataError(symbol, self.name, self._window_note + "; --end "
+                                     f"{e.isoformat()} is before that: nothing to fetch")
         if s is None:
             kw["period"] = "max"  # without start, history() would give one month only
         else:
@@ -155,7 +182,7 @@ class YFinanceSource:
     def _download(self, symbol: str, start: Any, end: Any, interval: str) -> pd.DataFrame:
         import yfinance as yf  # imported here: the network source is optional at run time
 
-        kwargs = self._request_kwargs(start, end, interval)
+        kwargs = self._request_kwargs(start, end, interval, symbol)
         delays = iter(self.retry.delays())
         attempt = 0
         while True:
@@ -221,6 +248,8 @@ class YFinanceSource:
             raise EmptyDataError(symbol, self.name, f"no bars between {start} and {end}")
         out = finish_frame(df, symbol=symbol, source=self.name,
                            adjustment="auto_adjust=True" if self.auto_adjust else "raw")
+        if getattr(self, "_window_note", None):
+            out.attrs["window_note"] = self._window_note
         if self.cache is not None:
             try:
                 self.cache.write(symbol, interval, out)

@@ -118,12 +118,38 @@ def labels(close: pd.Series, horizon: int, dead_zone: float) -> tuple[pd.Series,
     return fwd, pd.Series(lab, index=c.index)
 
 
-def periods_per_year(index: pd.DatetimeIndex) -> int:
-    """365 for a market that trades at weekends (crypto), else 252."""
+def series_calendar(index: pd.DatetimeIndex, symbol: str = "",
+                    declared: str | None = None) -> str:
+    """The calendar a series trades on: the one its source declares, else ``24/7`` when
+    more than 5% of its bars fall on a weekend, else the symbol's class calendar in
+    ``config/assets.yaml`` (FX, an exchange), else ``XNYS``."""
+    if declared:
+        return declared
+    if len(index) and np.asarray(pd.DatetimeIndex(index).day_of_week >= 5).mean() > 0.05:
+        return "24/7"
+    try:
+        from ..config import load_assets
+
+        return load_assets().calendar_for(symbol) if symbol else "XNYS"
+    except Exception:  # no readable assets file: the exchange default
+        return "XNYS"
+
+
+def periods_per_year(index: pd.DatetimeIndex, interval: str = "1d", symbol: str = "",
+                     calendar: str | None = None) -> int:
+    """Bars a year for annualising, from the interval and the calendar
+    (:func:`research_lib.data.market_hours.bars_per_year`): daily 252 on an exchange, 365
+    for a market that trades at weekends (crypto), 260 for FX; intraday the bars of a
+    trading year (hourly NYSE 1,764, hourly crypto 8,760, hourly FX 6,240)."""
+    from ..data.market_hours import bars_per_year
+    from ..data.sanity import interval_length
+
     if len(index) == 0:
         return 252
-    weekend = np.asarray(pd.DatetimeIndex(index).day_of_week >= 5)
-    return 365 if weekend.mean() > 0.05 else 252
+    step = interval_length(interval)
+    seconds = step.total_seconds() if step is not None else 86400.0
+    cal = series_calendar(index, symbol, calendar)
+    return int(round(bars_per_year(cal, seconds)))
 
 
 def _trim_notes(symbol: str, frame: pd.DataFrame, start: Any, end: Any) -> list[str]:
@@ -217,13 +243,14 @@ def build_dataset(
     horizon: int,
     dead_zone: float,
     notes: Sequence[str] = (),
+    interval: str = "1d",
 ) -> Dataset:
     """Features (``features.build``) and labels for every symbol, stacked by symbol in the
     given order (the order is part of what makes training reproducible)."""
     parts = []
     infos = []
     closes: dict[str, pd.Series] = {}
-    all_idx = []
+    per_year = []
     for sym, frame in frames.items():
         if len(frame) <= features.WARMUP + horizon:
             raise DataError(
@@ -248,7 +275,8 @@ def build_dataset(
         part.index.name = "timestamp"
         parts.append(part.reset_index())
         closes[sym] = close.copy()
-        all_idx.append(frame.index)
+        per_year.append(periods_per_year(pd.DatetimeIndex(frame.index), interval, sym,
+                                         frame.attrs.get("calendar")))
         attrs = frame.attrs
         infos.append(
             SymbolInfo(
@@ -264,7 +292,7 @@ def build_dataset(
             )
         )
     rows = pd.concat(parts, ignore_index=True)
-    ppy = max(periods_per_year(pd.DatetimeIndex(i)) for i in all_idx)
+    ppy = max(per_year)
     return Dataset(
         rows=rows,
         symbols=tuple(infos),

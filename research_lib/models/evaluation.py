@@ -99,7 +99,9 @@ def trading_metrics(
     ret: pd.Series, weights: pd.DataFrame, periods_per_year: float
 ) -> dict[str, Any]:
     """``ret``: portfolio return per date after costs; ``weights``: date x symbol.
-    On a date index, bars per year come from the span (``periods_per_year`` is ignored)."""
+    On a daily date index, bars per year come from the span (``periods_per_year`` is
+    ignored); on intraday bars from ``periods_per_year`` (the calendar's trading hours: a
+    span with nights and weekends would overstate them)."""
     r = ret.to_numpy(dtype=np.float64)
     n = len(r)
     if n == 0:
@@ -115,7 +117,9 @@ def trading_metrics(
     eq = np.cumprod(1.0 + r)
     total = eq[-1] - 1.0
     idx = ret.index
-    if isinstance(idx, pd.DatetimeIndex) and n > 1:
+    intraday = (isinstance(idx, pd.DatetimeIndex) and n > 2
+                and np.median(np.diff(idx.as_unit("ns").asi8)) < 86_400 * 10**9)
+    if isinstance(idx, pd.DatetimeIndex) and n > 1 and not intraday:
         # bars per year from the calendar actually spanned (a pooled book can mix a
         # weekday-only stretch with a 7-day one)
         years = max((idx[-1] - idx[0]).days + 1, 1) / 365.25

@@ -27,6 +27,7 @@ STATES = {
     "unpinned": "not pinned",
     "mismatch": "MISMATCH",
     "refused": "REFUSED",
+    "interval": "OTHER INTERVAL",
     "invalid": "INVALID",
 }
 

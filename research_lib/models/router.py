@@ -74,11 +74,15 @@ class Router:
     """Routes symbols to models and predicts p(up) in one onnxruntime call per model."""
 
     def __init__(self, assets: AssetsConfig | None = None, models_dir: Path | None = None,
-                 mode: str | int | None = None) -> None:
+                 mode: str | int | None = None, interval: str | None = None) -> None:
         """``mode``: the routing flag fixed for this router (``0``, ``1``, ``"shadow"``);
-        None reads ``FLAG_ASSET_SPECIFIC_MODELS`` at every call."""
+        None reads ``FLAG_ASSET_SPECIFIC_MODELS`` at every call. ``interval``: the
+        session's bar interval (a model whose card records another one is unusable)."""
         self._mode = None if mode is None else routing_mode(mode)
         self._assets = assets
+        # a session's bar interval: a model whose card records another one is unusable
+        # (state "interval"), so a class model falls back to universal or the start stops
+        self._interval = interval
         self._models_dir = Path(models_dir) if models_dir is not None else None
         self._slots: dict[str, _Slot] = {}
         self._classes: dict[str, tuple[str, str | None]] = {}
@@ -189,6 +193,13 @@ class Router:
             st = status_for_sha(assets, name, shown, path, sha256_bytes(data))
             if not st.ok:
                 return self._remember(name, key, st, None)
+            if self._interval is not None:
+                from .card_interval import interval_problem
+
+                why = interval_problem(name, path, shown, self._interval)
+                if why is not None:
+                    st = ModelStatus(name, shown, "interval", why, path, st.sha256)
+                    return self._remember(name, key, st, None)
             try:
                 model = OnnxModel(path, data=data)
             except ModelError as exc:

@@ -99,7 +99,7 @@ def _check_classes(asset_class: str, symbols: tuple[str, ...], assets: AssetsCon
 def prepare(spec: TrainSpec) -> Dataset:
     frames, notes = load_frames(spec.symbols, spec.source, spec.start, spec.end, spec.interval)
     lab = spec.settings.label
-    return build_dataset(frames, lab.horizon, lab.dead_zone, notes)
+    return build_dataset(frames, lab.horizon, lab.dead_zone, notes, spec.interval)
 
 
 OFFLINE_SOURCES = ("sample", "synthetic-options", "cache")
@@ -206,11 +206,16 @@ def train(
     build the card; with ``out`` write ``out`` and its card (``.json``) beside it.
     ``progress(done, total)`` is called after each stage (data, each walk-forward fold,
     the final fit, export and parity); the caller draws any bar."""
+    fresh = settings is None  # a retrain from a card passes the card's settings as they are
     settings = settings or load_settings()
     if seed is not None:
         settings = replace(settings, seed=int(seed))
     syms = tuple(parse_symbols(list(symbols) if not isinstance(symbols, str) else symbols))
     _check_classes(asset_class, tuple(expand_symbols(syms, source)), assets)
+    if fresh:  # the dead zone is set for daily bars: scaled to intraday ones (recorded)
+        from .intraday_label import scaled_label
+
+        settings = replace(settings, label=scaled_label(settings.label, interval, syms, assets))
     out_path = project_path(out) if out is not None else None
     if out_path is not None and out_path.suffix != ".onnx":
         raise ConfigError(f"--out must end in .onnx, got {out_path}")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,14 +12,10 @@ import numpy as np
 from ..errors import (
     DataError,
     EmptyDataError,
-    FeedError,
 )
-from ..risk import refuse_identical_series, refuse_shared_underlying
 from ..telemetry import (
     get_logger,
-    log_event,
 )
-from .spec import interval_seconds
 
 log = get_logger("session")
 
@@ -43,13 +38,19 @@ class StepBars:
     fill_prices: np.ndarray
     warmup: bool = False
     bar_ns: np.ndarray | None = None  # each row's bar timestamp (ns since epoch, UTC)
+    # live (research_lib.paper.live): which rows are their symbol's newest closed bar (only
+    # those can be stale), and what the feed learned since the last step (recorded as risk
+    # events: (ts, symbol, code, reason))
+    newest: np.ndarray | None = None
+    feed_events: list[tuple[str | None, str | None, str, str]] | None = None
 
     def select(self, keep: np.ndarray) -> StepBars:
         """The same step with only the rows where ``keep`` (a mask over ``rows``) is True."""
         return dataclasses.replace(
             self, rows=self.rows[keep], open=self.open[keep], high=self.high[keep],
             low=self.low[keep], close=self.close[keep], volume=self.volume[keep],
-            dow=self.dow[keep], bar_ns=None if self.bar_ns is None else self.bar_ns[keep])
+            dow=self.dow[keep], bar_ns=None if self.bar_ns is None else self.bar_ns[keep],
+            newest=None if self.newest is None else self.newest[keep])
 
 
 def _utc(value: Any, field: str = "date") -> Any:
@@ -187,163 +188,6 @@ class ReplayFeed:
             yield self.bars_at(t, every[t])
 
 
-LIVE_MAX_FAILED_POLLS = 3  # polls in a row that fetch nothing before a live session stops
 # sources that never get a new bar: polling them live would wait forever (a csv file or the
 # cache may be appended to by another process, so they stay allowed)
 REPLAY_ONLY_SOURCES = ("sample",)
-
-
-class LiveFeed:
-    """Polls ``source`` every ``poll_seconds``: the first poll's history warms the
-    indicators (its newest bar is the first decision), later polls bring new bars.
-    Open orders fill at the next observed price (the newest close seen at a later poll)."""
-
-    def __init__(self, source: Any, symbols: Sequence[str], interval: str, poll_seconds: float,
-                 lookback_bars: int, should_stop: Callable[[], bool],
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep,
-                 should_abort: Callable[[], bool] = lambda: False,
-                 is_stale: Callable[[int, Any, Any], bool] = lambda j, ts, now: False,
-                 replicas: bool = False) -> None:
-        self.source = source
-        self.replicas = replicas  # identical series are deliberate copies (RunSpec.replicas)
-        # is_stale(row, bar_ts, now): a bar too old to fill at (the session's stale rule)
-        self.is_stale = is_stale
-        # a second Ctrl+C: stop fetching at once (nothing of this poll is decided yet)
-        self.should_abort = should_abort
-        self.aborted = False
-        self.symbols = list(symbols)
-        self.interval = interval
-        self.poll_seconds = poll_seconds
-        self.lookback_s = lookback_bars * interval_seconds(interval) * 2 + 10 * 86400
-        self.should_stop = should_stop
-        self.clock = clock
-        self.sleep = sleep
-        self.last_seen: dict[str, Any] = {}
-        self.n_warmup = 0
-        self.failed_polls = 0  # consecutive polls that fetched no symbol at all
-        self.errors: dict[str, str] = {}  # each symbol's last fetch error of this poll
-        self.symbol_fails: dict[str, int] = {}  # consecutive polls each symbol failed
-
-    def _poll(self) -> dict[str, Any] | None:
-        """Fetch every symbol; ``None`` when a second interrupt abandons the poll."""
-        import pandas as pd
-
-        from ..data.sanity import refuse_bad_timeline
-
-        now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
-        out = {}
-        for s in self.symbols:
-            if self.should_abort():
-                self.aborted = True
-                log_event(log, "live_poll_abandoned", level=30, at_symbol=s,
-                          reason="second interrupt: nothing of this poll was decided")
-                return None
-            try:
-                df = self.source.fetch(s, start=now - pd.Timedelta(seconds=self.lookback_s),
-                                       interval=self.interval)
-            except DataError as exc:
-                log_event(log, "live_fetch_failed", level=30, symbol=s, error=str(exc))
-                self.errors[s] = str(exc)
-                continue
-            out[s] = _check_frame(s, df)
-            refuse_bad_timeline({s: df}, self.interval)  # live bars of another interval
-        return out
-
-    def _check_failures(self, frames: dict[str, Any], first: bool) -> None:
-        """No symbol fetched at the first poll, or at LIVE_MAX_FAILED_POLLS polls in a row:
-        a FeedError with each symbol's reason (a live session never polls on silently)."""
-        for sym in self.symbols:  # one symbol down while others work: bounded too
-            self.symbol_fails[sym] = 0 if sym in frames else self.symbol_fails.get(sym, 0) + 1
-        down = [sym for sym, k in self.symbol_fails.items() if k >= LIVE_MAX_FAILED_POLLS]
-        if frames and down:
-            why = "; ".join(f"{sym}: {self.errors.get(sym, 'no data')}" for sym in down)
-            raise FeedError(f"live: {', '.join(down)} could not be fetched at "
-                            f"{LIVE_MAX_FAILED_POLLS} polls in a row ({why}); its position "
-                            "would be marked at its last close while the others trade; check "
-                            "the symbol and the network, then resume")
-        if frames:
-            self.failed_polls = 0
-            self.errors.clear()
-            return
-        self.failed_polls += 1
-        if first or self.failed_polls >= LIVE_MAX_FAILED_POLLS:
-            why = "; ".join(f"{s}: {e}" for s, e in self.errors.items()) or "no data"
-            when = ("at the first poll" if first else
-                    f"at {self.failed_polls} polls in a row")
-            raise FeedError(f"live: no symbol could be fetched {when} ({why}); check the "
-                            "network and the symbols, or replay history with --mode replay "
-                            "--source cache/sample/csv:PATH")
-
-    def _wait(self) -> bool:
-        end = self.clock() + self.poll_seconds
-        while not self.should_stop():
-            left = end - self.clock()
-            if left <= 0:
-                return True
-            self.sleep(min(left, 0.2))
-        return False
-
-    def __iter__(self) -> Iterator[StepBars]:
-        import pandas as pd
-
-        from ..features import _dayofweek
-
-        n = len(self.symbols)
-        first = True
-        while not self.should_stop():
-            frames = self._poll()
-            if frames is None:
-                return
-            self._check_failures(frames, first)
-            if first:  # one position cap per underlying, live as in a replay
-                refuse_shared_underlying(list(frames), {
-                    s: str(df.attrs.get("served_as", s)) for s, df in frames.items()})
-                if not self.replicas:
-                    refuse_identical_series(frames)
-            now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
-            fill = np.full(n, np.nan)
-            news: dict[int, Any] = {}
-            for j, s in enumerate(self.symbols):
-                df = frames.get(s)
-                if df is None or df.empty:
-                    continue
-                if not self.is_stale(j, df.index[-1], now):  # a stale close is no price
-                    fill[j] = float(df["close"].iloc[-1])
-                seen = self.last_seen.get(s)
-                new = df if seen is None else df[df.index > seen]
-                if len(new):
-                    news[j] = new
-                    self.last_seen[s] = new.index[-1]
-            # older new bars only warm the indicators; the newest per symbol is decided on
-            for j, new in news.items():
-                for k in range(len(new) - 1):
-                    ts = new.index[k]
-                    yield self._bars(ts.isoformat(), ts.strftime("%Y-%m-%d"), [j],
-                                     new.iloc[k : k + 1], _dayofweek(new.index[k : k + 1]),
-                                     np.full(n, np.nan), warmup=True)
-            rows = sorted(news)
-            if rows or not first:
-                last = pd.concat([news[j].iloc[-1:] for j in rows]) if rows else None
-                dow = (_dayofweek(pd.DatetimeIndex([news[j].index[-1] for j in rows]))
-                       if rows else np.zeros(0, np.int64))
-                yield self._bars(now.isoformat(), now.strftime("%Y-%m-%d"), rows, last, dow,
-                                 np.full(n, np.nan) if first else fill, warmup=False)
-            first = False
-            if not self._wait():
-                return
-
-    @staticmethod
-    def _bars(ts: str, day: str, rows: list[int], df: Any, dow: np.ndarray,
-              fill: np.ndarray, warmup: bool) -> StepBars:
-        def col(c: str) -> np.ndarray:
-            return (df[c].to_numpy(np.float64) if df is not None and len(rows)
-                    else np.zeros(0))
-
-        return StepBars(ts=ts, day=day, rows=np.asarray(rows, dtype=np.int64),
-                        open=col("open"), high=col("high"), low=col("low"),
-                        close=col("close"), volume=col("volume"),
-                        dow=np.asarray(dow, np.int64), fill_prices=fill, warmup=warmup,
-                        bar_ns=(np.asarray(df.index.as_unit("ns").asi8, dtype=np.int64)
-                                if df is not None and len(rows) else np.zeros(0, np.int64)))
-

@@ -129,6 +129,8 @@ class BarGate:
             stale = np.array([stale_bar(self.cal[i], self.interval_s,
                                         pd.Timestamp(int(ns), unit="ns", tz="UTC"), now)
                               for i, ns in zip(rows, bars.bar_ns, strict=True)], dtype=bool)
+            if bars.newest is not None:  # a bar a late poll catches up on, with a newer
+                stale &= bars.newest     # one behind it, is old but not a frozen feed
         ref, thr = last_close[rows], self.jump_thr[rows]
         code = bar_faults(bars.open, bars.high, bars.low, bars.close, bars.volume, ref, thr,
                           bars.bar_ns, now_ns, stale)

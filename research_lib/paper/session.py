@@ -61,9 +61,9 @@ from ..telemetry import (
 )
 from .events import EventLog
 from .feeds import (
-    LiveFeed,
     StepBars,
 )
+from .live import LiveFeed
 from .reload import reload_step
 from .setup import SessionSetup
 from .signals import checked_prediction
@@ -73,7 +73,6 @@ from .spec import (
     SessionSpec,
     Wiring,
     _step_delay_seconds,
-    interval_seconds,
     parse_duration,
 )
 from .step import run_step
@@ -235,7 +234,6 @@ class Session(SessionSetup, EventLog):
     # ---------------------------------------------------------------- the loop
     def run(self) -> SessionResult:
         spec = self.spec
-        t_start = time.monotonic()
         step_delay = _step_delay_seconds()
         try:
             self.prepare()
@@ -248,8 +246,11 @@ class Session(SessionSetup, EventLog):
                 if not spec.resume:  # a run this setup created and that failed: no trace
                     discard_empty_run(self.ledger.path)
             raise
-        duration = parse_duration(spec.duration)
-        deadline = None if duration is None else t_start + duration
+        # --duration: wall-clock time in a live session (the session's clock); in a replay
+        # it is market time and already cut the replayed window (setup.replay_cut)
+        duration = parse_duration(spec.duration) if self.mode == "live" else None
+        clock = self.wiring.clock
+        deadline = None if duration is None else clock() + duration
         handler = self._attach_log()
         if self.wiring.install_signal_handlers:
             self.ks.install_signal_handlers()
@@ -258,17 +259,18 @@ class Session(SessionSetup, EventLog):
         progress, total = self.wiring.progress, self._progress_total()
 
         def should_stop() -> bool:
-            return self.ks.stop_requested or (deadline is not None and time.monotonic() >= deadline)
+            return self.ks.stop_requested or (deadline is not None and clock() >= deadline)
 
         if self.mode == "live":
             from ..data import get_source
 
-            poll = self.wiring.poll_seconds or interval_seconds(self.interval)
-            self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval, poll,
-                                 self.settings.session.warmup_bars, should_stop,
-                                 clock=self.wiring.clock, sleep=self.wiring.sleep,
+            self.feed = LiveFeed(get_source(self.source_arg), self.symbols, self.interval,
+                                 self.wiring.poll_seconds, self.settings.session.warmup_bars,
+                                 should_stop, clock=clock, sleep=self.wiring.sleep,
                                  should_abort=lambda: self.ks.force,
-                                 is_stale=self.bar_gate.stale_fill, replicas=self.spec.replicas)
+                                 is_stale=self.bar_gate.stale_fill, replicas=self.spec.replicas,
+                                 calendars=self.bar_gate.cal,
+                                 start_after=self.state.last_ts if self.next_step else None)
         log_event(log, "session_started", run_id=self.run_id, mode=self.mode,
                   symbols=self.symbols, resume_from=self.next_step, dry_run=self.dry_run,
                   model=self.model_label, ledger=str(self.ledger.path))
@@ -283,6 +285,8 @@ class Session(SessionSetup, EventLog):
                         progress(self.next_step + n, total)
 
                 stopped = run_fast(self, deadline, counted)
+                if stopped == "end_of_data" and getattr(self, "replay_cut", None) is not None:
+                    stopped = "duration"  # the replay's window ended at --duration
                 summary = self.finish(stopped, committed, None)
                 return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
             step = -1
@@ -301,7 +305,7 @@ class Session(SessionSetup, EventLog):
                 if self.ks.stop_requested:
                     stopped = "signal"
                     break
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock() >= deadline:
                     stopped = "duration"
                     break
                 t0 = time.perf_counter()
@@ -326,8 +330,11 @@ class Session(SessionSetup, EventLog):
             else:
                 if self.ks.stop_requested:
                     stopped = "signal"
-                elif deadline is not None and time.monotonic() >= deadline:
+                elif deadline is not None and clock() >= deadline:
                     stopped = "duration"
+                elif getattr(self, "replay_cut", None) is not None:
+                    stopped = "duration"
+            self._record_feed_leftovers()
             summary = self.finish(stopped, committed, None)
         except LedgerBusyError as exc:  # another writer: refuse, never latch HALTED
             log_event(log, "session_refused_ledger_busy", level=40, error=str(exc))
@@ -335,6 +342,7 @@ class Session(SessionSetup, EventLog):
             raise
         except FeedError as exc:  # a live feed that brings nothing: stop loudly, recorded
             log_event(log, "session_stopped_feed_failed", level=40, error=str(exc))
+            self._record_feed_leftovers()
             self.ledger.append_risk_event("session", "FEED_FAILED", f"FEED_FAILED: {exc}")
             self.finish("feed_failed", committed, str(exc))
             raise
@@ -354,6 +362,15 @@ class Session(SessionSetup, EventLog):
             if self.wiring.install_signal_handlers and self.wiring.restore_signal_handlers:
                 self.ks.restore_signal_handlers()
         return SessionResult(self.run_id, self.ledger.path, summary, exit_code)
+
+    def _record_feed_leftovers(self) -> None:
+        """What a live feed learned after its last step (a fetch error, a late bar) is
+        recorded after that step, not lost."""
+        feed = getattr(self, "feed", None)
+        for _ts, _sym, code, why in getattr(feed, "events", None) or ():
+            self.ledger.append_risk_event("data", code, why)
+        if feed is not None and hasattr(feed, "events"):
+            feed.events = []
 
     def _halt_on_write_failure(self, step: int, exc: LedgerError) -> str:
         """A step the ledger could not take was rolled back: latch the account HALTED (in the
@@ -407,11 +424,16 @@ class Session(SessionSetup, EventLog):
             self.ledger.conn, run_id=self.run_id, ledger=str(self.ledger.path), mode=self.mode,
             engine=getattr(self, "engine_name", "step"), dry_run=self.dry_run,
             model=self.model_label, symbols=self.symbols,
-            proxies=getattr(self, "proxies", None) or {}, initial_cash=self.initial_cash,
+            proxies={**(getattr(self, "proxies", None) or {}),
+                     **getattr(getattr(self, "feed", None), "alias_notes", {})},
+            initial_cash=self.initial_cash,
             state=self.engine.state.value, latency_ms=self.latency.summary_ms(),
             stopped=stopped, committed=committed, error=error,
             notes=[n for n in (getattr(self, "end_note", None),
-                               getattr(self, "start_note", None)) if n])
+                               getattr(self, "start_note", None),
+                               getattr(self, "duration_note", None),
+                               *getattr(self, "class_notes", ()),
+                               *getattr(getattr(self, "feed", None), "notes", ())) if n])
         w = self.sample_windows  # IN-SAMPLE / OUT-OF-SAMPLE (research_lib.models.windows)
         out["sample"] = sample_section(self.ledger.conn, w.named, w.deciding, w.default)
         return out

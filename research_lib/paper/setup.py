@@ -76,6 +76,7 @@ from .feeds import (
     replay_end_note,
 )
 from .gate import BarGate
+from .live import is_network_source
 from .signals import make_model, model_assets_for
 from .spec import (
     CRYPTO_CALENDAR,
@@ -124,8 +125,15 @@ class SessionSetup:
         self._reload_errors: dict[str, str | None] = {}
 
     def _classify(self) -> None:
+        from ..asset_classes import explain
+
         self._index = {s: i for i, s in enumerate(self.symbols)}
         self.classes = {s: self.assets.classify(s) for s in self.symbols}
+        # an unknown symbol is never silently an equity: the class it was given and why
+        self.class_notes = [c.reason for c in map(lambda s: explain(self.assets, s),
+                                                   self.symbols) if c.assumed]
+        for note in self.class_notes:
+            log_event(log, "symbol_class_assumed", level=logging.WARNING, note=note)
         self.crypto = np.array([
             self.classes[s] == "crypto" or self.assets.asset_class(self.classes[s]).calendar
             == CRYPTO_CALENDAR for s in self.symbols])
@@ -180,15 +188,25 @@ class SessionSetup:
                               + (end_note or "pass a --start before it"))
         if start > end:
             raise ConfigError(f"--start {start.date()} is after --end {end.date()}")
+        firsts = [f.index[f.index >= start] for f in frames.values()]
+        first_bar = min((i[0] for i in firsts if len(i)), default=start)
+        cut = self._replay_cut(first_bar, end)
         out = {}
         for s, f in frames.items():
             trade = f[(f.index >= start) & (f.index <= end)]
+            if cut is not None:
+                trade = trade[trade.index < cut]
+                if trade.empty:  # --duration shorter than the first bar: no step
+                    out[s] = f[f.index < start].iloc[-warm:]
+                    continue
             if trade.empty:
                 raise DataError(
                     f"{s}: no bars between {start.date()} and {end.date()}; its data spans "
                     f"{f.index[0].date()} .. {f.index[-1].date()}; pass --start/--end inside it"
                 )
             out[s] = pd.concat([f[f.index < start].iloc[-warm:], trade])
+        if cut is not None and cut <= end:
+            end = cut - pd.Timedelta(1, "ns")  # recorded: a resume replays the same window
         self.bar_gate.check_data(out, start, end)
         self.end_note = end_note
         if end_note is not None:  # said on stderr, in the summary and in the ledger
@@ -198,6 +216,37 @@ class SessionSetup:
                                       "REPLAY_ENDS_EARLY", f"REPLAY_ENDS_EARLY: {end_note}", None))
         return out, start, end
 
+
+    def _replay_cut(self, start: Any, end: Any) -> Any:
+        """``--duration`` in a replay is market time: the replay decides the bars stamped in
+        ``[first, first + duration)``, ``first`` the window's first bar (a live session of
+        that duration sees as much).
+        None without it; on a resume the recorded window stands (a replay's window is fixed
+        when it starts), so --duration is refused there."""
+        import pandas as pd
+
+        from .spec import parse_duration
+
+        self.replay_cut = None
+        self.duration_note = None
+        seconds = parse_duration(self.spec.duration)
+        if seconds is None:
+            return None
+        if self.spec.resume:
+            raise ConfigError("--duration with --resume of a replay: the replay's window was "
+                              "fixed when it started (--duration there is market time); drop "
+                              "--duration")
+        cut = start + pd.Timedelta(seconds=seconds)
+        if cut > end:
+            return None
+        self.replay_cut = cut
+        span = pd.Timedelta(seconds=seconds)
+        self.duration_note = (
+            f"--duration {span} in a replay is market time: bars stamped from "
+            f"{start.isoformat()} to before {cut.isoformat()} were replayed (a live session "
+            "counts it in wall-clock time; pass --end to replay a window of history)")
+        log_event(log, "replay_duration_is_market_time", note=self.duration_note)
+        return cut
 
     def prepare(self) -> None:
         spec = self.spec
@@ -234,7 +283,7 @@ class SessionSetup:
             source = spec.source or self.settings.session.source
             self.run_values = RunValues(
                 source=source,
-                mode=spec.mode or ("live" if source == "yfinance" and not spec.start
+                mode=spec.mode or ("live" if is_network_source(source) and not spec.start
                                    and not spec.end else "replay"),
                 start=spec.start, end=spec.end,
                 interval=spec.interval or self.settings.session.interval,
@@ -284,7 +333,8 @@ class SessionSetup:
         # model
         self.model_assets = model_assets_for(self.assets, self.model_name)
         self.model = make_model(self.model_name, self.symbols, self.assets, self.classes,
-                                router=self.wiring.router, flag=self.run_flag)
+                                router=self.wiring.router, flag=self.run_flag,
+                                interval=self.interval)
         self.model_label = (self.model_name or getattr(self.model, "session_label", None)
                             or "router")
         self.model.warm(self.symbols)

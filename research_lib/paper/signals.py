@@ -87,10 +87,11 @@ def model_assets_for(assets: AssetsConfig, model: str | None) -> AssetsConfig:
 
 def make_model(model: str | None, symbols: Sequence[str], assets: AssetsConfig,
                classes: dict[str, str], router: Any = None,
-               flag: str | None = None) -> SignalModel:
+               flag: str | None = None, interval: str | None = None) -> SignalModel:
     """The session's model: a rule baseline, a model object given (``router``), or the
     registry's router (forced to ``model`` when named; ``flag``: its routing mode, None
-    for ``FLAG_ASSET_SPECIFIC_MODELS`` at each decision)."""
+    for ``FLAG_ASSET_SPECIFIC_MODELS`` at each decision), which refuses a model whose card
+    records another bar interval than ``interval``."""
     if model is not None and model.startswith("baseline:"):
         return make_baseline(model, symbols, classes)  # type: ignore[return-value]
     if isinstance(router, SignalModel):
@@ -103,7 +104,7 @@ def make_model(model: str | None, symbols: Sequence[str], assets: AssetsConfig,
         from ..models.router import Router  # serving path: onnxruntime, never sklearn
 
         a = force_model(assets, model) if model else assets
-        router = Router(assets=a, models_dir=models_dir(), mode=flag)
+        router = Router(assets=a, models_dir=models_dir(), mode=flag, interval=interval)
     return RouterModel(router)
 
 

@@ -122,7 +122,7 @@ class Wiring:
     router: Any = None  # a Router stand-in, or a model speaking the protocol (tests)
     install_signal_handlers: bool = False
     restore_signal_handlers: bool = True  # the CLI keeps them: a late Ctrl+C exits 0 too
-    poll_seconds: float | None = None  # live: default the interval
+    poll_seconds: float | None = None  # live: a fixed poll period; None: follow the bar closes
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     log_file: bool = True  # <run>/events.jsonl

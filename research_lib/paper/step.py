@@ -38,6 +38,8 @@ def run_step(s: SessionLike, step: int, bars: StepBars, t0: float, pre: Any = No
     if step == 0:  # the start-up data findings, once per run
         for ev in s.bar_gate.data_events:
             rec.add("risk_events", RiskEventRow(step, *ev))
+    for ts, sym, code, why in bars.feed_events or ():  # live: gaps, late bars, fetch errors
+        rec.add("risk_events", RiskEventRow(step, ts, sym, "data", code, why, None))
 
     # gate: a bad bar is recorded and used for nothing (fail closed)
     bars, bad = s.gate(bars) if pre is None else (pre.bars, pre.bad)

@@ -47,6 +47,23 @@ def resolve_run(run: str | Path, run_dir: str | Path | None = None) -> Path:
                       "pass a run id from the run folder, a run folder or its ledger file")
 
 
+def run_periods_per_year(meta: dict[str, Any]) -> float | None:
+    """Annualisation from a run's bar interval and its symbols' calendars (the most bars a
+    year among them: a daily SPY+BTC run steps every day, 365); None for a ledger that does
+    not record them."""
+    from ..data.market_hours import bars_per_year
+    from ..data.sanity import interval_length
+
+    spec, cfg = meta.get("spec") or {}, meta.get("config") or {}
+    step = interval_length(str(spec.get("interval", "")))
+    classes = (cfg.get("assets") or {}).get("classes") or {}
+    cals = {(classes.get(c) or {}).get("calendar")
+            for c in (meta.get("asset_classes") or {}).values()}
+    if step is None or not cals or None in cals:
+        return None
+    return max(bars_per_year(c, step.total_seconds()) for c in cals)
+
+
 @dataclass
 class RunData:
     """The run's tables (``ledger_read.read_run``) and the series derived from them."""
@@ -84,7 +101,11 @@ class RunData:
 
     @cached_property
     def periods(self) -> float:
-        return self.periods_override or infer_periods_per_year(self.equity.index)
+        """Steps per year for annualising: from the run's bar interval and its symbols'
+        calendars where the ledger records them (an hourly XNYS run is not 365 a year),
+        else inferred from the equity curve's spacing."""
+        return (self.periods_override or run_periods_per_year(self.meta)
+                or infer_periods_per_year(self.equity.index))
 
     @cached_property
     def exposure(self) -> pd.DataFrame:

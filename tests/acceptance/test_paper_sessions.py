@@ -118,12 +118,15 @@ def test_sma_cross_with_relaxed_limits_and_no_costs_trades_on_the_reference_bars
 
 
 def test_seed_command_spy_qqq_5min_runs_as_written(tmp_path, monkeypatch, capsys):
+    """On the sample (a replay) --duration is market time since issue 13: five minutes of
+    daily bars is the first bar, and the summary says so (it replayed two years before)."""
     monkeypatch.chdir(tmp_path)  # kill.flag and runs/ resolve here, not in the checkout
     code = main(["paper", "--symbols", "SPY,QQQ", "--duration", "5min",
                  "--run-dir", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "stopped: end_of_data" in out and "model router" in out
+    assert "stopped: duration" in out and "model router" in out
+    assert "steps      1 " in out and "in a replay is market time" in out
     assert "e2d        p50" in out
 
 
