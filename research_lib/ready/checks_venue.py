@@ -52,9 +52,6 @@ def _meta(ledger: Path) -> dict[str, Any]:
     """A ledger's meta, read without writing beside it: ``immutable`` keeps SQLite from
     making ``-wal``/``-shm`` files in a user's run folder (meta is written whole when the
     ledger is created, before it is linked into place)."""
-    from ..ledger import _check_header
-
-    _check_header(ledger)
     con = sqlite3.connect(f"{ledger.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
     try:
         return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
