@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .broker import PaperBroker
-from .ledger import COLUMNS, VENUE_TABLES, Ledger
+from .ledger import COLUMNS, VENUE_TABLES, Ledger, LedgerState
 from .run_files import LEDGER_NAME
 
 if TYPE_CHECKING:  # pandas only for readers, never on the trading path
@@ -30,10 +30,17 @@ RESUME_META = ("inputs",)  # what a resume checks (research_lib.resume): not in 
 # ---------------------------------------------------------------------- replay
 def replay(path: str | Path) -> PaperBroker:
     """A broker rebuilt from the ledger's fills and open orders alone (no snapshots)."""
+    return ledger_view(path)[1]
+
+
+def ledger_view(path: str | Path) -> tuple[LedgerState, PaperBroker]:
+    """The run's state (read-only: its meta, last step, fills, open orders) and a broker
+    rebuilt from its fills and open orders alone: the positions folded from the fills, the
+    cash, the open orders, every client order id decided."""
     with Ledger.open(path, readonly=True) as led:
         st = led.load_state()
     broker = PaperBroker(initial_cash=float(st.meta["initial_cash"]))
-    return broker.restore(st.fills, st.open_orders, st.known_ids)
+    return st, broker.restore(st.fills, st.open_orders, st.known_ids)
 
 
 def deterministic_dump(path: str | Path) -> dict[str, list[tuple[Any, ...]]]:

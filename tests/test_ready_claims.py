@@ -450,11 +450,16 @@ def test_headless_when_a_module_imports_pyplot_and_a_gui_toolkit_then_fail_namin
     assert "matplotlib.pyplot" in v.evidence["gui_modules"]["ready_gui_leak"]
 
 
-def test_venue_when_one_is_configured_then_fail_closed_naming_it(home):
+def test_venue_when_one_is_configured_without_keys_then_fail_closed_naming_them(
+        home, monkeypatch):
+    # the reconciliation itself is tests/test_ready_venue.py (against a fake venue)
     assert verdict("venue.reconciles").verdict == SKIP
-    edit_yaml(home / "config" / "ready.yaml", "ready", live_venue="alpaca-paper")
+    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
+    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
+    edit_yaml(home / "config" / "ready.yaml", "ready", live_venue="alpaca")
     v = verdict("venue.reconciles")
-    assert v.verdict == FAIL and "'alpaca-paper'" in v.detail
+    assert v.verdict == FAIL and "the alpaca venue cannot be opened" in v.detail
+    assert "APCA_API_KEY_ID and APCA_API_SECRET_KEY are not set" in v.detail
 
 
 def test_a_check_that_raises_is_a_fail_naming_the_exception(home, monkeypatch):

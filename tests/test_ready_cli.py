@@ -171,6 +171,8 @@ def test_ready_settings_when_no_file_then_defaults_with_a_150ms_budget(tmp_path,
     ({"cache_max_age": "soon"}, "ready.cache_max_age must be a duration such as 5D"),
     ({"live_timeout_s": 0}, "ready.live_timeout_s must be in (0, 120], got 0"),
     ({"live_probe_symbol": " "}, "ready.live_probe_symbol must be a ticker"),
+    ({"live_venue": "alpaca-paper"}, "ready.live_venue must be empty (paper only) or a venue "
+     "research_lib has an adapter for: alpaca"),
 ])
 def test_ready_settings_when_a_value_is_bad_then_refused_naming_file_key_value(section, message):
     with pytest.raises(ConfigError) as err:

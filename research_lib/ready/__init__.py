@@ -5,8 +5,9 @@ its evidence in numbers; :func:`run_ready` returns the :class:`ReadyReport`.
 
 One module per family of checks: ``checks_data`` (sample, cache, live source, data sanity),
 ``checks_features``, ``checks_models``, ``checks_router``, ``checks_risk``, ``checks_kill``,
-``checks_crash``, ``checks_runtime`` (logs, latency, headless, live venue). The text table
-and the self-contained HTML report are in ``render``.
+``checks_crash``, ``checks_runtime`` (logs, latency, headless), ``checks_venue`` (a configured
+venue reconciles with its latest run). The text table and the self-contained HTML report
+are in ``render``.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ CHECKS: dict[str, str] = {
     "logs.json_run_id": "research_lib.ready.checks_runtime:logs_json",
     "latency.e2d_p99": "research_lib.ready.checks_runtime:e2d_p99",
     "runtime.headless": "research_lib.ready.checks_runtime:headless",
-    "venue.reconciles": "research_lib.ready.checks_runtime:venue_reconciles",
+    "venue.reconciles": "research_lib.ready.checks_venue:venue_reconciles",
 }
 
 _ENTRY_KEYS = {"name", "statement", "required", "check", "params"}

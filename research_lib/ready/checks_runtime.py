@@ -1,6 +1,6 @@
 """Runtime claims: logs are JSON lines with the run id, the end-to-decision p99 is within
-the configured budget, the package runs headless, and a live venue reconciles (when one is
-configured; this package trades paper only)."""
+the configured budget, and the package runs headless. (The venue claim is
+:mod:`research_lib.ready.checks_venue`.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import Context, captured_logs, scratch_session
-from .verdict import Verdict, failed, passed, skipped
+from .verdict import Verdict, failed, passed
 
 
 # --------------------------------------------------------------------------- logs
@@ -155,15 +155,3 @@ def headless(ctx: Context, extra_modules: list[str] | tuple[str, ...] = ()) -> V
         return failed(f"{len(out['failed'])} module(s) failed to import: {shown}", **evidence)
     return passed(f"{out['modules']} modules imported and a figure drawn: no GUI toolkit, no "
                   "GUI backend, no pyplot", **evidence)
-
-
-# -------------------------------------------------------------------------- venue
-def venue_reconciles(ctx: Context) -> Verdict:
-    venue = ctx.settings.live_venue
-    if not venue:
-        return skipped("no live venue configured (config/ready.yaml ready.live_venue is "
-                       "empty): this install trades paper only, nothing to reconcile",
-                       live_venue=None)
-    return failed(f"live venue {venue!r} is configured, but research_lib has no adapter to "
-                  "read its positions, so they cannot be reconciled with the ledger; remove "
-                  "ready.live_venue or add the venue's adapter", live_venue=venue)

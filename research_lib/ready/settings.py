@@ -41,7 +41,12 @@ def _ticker(v: str) -> str | None:
 
 
 def _venue(v: str) -> str | None:
-    return None if v == v.strip() else "must not start or end with spaces"
+    from ..venues.config import BROKERS
+
+    venues = [b for b in BROKERS if b != "paper"]
+    return None if v in ("", *venues) else (
+        f"must be empty (paper only) or a venue research_lib has an adapter for: "
+        f"{', '.join(venues)}")
 
 
 def _f(default: Any, check: Any = None) -> Any:
@@ -61,7 +66,8 @@ class ReadySettings:
     # the symbol the live-source probe asks for, and how long it waits for an answer (s)
     live_probe_symbol: str = _f("SPY", _ticker)
     live_timeout_s: float = _f(10.0, _range(0.0, 120.0))
-    # a live venue to reconcile with ("": none; this package trades paper only)
+    # a venue to reconcile with ("": the one session.yaml's venue.broker names, if any;
+    # its settings are always session.yaml's venue section)
     live_venue: str = _f("", _venue)
 
 

@@ -45,6 +45,43 @@ log = get_logger("venue")
 HALT_CODE = "RECONCILIATION_DIFFERENCE"
 
 
+def undecided_ids(run_id: str, next_step: int, symbols: Any) -> list[str]:
+    """The client order ids of the step after the ledger's last (``run-NEXT-symbol``): a
+    session that stopped while deciding it may have sent them already."""
+    return [client_order_id(run_id, next_step, sym) for sym in symbols]
+
+
+def in_flight(venue: Any, broker: Any, snap: VenueSnapshot, extra: Any = ()
+              ) -> dict[str, VenueOrder | None]:
+    """The venue's view of each order open in the ledger (``broker.open_orders``; ``None``
+    when the venue does not know it), and of the ``extra`` ids (a step decided but not
+    committed) the venue has."""
+    at_venue = {o.client_order_id: o for o in snap.open_orders}
+    out: dict[str, VenueOrder | None] = {}
+    for cid in broker.open_orders:
+        out[cid] = at_venue.get(cid) or venue.order(cid)
+    for cid in extra:
+        if cid not in out and cid not in broker.known_ids:
+            vo = at_venue.get(cid) or venue.order(cid)
+            if vo is not None:
+                out[cid] = vo
+    return out
+
+
+def reconcile_broker(venue: Any, cfg: VenueConfig, broker: Any, extra: Any = ()
+                     ) -> tuple[VenueSnapshot, dict[str, VenueOrder | None], list[Finding]]:
+    """One snapshot of the venue, the in-flight orders, and the findings of the venue's
+    account against the ledger's (``broker``: the positions folded from its fills, its
+    cash, its open orders). A session's reconciliations and ``research-lib ready`` both
+    reconcile through here."""
+    snap = venue.snapshot()
+    flight = in_flight(venue, broker, snap, extra)
+    found = reconcile(dict(broker.book.held()), broker.cash,
+                      {cid: o.qty for cid, o in broker.open_orders.items()}, snap, flight,
+                      cfg.qty_tolerance, cfg.cash_tolerance)
+    return snap, flight, found
+
+
 class VenueLink:
     """What a session holds of its venue (``Account.venue``)."""
 
@@ -66,27 +103,8 @@ class VenueLink:
         self._reload_error: str | None = None
 
     # ------------------------------------------------------------------ views
-    def _in_flight(self, broker: Any, snap: VenueSnapshot, extra: list[str] = ()
-                   ) -> dict[str, VenueOrder | None]:
-        """The venue's view of each order open in the ledger, and of the ``extra`` ids (a
-        step decided but not committed) the venue has."""
-        at_venue = {o.client_order_id: o for o in snap.open_orders}
-        out: dict[str, VenueOrder | None] = {}
-        for cid in broker.open_orders:
-            out[cid] = at_venue.get(cid) or self.venue.order(cid)
-        for cid in extra:
-            if cid not in out and cid not in broker.known_ids:
-                vo = at_venue.get(cid) or self.venue.order(cid)
-                if vo is not None:
-                    out[cid] = vo
-        return out
-
     def _reconcile(self, broker: Any, extra: list[str] = ()) -> list[Finding]:
-        snap = self.venue.snapshot()
-        flight = self._in_flight(broker, snap, extra)
-        found = reconcile(dict(broker.book.held()), broker.cash,
-                          {cid: o.qty for cid, o in broker.open_orders.items()}, snap,
-                          flight, self.cfg.qty_tolerance, self.cfg.cash_tolerance)
+        snap, flight, found = reconcile_broker(self.venue, self.cfg, broker, extra)
         self.last = snap
         paid = sum(vo.filled_qty * (vo.filled_avg_price or 0.0)
                    for vo in flight.values() if vo is not None)
@@ -110,7 +128,7 @@ class VenueLink:
         if (acct.engine.state is TradingState.HALTED
                 and (st.halt_reason or "").startswith(HALT_CODE)):
             self.unreconciled = st.halt_reason  # latched until reset-halt
-        extra = [client_order_id(self.run_id, s.next_step, sym) for sym in s.symbols]
+        extra = undecided_ids(self.run_id, s.next_step, s.symbols)
         found = self._reconcile(acct.broker, extra)
         rows = [ReconciliationRow(None, None, f.kind, f.symbol, f.client_order_id, f.ledger,
                                   f.venue, f.in_flight, f.verdict, f.reason) for f in found]
