@@ -177,6 +177,17 @@ def test_tearsheet_when_only_the_run_is_given_then_the_sample_stamp_as_the_sessi
         assert n > 0 and f"{n} decision(s) inside a deciding model" in head
 
 
+def test_table_css_when_a_symbol_has_a_hyphen_then_the_first_column_does_not_wrap():
+    # seen in a Chromium screenshot: "BTC-USD" broke after the hyphen in the trade list
+    # (text cells wrap, so that "served as" notes stay narrow; the symbol column must not)
+    from research_lib.tearsheet.html import CSS
+
+    rules = dict(re.findall(r"([^{}]+)\{([^}]*)\}", CSS))
+    first = {k.strip(): v for k, v in rules.items()}[".rl-table td.rl-text:first-child"]
+    assert "white-space: nowrap" in first
+    assert CSS.index(".rl-table td.rl-text {") < CSS.index(".rl-table td.rl-text:first-child")
+
+
 def test_to_html_when_cell_ids_are_random_then_the_same_page_and_the_title_from_output(
         tmp_path):
     import nbformat
