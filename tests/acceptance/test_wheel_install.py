@@ -1,7 +1,8 @@
 """Done means (issue 14, "installable anywhere"): a test builds the wheel, installs it into
 a fresh virtual environment outside the checkout and, from an empty folder, offline, runs
 ``init``, a replay, a report on THAT run (``report paper_session --run RUN``) and an export
-of it (``runs export RUN --format parquet|csv``).
+of it (``runs export RUN --format parquet|csv``); then a replay in a folder with no home
+(the packaged config and models).
 
 The wheel is built offline from a copy of the checkout (``pip wheel --no-build-isolation``,
 so no stale ``build/`` folder leaks in) and installed with ``--no-deps --no-index``; its
@@ -160,3 +161,12 @@ def test_wheel_when_installed_outside_the_checkout_then_every_command_works_offl
     installed = Path(where).parent
     assert not any((installed / "home").glob("runs")) and not (installed / "reports").exists()
     assert sorted(p.name for p in empty.iterdir()) == ["proj"]
+
+    # ---- and with no home at all: the packaged config and models, runs written here
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    r = _run([rl, "paper", "--symbols", "SPY", "--source", "sample", "--max-steps", "60",
+              "--json"], bare, env)
+    out = json.loads(r.stdout)
+    assert Path(out["ledger"]).is_relative_to(bare / "runs") and out["steps"] == 60
+    assert sorted(p.name for p in bare.iterdir()) == ["runs"]
