@@ -54,7 +54,9 @@ def make_run(kind: str, tmp_path: Path, cfg: Path, capsys) -> dict:
 def check_page(text: str, tmp_path: Path) -> None:
     title = re.search(r"<title>([^<]*)</title>", text).group(1)
     assert title.startswith("Paper session: SPY, BTC-USD, 2017-01-0"), title
-    assert "[sample: unknown]" in title  # no training windows recorded by this run
+    # read back from the ledger, as the session's summary stamped it (a rule baseline has
+    # no training window to overlap)
+    assert title.endswith("[OUT-OF-SAMPLE]"), title
     for s in SECTIONS:
         assert f">{s}<" in text, s
     # nothing fetched: no script with a src, no module import from a URL
@@ -149,6 +151,41 @@ def test_header_when_summary_carries_a_sample_stamp_then_title_and_header_show_i
     assert "SPY: proxy: S&amp;P 500 index ^GSPC" in head.body
     assert "BTC-USD:" not in head.body  # served as itself: no proxy line
     assert ts.proxy_notes() == [ts.meta["labels"]["SPY"]]
+
+
+@pytest.mark.parametrize("start, end, stamp", [
+    ("2015-10-01", "2016-03-31", "IN-SAMPLE"),  # universal_v1 is trained to 2015-12-31
+    ("2017-01-01", "2017-03-31", "OUT-OF-SAMPLE"),
+])
+def test_tearsheet_when_only_the_run_is_given_then_the_sample_stamp_as_the_session_gave_it(
+        start, end, stamp, tmp_path):
+    from research_lib.paper.session import run_session
+    from research_lib.tearsheet import tearsheet
+
+    res = run_session(symbols=["SPY"], start=start, end=end, flag="0",
+                      run_dir=tmp_path / "runs", run_id="r1", log_file=False)
+    assert res.summary["sample"]["stamp"] == stamp
+    ts = tearsheet("r1", run_dir=tmp_path / "runs")  # no summary: `report --run` does this
+    assert ts.sample == res.summary["sample"]
+    assert ts.title.endswith(f"[{stamp}]")
+    head = ts.header().body
+    # the sentence beside the stamp: the window as dates, not a dict, the stamp said once
+    assert "universal_v1: trained 1999-01-04 to 2015-12-31" in head
+    assert "train_start" not in head and head.count(stamp) == 2  # h1 title and the badge
+    if stamp == "IN-SAMPLE":
+        n = res.summary["sample"]["in_sample_decisions"]
+        assert n > 0 and f"{n} decision(s) inside a deciding model" in head
+
+
+def test_table_css_when_a_symbol_has_a_hyphen_then_the_first_column_does_not_wrap():
+    # seen in a Chromium screenshot: "BTC-USD" broke after the hyphen in the trade list
+    # (text cells wrap, so that "served as" notes stay narrow; the symbol column must not)
+    from research_lib.tearsheet.html import CSS
+
+    rules = dict(re.findall(r"([^{}]+)\{([^}]*)\}", CSS))
+    first = {k.strip(): v for k, v in rules.items()}[".rl-table td.rl-text:first-child"]
+    assert "white-space: nowrap" in first
+    assert CSS.index(".rl-table td.rl-text {") < CSS.index(".rl-table td.rl-text:first-child")
 
 
 def test_to_html_when_cell_ids_are_random_then_the_same_page_and_the_title_from_output(

@@ -27,10 +27,16 @@ def tearsheet(run: str | Path, run_dir: str | Path | None = None,
               summary: dict[str, Any] | None = None) -> Tearsheet:
     """The tearsheet of ``run`` (a run id under ``run_dir`` or ``runs/reports``, a run
     folder or a ledger file). ``summary``: the session's summary when the caller has it
-    (its ``sample`` stamp goes in the header)."""
+    (its ``sample`` stamp goes in the header); without it the stamp is read back from the
+    ledger (the training windows the run recorded, its decisions), as the session stamped
+    it."""
     from ..ledger_read import read_run
+    from ..models.windows import sample_of_run
 
-    return Tearsheet(RunData(read_run(resolve_run(run, run_dir)), summary))
+    ledger = resolve_run(run, run_dir)
+    if summary is None:
+        summary = {"sample": sample_of_run(ledger)}
+    return Tearsheet(RunData(read_run(ledger), summary))
 
 
 __all__ = ["RunData", "Tearsheet", "resolve_run", "tearsheet"]

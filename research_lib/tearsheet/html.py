@@ -32,6 +32,7 @@ CSS = """
 .rl-table th, .rl-table td { padding: 3px 8px; border-bottom: 1px solid #e3e3e8; }
 .rl-table td { white-space: nowrap !important; }
 .rl-table td.rl-text { white-space: normal !important; min-width: 4em; }
+.rl-table td.rl-text:first-child { white-space: nowrap !important; }
 .rl-table th { background: #f2f3f7; text-align: right !important; position: sticky; top: 0; }
 .rl-table td { text-align: right !important; font-variant-numeric: tabular-nums; }
 .rl-table th:first-child, .rl-table td:first-child, .rl-table td.rl-text,

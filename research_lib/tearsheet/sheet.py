@@ -46,18 +46,39 @@ def config_digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _window_text(window: Any) -> str:
+    """A model's training window as a reader wants it: ``trained 1999-01-04 to 2015-12-31``
+    (a card's ``{"train_start", "train_end"}``), else the text as given."""
+    if isinstance(window, dict):
+        start, end = window.get("train_start"), window.get("train_end")
+        if not end:
+            return "training window not known"
+        return f"trained {start} to {end}" if start else f"trained to {end}"
+    return str(window)
+
+
 def sample_stamp(sample: dict[str, Any] | None) -> tuple[str, str]:
-    """(short stamp, sentence) from the summary's ``sample`` key, "unknown" without it."""
+    """(short stamp, the sentence beside it) from the summary's ``sample`` key ("unknown"
+    without it). The sentence does not repeat the stamp: how many decisions fell inside a
+    deciding model's training window, and each deciding model's window."""
     if not sample or "stamp" not in sample:
         return "sample: unknown", ("this run records no training windows to compare its "
                                    "period with")
     stamp = str(sample["stamp"])
     n = sample.get("in_sample_decisions")
     models = sample.get("models") or {}
-    detail = ", ".join(f"{k}: {v}" for k, v in sorted(models.items())) if isinstance(
-        models, dict) else str(models)
-    text = stamp + (f": {n} decision(s) inside a deciding model's training window" if n else "")
-    return stamp, text + (f" ({detail})" if detail else "")
+    detail = "; ".join(f"{k}: {_window_text(v)}" for k, v in sorted(models.items())) if \
+        isinstance(models, dict) else str(models)
+    if models == {}:
+        detail = "no model with a training window decided"
+    if n:
+        text = f"{n} decision(s) inside a deciding model's training window"
+    elif "in_sample_decisions" in sample:
+        text = "no decision inside a deciding model's training window"
+    else:
+        text = ""
+    parts = [t for t in (text, detail) if t]
+    return stamp, " (".join(parts) + (")" if len(parts) == 2 else "") if parts else stamp
 
 
 def _needs_steps(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,7 +1,8 @@
-"""Done means (issue 14, "installable anywhere"): the wheel, installed into a fresh virtual
-environment outside the checkout, runs from an empty folder, offline: a replay on the
-packaged defaults, ``init``, a replay in the new home, a report, ``runs list`` and
-``runs export``.
+"""Done means (issue 14, "installable anywhere"): a test builds the wheel, installs it into
+a fresh virtual environment outside the checkout and, from an empty folder, offline, runs
+``init``, a replay, a report on THAT run (``report paper_session --run RUN``) and an export
+of it (``runs export RUN --format parquet|csv``); then a replay in a folder with no home
+(the packaged config and models).
 
 The wheel is built offline from a copy of the checkout (``pip wheel --no-build-isolation``,
 so no stale ``build/`` folder leaks in) and installed with ``--no-deps --no-index``; its
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -98,51 +100,73 @@ def test_wheel_when_installed_outside_the_checkout_then_every_command_works_offl
     assert Path(where).is_relative_to(venv), where  # the wheel, not the checkout
     rl = str(venv / "bin" / "research-lib")
 
-    # ---- an empty folder: the packaged defaults, runs written here
+    # ---- an empty folder: init a project home there, then work in it
     empty = tmp_path / "empty"
     empty.mkdir()
     version = _run([rl, "--version"], empty, env).stdout.strip()
     assert version == "research-lib 0.1.0"
-    r = _run([rl, "paper", "--symbols", "SPY,QQQ", "--source", "sample", "--start",
-              "2018-01-02", "--end", "2018-06-29", "--json"], empty, env)
-    first = json.loads(r.stdout)
-    assert Path(first["ledger"]).is_relative_to(empty / "runs")
-    assert first["steps"] > 100 and first["state"] == "ACTIVE"
-
-    # ---- init a home and work in it
     _run([rl, "init", "proj"], empty, env)
     home = empty / "proj"
     assets = (home / "config" / "assets.yaml").read_text()
     for model in sorted((home / "models").glob("*.onnx")):
         assert hashlib.sha256(model.read_bytes()).hexdigest() in assets, model.name
-    r = _run([rl, "paper", "--symbols", "SPY,QQQ", "--source", "sample", "--start",
-              "2018-01-02", "--end", "2018-12-31", "--run-id", "wheel-run", "--json"],
-             home, env)
+    assert (home / "notebooks" / "paper_session.ipynb").is_file()
+
+    # ---- a replay on the default window: after the deciding model's training, stamped so
+    r = _run([rl, "paper", "--symbols", "SPY,QQQ", "--source", "sample", "--run-id",
+              "wheel-run", "--json"], home, env)
     run = json.loads(r.stdout)
     assert run["ledger"] == str(home / "runs" / "wheel-run" / "ledger.sqlite")
-    assert run["fills"] > 0
+    assert run["steps"] > 100 and run["fills"] > 0 and run["state"] == "ACTIVE"
+    assert run["sample"]["stamp"] == "OUT-OF-SAMPLE"
+    assert run["sample"]["decisions"] > 0 and run["sample"]["in_sample_decisions"] == 0
 
-    # ---- a report (the existing way: its notebook runs its own replay)
-    r = _run([rl, "report", "paper_session", "-p", "symbols", "SPY,QQQ", "-p", "start",
-              "2018-01-02", "-p", "end", "2018-12-31"], home, env)
+    # ---- a report on THAT run: nothing replayed, one self-contained page
+    r = _run([rl, "report", "paper_session", "--run", "wheel-run"], home, env)
     html = home / "reports" / "paper_session.html"
-    assert html.is_file(), r.stdout
-    assert html.read_text().count("data:image/png;base64,") >= 3
+    assert r.stdout.strip() == f"report written: {html}"
+    text = html.read_text()
+    title = re.search(r"<title>([^<]*)</title>", text).group(1)
+    first_day, last_day = run["first_step_ts"][:10], run["last_step_ts"][:10]
+    assert title == f"Paper session: SPY, QQQ, {first_day} to {last_day} [OUT-OF-SAMPLE]"
+    assert "wheel-run: replay, engine step" in text  # the header names the run
+    assert f"steps={run['steps']} orders={run['orders']} fills={run['fills']}" in text
+    assert 'class="rl-stamp rl-stamp-out">OUT-OF-SAMPLE<' in text
+    assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", text)
+    assert not re.search(r"<script[^>]*\bsrc\s*=", text)  # nothing fetched at all
+    assert text.count("data:image/png;base64,") >= 8 and text.count("Plotly.newPlot(") >= 4
+    assert str(tmp_path) not in text and str(ROOT) not in text  # no local path
+    assert not (home / "runs" / "reports").exists()  # no replay of its own
 
-    # ---- runs: listed and exported
+    # ---- runs: listed, shown and exported (parquet and csv)
     listed = json.loads(_run([rl, "runs", "list", "--json"], home, env).stdout)
-    ids = {r["run_id"] for r in listed}
-    assert "wheel-run" in ids and len(ids) == 2  # this replay and the report's
-    _run([rl, "runs", "export", "wheel-run", "--format", "parquet", "--out", "export"],
-         home, env)
-    files = sorted(p.name for p in (home / "export").iterdir())
-    assert "equity.parquet" in files and "orders.parquet" in files and "meta.json" in files
+    assert [x["run_id"] for x in listed] == ["wheel-run"]
     import pandas as pd
 
-    eq = pd.read_parquet(home / "export" / "equity.parquet")
-    assert len(eq) == run["steps"]
-    assert eq["equity"].iloc[-1] == pytest.approx(run["final_equity"])
+    for fmt, read in (("parquet", pd.read_parquet), ("csv", pd.read_csv)):
+        out = home / f"export_{fmt}"
+        _run([rl, "runs", "export", "wheel-run", "--format", fmt, "--out", out.name],
+             home, env)
+        files = {p.name for p in out.iterdir()}
+        assert {f"{t}.{fmt}" for t in ("equity", "orders", "fills", "positions",
+                                       "decisions", "steps")} <= files, files
+        assert "meta.json" in files
+        assert json.loads((out / "meta.json").read_text())["run_id"] == "wheel-run"
+        eq = read(out / f"equity.{fmt}")
+        assert len(eq) == run["steps"]
+        assert eq["equity"].iloc[-1] == pytest.approx(run["final_equity"])
+        assert len(read(out / f"fills.{fmt}")) == run["fills"]
 
-    # ---- nothing was written inside the installed package
+    # ---- nothing was written inside the installed package, nor beside the home
     installed = Path(where).parent
     assert not any((installed / "home").glob("runs")) and not (installed / "reports").exists()
+    assert sorted(p.name for p in empty.iterdir()) == ["proj"]
+
+    # ---- and with no home at all: the packaged config and models, runs written here
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    r = _run([rl, "paper", "--symbols", "SPY", "--source", "sample", "--max-steps", "60",
+              "--json"], bare, env)
+    out = json.loads(r.stdout)
+    assert Path(out["ledger"]).is_relative_to(bare / "runs") and out["steps"] == 60
+    assert sorted(p.name for p in bare.iterdir()) == ["runs"]
