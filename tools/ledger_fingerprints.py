@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -120,9 +121,7 @@ def main() -> int:
         tmp = Path(d)
         for name, kw, env in scenarios(tmp):
             for engine in ("step", "fast"):
-                saved = {k: os.environ.get(k) for k in env}
-                os.environ.update(env)
-                try:
+                with mock.patch.dict(os.environ, env):  # restored after the run
                     res = run_session(**kw, fast=engine == "fast", run_dir=str(tmp / "runs"),
                                       run_id=f"{name}-{engine}", log_file=False)
                     digest, counts = fingerprint(res.ledger_path)
@@ -133,12 +132,6 @@ def main() -> int:
                                          log_file=False)
                         assert r2.ledger_path == r1.ledger_path
                         out.append(f"sma_equities_resumed step {fingerprint(r2.ledger_path)[0]}")
-                finally:
-                    for k, v in saved.items():
-                        if v is None:
-                            os.environ.pop(k, None)
-                        else:
-                            os.environ[k] = v
                 out.append(f"{name} {engine} {digest} {json.dumps(counts, sort_keys=True)}")
                 sys.stderr.write(out[-1] + "\n")
     sys.stdout.write("\n".join(out) + "\n")
