@@ -12,7 +12,7 @@ import pytest
 from tests.kit import make_bars
 
 # every test runs offline: a non-loopback connection fails the test (tests/_no_network.py)
-pytest_plugins = ["tests._no_network"]
+pytest_plugins = ["tests._no_network", "tests.kit.venue"]  # the kit's fixtures (venue)
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RESEARCH_LIB_HOME", str(ROOT))

@@ -25,15 +25,6 @@ SYMS = ["SPY", "BTC-USD"]
 CLAIM = "venue.reconciles"
 
 
-@pytest.fixture
-def venue(monkeypatch):
-    v = FakeAlpaca()
-    monkeypatch.setenv("APCA_API_KEY_ID", KEY)
-    monkeypatch.setenv("APCA_API_SECRET_KEY", SECRET)
-    yield v
-    v.close()
-
-
 def venue_keys(url: str) -> dict[str, Any]:
     return {"broker": "alpaca", "alpaca_url": url, "timeout_seconds": 0.5,
             "backoff_seconds": 0.0, "max_backoff_seconds": 0.0, "max_attempts": 2}

@@ -28,15 +28,6 @@ from tests.kit.venue import KEY, SECRET, FakeAlpaca
 SYMS = ["SPY", "BTC-USD"]
 
 
-@pytest.fixture
-def venue(monkeypatch):
-    v = FakeAlpaca()
-    monkeypatch.setenv("APCA_API_KEY_ID", KEY)
-    monkeypatch.setenv("APCA_API_SECRET_KEY", SECRET)
-    yield v
-    v.close()
-
-
 class Clock:
     """A fake wall clock the live feed polls by (each sleep moves it on)."""
 

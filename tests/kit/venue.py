@@ -34,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 KEY = "PKFAKEKEYID00000TEST"
 SECRET = "fakeSECRETvalue0123456789abcdefTESTONLY"
 CRYPTO = ("BTC", "ETH", "LTC")
@@ -304,3 +306,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._serve("DELETE")
+
+
+@pytest.fixture
+def venue(monkeypatch):
+    """A fake Alpaca on 127.0.0.1 with the test keys in the environment (a fixture: import
+    it into a test module by name)."""
+    v = FakeAlpaca()
+    monkeypatch.setenv("APCA_API_KEY_ID", KEY)
+    monkeypatch.setenv("APCA_API_SECRET_KEY", SECRET)
+    yield v
+    v.close()
