@@ -1,6 +1,6 @@
 """What both prototypes take: the replay's arrays (research_lib's own ``ReplayFeed``: the
 union clock, opens, closes, fill prices), the SMA(10)/SMA(20) probabilities for the whole
-clock (the arithmetic of ``research_lib.paper.fast.BaselinePass``), the limits and costs
+clock (the arithmetic of ``research_lib.paper.fast.Pass1 (batched baselines)``), the limits and costs
 as one float array, the account state as arrays over symbols, and the record layouts
 (numpy structured arrays, one per ledger table, codes instead of reason strings).
 """
@@ -176,7 +176,7 @@ class Records:
 # ------------------------------------------------------------------------- inputs
 def sma_probabilities(feed: Any) -> np.ndarray:
     """1.0 when SMA(10) > SMA(20) of a symbol's closes, 0.0 otherwise, NaN in warm-up or
-    where the symbol has no bar: ``BaselinePass``'s arithmetic (means of C-contiguous rows,
+    where the symbol has no bar: the batch pass's arithmetic (means of C-contiguous rows,
     the same floats as the incremental baseline)."""
     from numpy.lib.stride_tricks import sliding_window_view
 

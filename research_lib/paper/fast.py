@@ -9,10 +9,12 @@ computes them in numpy blocks and sends every other step, unchanged, through
 both engines over many scenarios).
 
 1. **Pass 1** gates every bar, moves the closes and asks the model, for the whole clock,
-   before any trading: a rule baseline in numpy (the same reductions as its incremental
-   path); any other model, or data with a bad bar, with the step code's own
-   ``gate`` / ``observe`` / ``predict`` step by step. This is sound because none of them
-   depends on the account: the features and the model see bars, not positions.
+   before any trading (:class:`Pass1`), per symbol: in one batch when every bar of the
+   symbol passes the gate and the model has a batch form (a rule baseline's ``batch``,
+   the ONNX router through ``features.build_arrays`` and one ``predict_many``); else with
+   the step code's own ``gate`` / ``observe`` / ``predict``, step by step. This is sound
+   because none of them depends on the account: the features and the model see bars, not
+   positions, and symbols share none of that state.
 2. **Pass 2** walks the steps. From a step whose state allows it (ACTIVE, no open order,
    no tripped breaker, a finite peak, not the first step), :func:`quiet_run` marks a block
    of steps at once (equity, peak, day start, drawdown and daily-loss tests, breaker and
