@@ -55,3 +55,68 @@ def risk_loader(overrides: Mapping[str, Any] | None) -> Callable[..., RiskLimits
         return load_risk(path, data={**raw, "risk": {**(section or {}), **extra}})
 
     return load
+
+
+# ----------------------------------------------------- signal.* and session.* (issue 15)
+SETTINGS_WHERE = "run_session(settings=...)"
+# the sections of session.yaml a run may override in code, and their dataclasses
+_SETTINGS_SECTIONS = ("signal", "session")
+
+
+def check_settings_overrides(overrides: Any) -> dict[str, dict[str, Any]]:
+    """``{"signal": {...}, "session": {...}}`` as plain dicts, each key and value checked as
+    ``session.yaml``'s are; a :class:`ConfigError` naming ``signal.<key>`` (or
+    ``session.<key>``), the value and what is allowed otherwise. The cross-check of the two
+    thresholds runs when the overrides meet the file (:func:`settings_loader`)."""
+    from .config import SessionConfig, SignalConfig
+
+    classes = {"signal": SignalConfig, "session": SessionConfig}
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"{SETTINGS_WHERE} must be a mapping such as "
+                          f"{{'signal': {{'target_weight': 0.05}}}}, got {overrides!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in overrides.items():
+        if section not in classes:
+            raise ConfigError(f"{SETTINGS_WHERE}: section {section!r} cannot be overridden; "
+                              f"allowed: {', '.join(_SETTINGS_SECTIONS)} (risk limits go "
+                              "through risk=...)")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{SETTINGS_WHERE}: {section} must be a mapping such as "
+                              f"{{'{section}': {{KEY: VALUE}}}}, got {values!r}")
+        for key in values:
+            if not isinstance(key, str):
+                raise ConfigError(f"{SETTINGS_WHERE}: key {section}.{key!r} must be a string")
+        plain = dict(values)
+        try:
+            build_section(classes[section], plain, section)
+        except ConfigError as exc:
+            raise ConfigError(f"{SETTINGS_WHERE}: {exc}") from None
+        if plain:
+            out[section] = plain
+    return out
+
+
+def settings_loader(overrides: Mapping[str, Any] | None) -> Callable[..., Any]:
+    """A loader for ``session.yaml`` that puts ``overrides`` (``{"signal": {...},
+    "session": {...}}``) over the file's sections, at the start and at every hot reload;
+    ``load_session`` itself without them. Nothing on disk or in the process changes."""
+    from .config import load_session
+
+    extra = check_settings_overrides(overrides) if overrides else {}
+    if not extra:
+        return load_session
+
+    def load(path: str | Path | None = None, data: Mapping[str, Any] | None = None) -> Any:
+        raw = dict(load_yaml(path) if data is None else data) if path or data else {}
+        merged = dict(raw)
+        for section, values in extra.items():
+            have = raw.get(section)
+            if have is not None and not isinstance(have, Mapping):
+                return load_session(path, data=raw)  # the file's own error, as without
+            merged[section] = {**(have or {}), **values}
+        try:
+            return load_session(path, data=merged)
+        except ConfigError as exc:  # e.g. short_threshold above long_threshold
+            raise ConfigError(f"{exc} (with {SETTINGS_WHERE} {extra})") from None
+
+    return load

@@ -18,11 +18,10 @@ from ..config import (
     ConfigWatcher,
     config_dir,
     load_assets,
-    load_session,
     models_dir,
     parse_symbols,
 )
-from ..config_overrides import risk_loader
+from ..config_overrides import risk_loader, settings_loader
 from ..data.source_base import source_label
 from ..errors import (
     ConfigError,
@@ -113,7 +112,8 @@ class SessionSetup:
         self.config_dir = cdir
         self.w_risk = ConfigWatcher(cdir / "risk.yaml", risk_loader(self.spec.risk),
                                     check=risk_reload_problem)
-        self.w_session = ConfigWatcher(cdir / "session.yaml", load_session,
+        self.w_session = ConfigWatcher(cdir / "session.yaml",
+                                       settings_loader(self.spec.settings),
                                        check=session_reload_problem)
         self.w_assets = ConfigWatcher(cdir / "assets.yaml", load_assets, check=lambda o, n:
                                       assets_reload_problem(o, n, getattr(self, "symbols", ())))

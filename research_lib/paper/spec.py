@@ -112,6 +112,10 @@ class RunSpec:
     # risk limits over config/risk.yaml's, e.g. {"max_position_pct": 0.1}; validated as
     # the file is; a hot reload of the file keeps them (research_lib.config_overrides)
     risk: Mapping[str, Any] | None = None
+    # session.yaml sections over the file's, e.g. {"signal": {"target_weight": 0.05}} or
+    # {"session": {"slippage_bps": 5}}; validated as the file is, kept over hot reloads
+    # (research_lib.config_overrides.settings_loader)
+    settings: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

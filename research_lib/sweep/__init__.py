@@ -1,0 +1,10 @@
+"""Parameter sweeps over replays (issue 15): :func:`sweep` runs a grid or a list of
+override dicts, each point a normal replay in its own run folder, through joblib (loky or
+Dask), and writes a results table (Parquet) and a report (HTML)."""
+
+from __future__ import annotations
+
+from .grid import expand, parse_grid_args, split_point
+from .run import SweepResult, sweep
+
+__all__ = ["SweepResult", "expand", "parse_grid_args", "split_point", "sweep"]
