@@ -22,6 +22,8 @@ EXTRA_OF: dict[str, tuple[str, str]] = {
     "ipykernel": ("report", "the notebook kernel (ipykernel)"),
     "matplotlib": ("report", "figures (matplotlib)"),
     "jupyterlab": ("jupyter", "JupyterLab"),
+    "distributed": ("dask", "sweeps on Dask (research-lib sweep --backend dask)"),
+    "dask": ("dask", "sweeps on Dask (research-lib sweep --backend dask)"),
     "jupytext": ("jupyter", "paired notebook scripts (jupytext)"),
 }
 

@@ -38,6 +38,7 @@ HANDLERS: dict[str, str] = {
     "runs show": "research_lib.cli.runs:cli_runs_show",
     "runs export": "research_lib.cli.runs:cli_runs_export",
     "ready": "research_lib.cli.ready:cli_ready",
+    "sweep": "research_lib.cli.sweep:cli_sweep",
 }
 
 PATHS_HELP = """\
@@ -228,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not ask the live source (its claim WARNs 'offline')")
     rd.add_argument("--only", default=None, metavar="CLAIMS",
                     help="comma-separated claim names to check (default: all)")
+    from .sweep import add_parser as add_sweep
+
+    add_sweep(sub, _common_data)
     return parser
 
 

@@ -47,8 +47,8 @@ def _png(fig: Any) -> str:
 
 def heatmap_png(table: Any, params: list[str]) -> str | None:
     """Mean Sharpe over the first two parameters (one row when there is one)."""
-    from matplotlib.figure import Figure
     import seaborn as sns
+    from matplotlib.figure import Figure
 
     params = [p for p in params if p in table.columns][:2]
     ok = table[table["status"] == "ok"]

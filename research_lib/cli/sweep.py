@@ -1,0 +1,66 @@
+"""``research-lib sweep``: a parameter sweep over replays (:func:`research_lib.sweep`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction, common: object) -> None:
+    """The ``sweep`` subcommand's options (``common`` adds --symbols/--source/--start...)."""
+    sw = sub.add_parser("sweep", help="run a replay per point of a parameter grid "
+                                      "(joblib: local processes or Dask)")
+    common(sw)  # type: ignore[operator]
+    sw.add_argument("--model", default=None,
+                    help="a registry name or baseline:sma_cross (default: the router)")
+    sw.add_argument("--flag", default=None, choices=["0", "1", "shadow"],
+                    help="the routing flag for every point (in place of "
+                         "FLAG_ASSET_SPECIFIC_MODELS)")
+    sw.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                    help="a swept key and its values, repeatable; keys: risk.<limit>, "
+                         "signal.<key>, session.<key>, model, flag, start, end, symbols "
+                         "(lists separated by ';'); the points are the cartesian product")
+    sw.add_argument("--backend", choices=["local", "dask", "serial"], default="local",
+                    help="local: joblib's loky processes (default); dask: joblib's Dask "
+                         "backend (--scheduler, else a LocalCluster of --jobs workers); "
+                         "serial: one point after another, in this process")
+    sw.add_argument("--scheduler", default=None, metavar="ADDR",
+                    help="a Dask scheduler, e.g. tcp://HOST:8786 (--backend dask)")
+    sw.add_argument("--jobs", type=int, default=1, help="points run at once (default 1)")
+    sw.add_argument("--out", required=True, metavar="DIR",
+                    help="the sweep's folder: runs/, results.parquet, sweep.html; a re-run "
+                         "into it skips the points already finished ok")
+    sw.add_argument("--config-dir", default=None, help="folder with risk/session/assets yaml")
+    sw.add_argument("--step-by-step", action="store_true",
+                    help="replay every step with the step code (default: --fast replays)")
+    sw.add_argument("--no-report", action="store_true", help="do not write sweep.html")
+    sw.add_argument("--json", action="store_true",
+                    help="print one JSON object per point (no progress bar)")
+
+
+def cli_sweep(args: argparse.Namespace) -> int:
+    from ..sweep import parse_grid_args
+    from ..sweep.run import sweep
+    from .progress import progress_bar, wanted
+
+    grid = parse_grid_args(args.grid)
+    with progress_bar("sweep", "point", wanted(args.json)) as progress:
+        flag = int(args.flag) if args.flag in ("0", "1") else args.flag
+        res = sweep(args.symbols, grid, out=args.out, model=args.model, flag=flag,
+                    source=args.source, start=args.start, end=args.end,
+                    interval=args.interval, fast=not args.step_by_step,
+                    config_dir=args.config_dir, jobs=args.jobs, backend=args.backend,
+                    scheduler=args.scheduler, report=not args.no_report, progress=progress)
+    if args.json:
+        for row in res.table.to_dict("records"):
+            print(json.dumps(row, default=str))
+    else:
+        from ..sweep.report import ranked
+
+        cols = [*grid, "total_return_pct", "sharpe", "max_drawdown_pct", "fills", "status"]
+        print(ranked(res.table)[cols].to_string(index=False))
+        print(f"\n{res.sweep_id}: {len(res.table)} points ({res.ran} run, {res.skipped} "
+              f"already done, {res.failed} failed)\n  table:  {res.results_path}")
+        if res.report_path:
+            print(f"  report: {res.report_path}")
+    return 1 if res.failed else 0
