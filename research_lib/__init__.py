@@ -51,7 +51,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "model_plots": ("research_lib.models.plots", None),
     "resolve_path": ("research_lib.project", "resolve_path"),
     # issue 15: parameter sweeps over replays (joblib: loky or Dask)
-    "sweep": ("research_lib.sweep.run", "sweep"),
+    "sweep": ("research_lib.sweeps.run", "sweep"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

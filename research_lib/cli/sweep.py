@@ -39,8 +39,8 @@ def add_parser(sub: argparse._SubParsersAction, common: object) -> None:
 
 
 def cli_sweep(args: argparse.Namespace) -> int:
-    from ..sweep import parse_grid_args
-    from ..sweep.run import sweep
+    from ..sweeps import parse_grid_args
+    from ..sweeps.run import sweep
     from .progress import progress_bar, wanted
 
     grid = parse_grid_args(args.grid)
@@ -55,7 +55,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
         for row in res.table.to_dict("records"):
             print(json.dumps(row, default=str))
     else:
-        from ..sweep.report import ranked
+        from ..sweeps.report import ranked
 
         cols = [*grid, "total_return_pct", "sharpe", "max_drawdown_pct", "fills", "status"]
         print(ranked(res.table)[cols].to_string(index=False))

@@ -1,4 +1,5 @@
-"""Parameter sweeps over replays (issue 15): :func:`sweep` runs a grid or a list of
+"""Parameter sweeps over replays (issue 15), the package behind :func:`research_lib.sweep` (named
+``sweeps`` so that importing it never hides that function): :func:`sweep` runs a grid or a list of
 override dicts, each point a normal replay in its own run folder, through joblib (loky or
 Dask), and writes a results table (Parquet) and a report (HTML)."""
 
