@@ -8,6 +8,7 @@ or :func:`log_event`.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -20,7 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-_RUN_ID: str | None = None
+# the run id of the code running now: a context variable, so runs in threads of one process
+# (a sweep's workers) each log their own; the process default when none was set
+_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("research_lib_run_id",
+                                                                    default=None)
+_DEFAULT_RUN_ID: list[str] = []
 _HANDLER_TAG = "_research_lib_handler"
 LOGGER_NAME = "research_lib"
 
@@ -32,15 +37,29 @@ def new_run_id(prefix: str = "run") -> str:
 
 
 def get_run_id() -> str:
-    global _RUN_ID
-    if _RUN_ID is None:
-        _RUN_ID = os.environ.get("RESEARCH_LIB_RUN_ID") or new_run_id()
-    return _RUN_ID
+    rid = _RUN_ID.get()
+    if rid is not None:
+        return rid
+    if not _DEFAULT_RUN_ID:
+        _DEFAULT_RUN_ID.append(os.environ.get("RESEARCH_LIB_RUN_ID") or new_run_id())
+    return _DEFAULT_RUN_ID[0]
 
 
 def set_run_id(run_id: str) -> None:
-    global _RUN_ID
-    _RUN_ID = run_id
+    """The run id of what runs from here in this thread (and the contexts it starts)."""
+    _RUN_ID.set(run_id)
+
+
+class RunFilter(logging.Filter):
+    """Passes only the records of one run: a session's ``events.jsonl`` handler, so that
+    runs sharing a process (threads of a sweep worker) never write into each other's."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (getattr(record, "run_id", None) or get_run_id()) == self.run_id
 
 
 def _jsonable(value: Any) -> Any:
@@ -218,8 +237,12 @@ def _emit(logger: logging.Logger, level: int, n: int,
         return
     if not handlers:
         return
+    rid = get_run_id()  # a handler kept for another run (RunFilter) gets nothing of this one
+    handlers = [h for h in handlers if all(f.run_id == rid for f in h.filters
+                                           if isinstance(f, RunFilter))]
     fast = [h for h in handlers if type(h.formatter) is JsonFormatter
-            and isinstance(h, logging.StreamHandler) and not h.filters
+            and isinstance(h, logging.StreamHandler)
+            and all(isinstance(f, RunFilter) for f in h.filters)
             and getattr(h, "stream", None) is not None]
     slow = [h for h in handlers if h not in fast]
     if fast:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..telemetry import (
     JsonFormatter,
+    RunFilter,
     get_logger,
     log_rows,
 )
@@ -51,6 +52,7 @@ class EventLog:
         path = self.ledger.path.parent / "events.jsonl"
         h = logging.FileHandler(path, encoding="utf-8")
         h.setFormatter(JsonFormatter())
+        h.addFilter(RunFilter(self.run_id))  # only this run's records (runs may share a process)
         h.setLevel(logging.INFO)
         self._saved_levels = (root.level, [(x, x.level) for x in root.handlers])
         floor = root.getEffectiveLevel()

@@ -1,0 +1,63 @@
+"""Runs that share a process (threads of one sweep worker, a notebook running two
+sessions at once) keep their own run id in every log record and their own
+``events.jsonl``: the run id is a context variable, and a session's event file takes only
+its run's records (``telemetry.RunFilter``). Their ledgers equal solo runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from research_lib.data.frames import FramesSource
+from research_lib.ledger_read import deterministic_dump
+from research_lib.session import run_session
+from research_lib.telemetry import get_run_id, set_run_id
+from tests.kit.paper import random_walk
+
+
+def _frames(seed: int) -> dict:
+    return {s: random_walk(260, seed=seed + k, symbol=s, freq="B")
+            for k, s in enumerate(["AAA", "BBB"])}
+
+
+def _run(base, name: str, seed: int, barrier: threading.Barrier | None = None):
+    if barrier is not None:
+        barrier.wait()
+    return run_session(symbols=["AAA", "BBB"], source=FramesSource(_frames(seed)),
+                       model="baseline:sma_cross", start="2021-03-01", run_id=name,
+                       run_dir=str(base / name))
+
+
+def _run_ids(res) -> set[str]:
+    lines = (res.ledger_path.parent / "events.jsonl").read_text().splitlines()
+    assert len(lines) > 100  # decisions of every step: the file has something to say
+    return {json.loads(x)["run_id"] for x in lines}
+
+
+def test_two_sessions_in_threads_when_run_at_once_then_each_event_file_holds_only_its_run(
+        tmp_path):
+    barrier = threading.Barrier(2)
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(lambda a: _run(tmp_path / "together", *a, barrier),
+                        [("run-a", 1), ("run-b", 7)])
+    assert _run_ids(a) == {"run-a"}
+    assert _run_ids(b) == {"run-b"}
+    for res, (name, seed) in ((a, ("run-a", 1)), (b, ("run-b", 7))):
+        solo = _run(tmp_path / "solo", name, seed)
+        assert deterministic_dump(res.ledger_path) == deterministic_dump(solo.ledger_path)
+
+
+def test_run_id_when_set_in_a_thread_then_other_threads_keep_theirs():
+    set_run_id("main-thread-run")
+    seen = {}
+
+    def worker() -> None:
+        set_run_id("worker-run")
+        seen["worker"] = get_run_id()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["worker"] == "worker-run"
+    assert get_run_id() == "main-thread-run"
