@@ -59,7 +59,8 @@ class RunFilter(logging.Filter):
         self.run_id = run_id
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return (getattr(record, "run_id", None) or get_run_id()) == self.run_id
+        rid = getattr(record, "run_id", None) or get_run_id()
+        return not rid or rid == self.run_id  # a record of no run is shown, never hidden
 
 
 def _jsonable(value: Any) -> Any:
@@ -238,8 +239,8 @@ def _emit(logger: logging.Logger, level: int, n: int,
     if not handlers:
         return
     rid = get_run_id()  # a handler kept for another run (RunFilter) gets nothing of this one
-    handlers = [h for h in handlers if all(f.run_id == rid for f in h.filters
-                                           if isinstance(f, RunFilter))]
+    handlers = [h for h in handlers if not rid or all(f.run_id == rid for f in h.filters
+                                                      if isinstance(f, RunFilter))]
     fast = [h for h in handlers if type(h.formatter) is JsonFormatter
             and isinstance(h, logging.StreamHandler)
             and all(isinstance(f, RunFilter) for f in h.filters)
