@@ -61,3 +61,40 @@ def test_run_id_when_set_in_a_thread_then_other_threads_keep_theirs():
     t.join()
     assert seen["worker"] == "worker-run"
     assert get_run_id() == "main-thread-run"
+
+
+def test_sessions_when_they_end_out_of_order_then_the_package_logger_level_is_restored(
+        tmp_path):
+    """The first session attached saves the package logger's level and the last one
+    detached restores it: two sessions overlapping in threads used to leave it at INFO."""
+    import logging
+
+    root = logging.getLogger("research_lib")
+    saved = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        started, release = threading.Barrier(2), threading.Event()
+
+        def slow_model_run(name: str, seed: int, wait: bool):
+            from research_lib.baselines import SmaCross
+
+            class Slow(SmaCross):  # the first run holds its session open until released
+                def predict(self, symbols, X=None):
+                    if wait:
+                        release.wait(5)
+                    return super().predict(symbols, X)
+
+            started.wait()
+            return run_session(symbols=["AAA", "BBB"], source=FramesSource(_frames(seed)),
+                               router=Slow(["AAA", "BBB"]), start="2021-03-01", run_id=name,
+                               run_dir=str(tmp_path / name), max_steps=30)
+
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(slow_model_run, "first", 1, True)
+            second = pool.submit(slow_model_run, "second", 3, False)
+            second.result(timeout=60)  # the second ends while the first still runs
+            release.set()
+            first.result(timeout=60)
+        assert root.level == logging.WARNING
+    finally:
+        root.setLevel(saved)

@@ -4,6 +4,7 @@ committed step's decision and risk-event records written in one batch."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from ..telemetry import (
@@ -23,6 +24,14 @@ _RISK_EVENT_KEYS = ("step", "bar_ts", "symbol", "kind", "code", "reason", "clien
 _DECISION_KEYS = ("step", "bar_ts", "symbol", "asset_class", "model", "probability", "target",
                   "verdict", "reason", "order", "fill", "latency_ms")
 
+
+
+# sessions of this process with an events.jsonl attached (runs may share a process: a
+# sweep worker's threads); the package logger's levels are saved by the first, restored by
+# the last, so sessions ending out of order leave them as they were
+_ATTACHED: list[logging.Handler] = []
+_SAVED: list[tuple[int, list[tuple[logging.Handler, int]]]] = []
+_ATTACHED_LOCK = threading.Lock()
 
 
 class EventLog:
@@ -54,23 +63,28 @@ class EventLog:
         h.setFormatter(JsonFormatter())
         h.addFilter(RunFilter(self.run_id))  # only this run's records (runs may share a process)
         h.setLevel(logging.INFO)
-        self._saved_levels = (root.level, [(x, x.level) for x in root.handlers])
-        floor = root.getEffectiveLevel()
-        for x in root.handlers:  # stderr keeps the level the user asked for
-            if x.level < floor:
-                x.setLevel(floor)
-        root.addHandler(h)
-        root.setLevel(min(floor, logging.INFO))
+        with _ATTACHED_LOCK:  # the first session in the process saves the levels
+            if not _ATTACHED:
+                _SAVED[:] = [(root.level, [(x, x.level) for x in root.handlers])]
+                floor = root.getEffectiveLevel()
+                for x in root.handlers:  # stderr keeps the level the user asked for
+                    if x.level < floor:
+                        x.setLevel(floor)
+                root.setLevel(min(floor, logging.INFO))
+            _ATTACHED.append(h)
+            root.addHandler(h)
         return h
 
     def _detach_log(self, h: logging.Handler | None) -> None:
         if h is None:
             return
         root = logging.getLogger("research_lib")
-        root.removeHandler(h)
-        h.close()
-        level, handlers = self._saved_levels
-        root.setLevel(level)
-        for x, lv in handlers:
-            x.setLevel(lv)
-
+        with _ATTACHED_LOCK:  # the last session out restores them, whatever the order
+            root.removeHandler(h)
+            h.close()
+            _ATTACHED.remove(h)
+            if not _ATTACHED and _SAVED:
+                level, handlers = _SAVED.pop()
+                root.setLevel(level)
+                for x, lv in handlers:
+                    x.setLevel(lv)
