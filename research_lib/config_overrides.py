@@ -28,14 +28,22 @@ def check_risk_overrides(overrides: Any) -> dict[str, Any]:
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"{WHERE} must be a mapping such as {{'max_position_pct': 0.1}}, "
                           f"got {overrides!r}")
-    for key in overrides:
+    return _checked_section(overrides, RiskLimits, "risk", WHERE, "risk limit")
+
+
+def _checked_section(values: Mapping[Any, Any], cls: type, section: str, where: str,
+                     what: str = "key") -> dict[str, Any]:
+    """One section's overrides as a plain dict, keys and values checked by the section's
+    dataclass as its YAML file is (:func:`research_lib.config.build_section`)."""
+    for key in values:
         if not isinstance(key, str):
-            raise ConfigError(f"{WHERE}: key {key!r} must be a string naming a risk limit")
-    plain = dict(overrides)
+            raise ConfigError(f"{where}: key {key!r} must be a string naming a {what} of "
+                              f"{section}")
+    plain = dict(values)
     try:
-        build_section(RiskLimits, plain, "risk")
+        build_section(cls, plain, section)
     except ConfigError as exc:
-        raise ConfigError(f"{WHERE}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     return plain
 
 
@@ -83,14 +91,7 @@ def check_settings_overrides(overrides: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(values, Mapping):
             raise ConfigError(f"{SETTINGS_WHERE}: {section} must be a mapping such as "
                               f"{{'{section}': {{KEY: VALUE}}}}, got {values!r}")
-        for key in values:
-            if not isinstance(key, str):
-                raise ConfigError(f"{SETTINGS_WHERE}: key {section}.{key!r} must be a string")
-        plain = dict(values)
-        try:
-            build_section(classes[section], plain, section)
-        except ConfigError as exc:
-            raise ConfigError(f"{SETTINGS_WHERE}: {exc}") from None
+        plain = _checked_section(values, classes[section], section, SETTINGS_WHERE)
         if plain:
             out[section] = plain
     return out
