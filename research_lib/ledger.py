@@ -19,6 +19,8 @@
 ``bar_digests``     per step: a rolling sha256 over every bar consumed up to it (a resume
                     re-feeding history checks the bars are the same; research_lib.resume)
 ``config_history``  per config reload applied: the run's inputs from that step on
+``column_blocks``   a replay's decisions and positions, as Parquet blobs per batch
+                    (:mod:`research_lib.ledger_columns`; readers merge both stores)
 ==================  ===================================================================
 
 Everything but the wall-clock columns and the run id is a deterministic function of
@@ -33,11 +35,10 @@ tables as DataFrames; the run's paths, lock and halt marker are in
 :mod:`research_lib.run_files`.
 
 A step that cannot be committed (a full disk, a read-only file) is rolled back and the
-account is latched HALTED by :meth:`Ledger.latch_halt`: as a ``state_changes`` row when the
-ledger still takes one, else as an empty marker file ``ledger.sqlite.halted`` beside it (an
-empty file needs no data block, so it can usually be made on a full disk), holding the
-reason when there is room. :meth:`Ledger.load_state` reads either as HALTED; the next
-writer moves a marker into the ledger; only ``research-lib reset-halt`` clears it.
+account is latched HALTED by :meth:`Ledger.latch_halt`: a ``state_changes`` row when the
+ledger still takes one, else an empty marker file ``ledger.sqlite.halted`` (it needs no
+data block, so a full disk usually takes it), holding the reason when there is room; the
+next writer moves it into the ledger; only ``research-lib reset-halt`` clears it.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ from typing import Any
 
 from .broker import Fill, Order, Position
 from .errors import LedgerBusyError, LedgerError
+from .ledger_columns import _INSERT_BLOCK, BLOCKS, ColumnBlock, bulk_rows
 from .paper.rows import (
     RESUME_TABLES_ROWS,
+    STORE_TABLES_ROWS,
     TABLES,
     VENUE_TABLES_ROWS,
     RiskEventRow,
@@ -87,24 +90,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in TABLES.items()}
 
 _DDL = "\n".join([
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-    *(create_table(t, r) for t, r in {**TABLES, **RESUME_TABLES_ROWS,
-                                        **VENUE_TABLES_ROWS}.items()),
+    *(create_table(t, r) for t, r in {**TABLES, **RESUME_TABLES_ROWS, **VENUE_TABLES_ROWS,
+                                        **STORE_TABLES_ROWS}.items()),
 ])
 
-_INSERT = {
-    t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    for t, cols in COLUMNS.items()
-}
 # resume checks (research_lib.resume), written in the step's transaction; not in the
 # deterministic dump (they fingerprint inputs, not what the run did)
 RESUME_TABLES: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in RESUME_TABLES_ROWS.items()}
-_INSERT.update({t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-                for t, cols in RESUME_TABLES.items()})
 # an external venue's reports and reconciliations (research_lib.venues); a run on the
 # internal paper broker writes none, and the deterministic dump leaves them out when empty
 VENUE_TABLES: dict[str, tuple[str, ...]] = {t: columns(r) for t, r in VENUE_TABLES_ROWS.items()}
-_INSERT.update({t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-                for t, cols in VENUE_TABLES.items()})
+_INSERT = {t: f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+           for t, cols in {**COLUMNS, **RESUME_TABLES, **VENUE_TABLES}.items()}
 _ORDER_COLS = ", ".join(COLUMNS["orders"])
 
 
@@ -316,11 +313,14 @@ class Ledger:
             raise
         led = cls(p, conn, lock)
         if not readonly:
-            try:
+            try:  # a ledger made before the replay's column store gets its table
+                conn.execute(create_table(BLOCKS, STORE_TABLES_ROWS[BLOCKS]))
                 led._absorb_halt_marker()
-            except LedgerError:
+            except (LedgerError, sqlite3.Error) as exc:
                 led.close()
-                raise
+                if isinstance(exc, LedgerError):
+                    raise
+                raise _write_error(p, "the column_blocks table", exc, "") from exc
         return led
 
     def close(self) -> None:
@@ -365,7 +365,9 @@ class Ledger:
                           ledger=str(self.path))
                 return False
             for table, tr in rows.items():
-                if table != "steps" and tr:
+                if isinstance(tr, ColumnBlock):  # a replay's bulk rows, one Parquet blob
+                    c.execute(_INSERT_BLOCK, tr.row())
+                elif table != "steps" and tr:
                     c.executemany(_INSERT[table], tr)
             if pause > 0:
                 time.sleep(pause)
@@ -559,8 +561,7 @@ class Ledger:
                 halted[scope] = reason
             else:
                 halted.pop(scope, None)
-        snap = {sym: qty for sym, qty in c.execute(
-            "SELECT symbol, qty FROM positions WHERE step = ?", (last_step,))}
+        snap = dict(bulk_rows(c, "positions", ("symbol", "qty"), step=last_step))
         st = LedgerState(
             meta=meta, last_step=last_step, last_ts=last_ts, fills=fills,
             open_orders=open_orders, known_ids=known, cash=cash, equity=equity,

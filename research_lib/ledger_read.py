@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .broker import PaperBroker
 from .ledger import COLUMNS, VENUE_TABLES, Ledger, LedgerState
+from .ledger_columns import BULK_TABLES, bulk_columns, bulk_rows
 from .run_files import LEDGER_NAME
 
 if TYPE_CHECKING:  # pandas only for readers, never on the trading path
@@ -52,7 +53,8 @@ def deterministic_dump(path: str | Path) -> dict[str, list[tuple[Any, ...]]]:
         out: dict[str, list[tuple[Any, ...]]] = {}
         for table, cols in COLUMNS.items():
             keep = [c for c in cols if c not in WALL_CLOCK_COLUMNS.get(table, ())]
-            rows = led.conn.execute(f"SELECT {', '.join(keep)} FROM {table} ORDER BY rowid")
+            rows = (bulk_rows(led.conn, table, keep) if table in BULK_TABLES else
+                    led.conn.execute(f"SELECT {', '.join(keep)} FROM {table} ORDER BY rowid"))
             out[table] = [tuple(v.replace(run_id, "<RUN>") if isinstance(v, str) and run_id
                                 else v for v in r) for r in rows]
         for table, cols in VENUE_TABLES.items():  # an external venue's: only when written
@@ -97,7 +99,8 @@ def read_run(path: str | Path) -> dict[str, Any]:
             cols = [d[0] for d in cur.description]
             return pd.DataFrame(cur.fetchall(), columns=cols)
 
-        frames = {t: q(f"SELECT * FROM {t} ORDER BY rowid") for t in COLUMNS}
+        frames = {t: pd.DataFrame(bulk_columns(led.conn, t)) if t in BULK_TABLES
+                  else q(f"SELECT * FROM {t} ORDER BY rowid") for t in COLUMNS}
         venue = {t: q(f"SELECT * FROM {t} ORDER BY rowid") for t in VENUE_TABLES
                  if _has_rows(led, t)}
     for name, df in frames.items():

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
+from .ledger_columns import bulk_rows
 from .paper.rows import ConfigHistoryRow
 
 if TYPE_CHECKING:
@@ -338,8 +339,7 @@ def _suspects(s: Session, k: int) -> str:
     """The symbols whose close at step ``k`` is not the mark the ledger recorded."""
     feed = s.feed
     t = feed.n_warmup + k
-    marks = dict(s.ledger.conn.execute("SELECT symbol, mark FROM positions WHERE step = ?",
-                                       (k,)).fetchall())
+    marks = dict(bulk_rows(s.ledger.conn, "positions", ("symbol", "mark"), step=k))
     out = []
     for j, sym in enumerate(s.symbols):
         m = marks.get(sym)

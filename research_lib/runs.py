@@ -132,6 +132,7 @@ def show_run(run: str | Path, run_dir: str | Path | None = None) -> dict[str, An
     import numpy as np
 
     from .ledger import COLUMNS, Ledger
+    from .ledger_columns import BULK_TABLES, bulk_count
     from .paper.summary import compute_summary
 
     p = find_run(run, run_dir)
@@ -151,8 +152,8 @@ def show_run(run: str | Path, run_dir: str | Path | None = None) -> dict[str, An
             symbols=list(info.symbols), proxies=meta.get("proxies") or {},
             initial_cash=float(meta.get("initial_cash", float("nan"))), state=info.state,
             latency_ms=pct, stopped="not recorded", committed=0, error=None, notes=())
-        counts = {t: led.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                  for t in COLUMNS}
+        counts = {t: bulk_count(led.conn, t) if t in BULK_TABLES else
+                  led.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in COLUMNS}
     spec = meta.get("spec") or {}
     return {"info": info.to_dict(), "summary": summary, "spec": spec,
             "config_dir": meta.get("config_dir"), "tables": counts}

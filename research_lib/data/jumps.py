@@ -156,19 +156,31 @@ class JumpGate:
 
 def stale_marks(conn: Any) -> dict[str, dict[str, Any]]:
     """Open positions whose symbol's latest bars were refused: still marked at the last good
-    close. ``{SYM: {since, last_good, bars_refused, qty}}`` from the ledger (any engine)."""
-    last = conn.execute("SELECT MAX(step) FROM positions").fetchone()[0]
+    close. ``{SYM: {since, last_good, bars_refused, qty}}`` from the ledger (any engine,
+    either store: :mod:`research_lib.ledger_columns`)."""
+    from ..ledger_columns import bulk_arrays, bulk_max_step, bulk_rows
+
+    last = bulk_max_step(conn, "positions")
     if last is None:
         return {}
+    held = [(sym, qty, mark) for sym, qty, mark in
+            bulk_rows(conn, "positions", ("symbol", "qty", "mark"), step=last) if qty != 0]
+    if not held:
+        return {}
+    d = bulk_arrays(conn, "decisions", ("step", "ts", "symbol", "verdict"))
+    bad = d["verdict"] == "BAD_BAR"
+    symbol = d["symbol"]
+    refused_any = set(symbol[bad].tolist())
+    held = [h for h in held if h[0] in refused_any]  # no refused bar: not stale
+    step, ts = d["step"], d["ts"]
     out: dict[str, dict[str, Any]] = {}
-    for sym, qty, mark in conn.execute(
-            "SELECT symbol, qty, mark FROM positions WHERE step = ? AND qty != 0 "
-            "ORDER BY rowid", (last,)).fetchall():
-        ok = conn.execute("SELECT MAX(step) FROM decisions WHERE symbol = ? AND "
-                          "verdict != 'BAD_BAR'", (sym,)).fetchone()[0]
-        n, since = conn.execute(
-            "SELECT COUNT(*), MIN(ts) FROM decisions WHERE symbol = ? AND verdict = 'BAD_BAR' "
-            "AND step > ?", (sym, -1 if ok is None else ok)).fetchone()
+    for sym, qty, mark in held:
+        mine = symbol == sym
+        good = step[mine & ~bad]
+        ok = int(good.max()) if good.size else -1
+        refused = mine & bad & (step > ok)
+        n = int(refused.sum())
         if n:
-            out[sym] = {"since": since, "last_good": mark, "bars_refused": n, "qty": qty}
+            out[sym] = {"since": min(ts[refused].tolist()), "last_good": mark,
+                        "bars_refused": n, "qty": qty}
     return out

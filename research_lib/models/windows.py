@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
@@ -246,10 +247,13 @@ def default_start(end: pd.Timestamp, years_start: pd.Timestamp,
                          f"models' training ends ({trained}); no out-of-sample bar to replay")
 
 
-def _models_in_ledger(conn: sqlite3.Connection) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT DISTINCT model FROM decisions WHERE probability IS NOT NULL AND model IS NOT "
-        "NULL ORDER BY model")]
+def _decided(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray]:
+    """(ts, model) of every decision a model gave a probability, from either store."""
+    from ..ledger_columns import bulk_arrays
+
+    d = bulk_arrays(conn, "decisions", ("ts", "model", "probability"))
+    keep = ~np.isnan(d["probability"])
+    return d["ts"][keep], d["model"][keep]
 
 
 def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
@@ -260,11 +264,11 @@ def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
     ``decisions`` (all decisions a model gave a probability), ``models`` (each deciding
     model's ``train_start``/``train_end``) and ``unknown_window`` (models whose window is
     not known)."""
-    names = sorted({*deciding, *_models_in_ledger(conn)})
+    d_ts, d_model = _decided(conn)
+    names = sorted({*deciding, *(m for m in set(d_model.tolist()) if m is not None)})
     names = [n for n in names if not n.startswith(BASELINE_PREFIX)]
     first, last = conn.execute("SELECT MIN(ts), MAX(ts) FROM steps").fetchone()
-    total = conn.execute(
-        "SELECT COUNT(*) FROM decisions WHERE probability IS NOT NULL").fetchone()[0]
+    total = len(d_ts)
     span = None
     if first is not None:
         span = (pd.Timestamp(first).tz_convert("UTC") if pd.Timestamp(first).tzinfo
@@ -284,12 +288,11 @@ def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
         lo, hi = w.bounds()
         if span is not None and span[0] < hi and span[1] >= lo:
             overlap = True
-        rows = conn.execute(
-            "SELECT ts, COUNT(*) FROM decisions WHERE model = ? AND probability IS NOT NULL "
-            "GROUP BY ts", (n,)).fetchall()
-        if rows:
-            ts = pd.to_datetime([r[0] for r in rows], utc=True, format="ISO8601")
-            counts = pd.Series([r[1] for r in rows], index=ts)
+        mine = d_ts[d_model == n]
+        if mine.size:
+            uniq, cnt = np.unique(mine.astype(str), return_counts=True)
+            ts = pd.to_datetime(uniq, utc=True, format="ISO8601")
+            counts = pd.Series(cnt, index=ts)
             in_sample += int(counts[(counts.index >= lo) & (counts.index < hi)].sum())
     return {
         "stamp": IN_SAMPLE if overlap or in_sample else OUT_OF_SAMPLE,

@@ -25,7 +25,9 @@ both engines over many scenarios).
 What differs from the step loop, by design:
 
 * the config is read once (recorded in the ledger); no hot reload in a fast replay;
-* the ledger commits every :data:`FLUSH_STEPS` steps in one transaction (a crash loses at
+* the ledger commits every :data:`FLUSH_STEPS` steps (fewer when :data:`FLUSH_ROWS`
+  symbol-steps come first) in one transaction, decisions and positions as column blocks
+  (:mod:`research_lib.ledger_columns`; a crash loses at
   most those; ``--resume`` recomputes them, identically);
 * a quiet step's decisions are in the ledger only: ``events.jsonl`` gets the records of the
   steps that ran through the step code, and a ``fast_replay`` summary record;
@@ -48,10 +50,11 @@ import numpy as np
 from ..baselines import BuyAndHold, Prediction, SmaCross
 from ..errors import LedgerError
 from ..ledger import now_iso, step_rows
+from ..ledger_columns import BULK_TABLES, BlockBuilder
 from ..resume import feed_digests
 from ..risk import TradingState, price_band_mask
 from ..telemetry import get_logger, log_event
-from .rows import DecisionRow, EquityRow, Same, StepRow, block, position_rows
+from .rows import EquityRow, Same, StepRow, block, position_columns
 from .stages import band_reason, quiet_plan_block
 from .step import run_step
 
@@ -61,7 +64,8 @@ if TYPE_CHECKING:
 
 log = get_logger("session")
 
-FLUSH_STEPS = 2048  # steps per ledger transaction
+FLUSH_STEPS = 2048  # steps per ledger transaction, at most
+FLUSH_ROWS = 400_000  # symbol-steps per transaction, at most: memory flat in bars and symbols
 BLOCK_MIN, BLOCK_MAX = 16, 4096  # steps tested at once for quiet: grows while all are
 
 
@@ -104,6 +108,8 @@ class Pass1:
         self.label = s.model_label
         self.model = s.model
         self.symbols = s.symbols
+        self.sym_arr = np.asarray(s.symbols, dtype=object)
+        self.cls_arr = np.asarray([s.desk.classes[x] for x in s.symbols], dtype=object)
         self.preds: list[dict[int, Any]] = [{} for _ in range(T)]
         kind = batch_kind(s)
         self.batched = clean_symbols(s) if kind else np.zeros(N, dtype=bool)
@@ -227,6 +233,26 @@ class Pass1:
                 getattr(p, "shadow_model", None), getattr(p, "shadow_probability", None),
                 getattr(p, "fallback_reason", None))
 
+    def field_columns(self, tt: np.ndarray, jj: np.ndarray) -> tuple[Any, ...]:
+        """:meth:`fields` of the cells ``(tt[i], jj[i])`` as columns: model (object),
+        probability (float, NaN: none; a non-finite one is none, as ``plan`` reads it),
+        shadow model, shadow probability, fallback reason (object, None: none)."""
+        n = len(tt)
+        if self.rule and self.batched[jj].all():  # a rule's batch: no object per cell
+            p = self.P[tt, jj]
+            fallback = np.where(np.isnan(p), "BASELINE_WARMUP", None).astype(object)
+            return (np.full(n, self.model.name, dtype=object), p, Same(None), Same(None),
+                    fallback)
+        cells = [self.fields(t, j) for t, j in zip(tt.tolist(), jj.tolist(), strict=True)]
+        model, prob, shadow, shadow_p, fallback = (
+            [list(c) for c in zip(*cells, strict=True)] if cells else [[] for _ in range(5)])
+        pr = np.asarray(prob, dtype=np.float64).reshape(n)
+        pr[~np.isfinite(pr)] = np.nan
+        return (np.asarray(model, dtype=object).reshape(n), pr,
+                np.asarray(shadow, dtype=object).reshape(n),
+                np.asarray(shadow_p, dtype=np.float64).reshape(n),
+                np.asarray(fallback, dtype=object).reshape(n))
+
     def step_input(self, s: Session, t: int, bars: StepBars) -> StepInput:
         bad = self.bad.get(t, [])
         gated = bars
@@ -288,18 +314,23 @@ def pass1(s: Session) -> Pass1:
 # ---------------------------------------------------------------------------- pass 2
 @dataclass
 class Batch:
-    """Rows of several steps, per table in step order, for one transaction."""
+    """Rows of several steps, per table in step order, for one transaction: the bulk tables
+    (decisions, positions) as column blocks (:mod:`research_lib.ledger_columns`), the
+    others as rows."""
 
     rows: dict[str, list[tuple[Any, ...]]]
+    bulk: dict[str, BlockBuilder]
     steps: int = 0
     last_step: int = -1
 
     @classmethod
     def empty(cls) -> Batch:
-        return cls({"steps": []})
+        return cls({"steps": []}, {t: BlockBuilder(t) for t in BULK_TABLES})
 
     def extend(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
+        if table in self.bulk:
+            self.bulk[table].add_rows(rows)
+        elif rows:
             self.rows.setdefault(table, []).extend(rows)
 
     def add_record(self, rec: Any) -> None:
@@ -307,6 +338,13 @@ class Batch:
             self.extend(table, rows)
         self.steps += 1
         self.last_step = rec.step
+
+    def bulk_rows(self) -> int:
+        return sum(b.n for b in self.bulk.values())
+
+    def to_commit(self) -> dict[str, Any]:
+        """What :meth:`~research_lib.ledger.Ledger.commit_rows` takes: ``steps`` first."""
+        return {**self.rows, **{t: b.encode() for t, b in self.bulk.items() if b.n}}
 
 
 def _quiet_preconditions(s: Session) -> bool:
@@ -368,36 +406,32 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
         EquityRow, step=steps, ts=ts, cash=Same(broker.cash), equity=eq_l,
         gross=gross[:e].tolist(), net=net[:e].tolist(), peak=peak_l, day_start_equity=dse_l,
         drawdown=(1.0 - equity[:e] / peak[:e]).tolist(), day=day_l, state=Same("ACTIVE")))
-    batch.extend("positions", position_rows(steps, desk.symbols, broker.book, Lb[:e]))
+    batch.bulk["positions"].add_columns(
+        e * s.n, **position_columns(steps, desk.symbols, broker.book, Lb[:e]))
 
     # decisions, one per good bar, in step then symbol order: HOLD or NO_SIGNAL
     elapsed = time.perf_counter() - t_clock
     e2d_ms = elapsed * 1e3 / e
     kk, jj = np.nonzero(ok[:e])
-    nosig = np.isnan(pre.P[t0:t0 + e])
-    cur_w = np.where(Q != 0, Q * Lb[:e] / equity[:e, None], 0.0)
+    tt = t0 + kk
+    model, prob, shadow, shadow_p, fallback = pre.field_columns(tt, jj)
+    nosig = np.isnan(pre.P[tt, jj])
+    cur_w = np.where(Q != 0, Q * Lb[:e] / equity[:e, None], 0.0)[kk, jj]
+    moves = plans.moves[kk, jj] & ~nosig
+    target = np.where(nosig, np.nan, np.where(moves, plans.target[kk, jj], cur_w))
+    verdict = np.where(nosig, "NO_SIGNAL", "HOLD").astype(object)
+    reason = np.full(len(kk), None, dtype=object)
+    for i in np.flatnonzero(nosig).tolist():
+        reason[i] = fallback[i] or "NO_SIGNAL: no probability"
     band = desk.settings.session.rebalance_band
-    sym, cls, fields = desk.symbols, desk.classes, pre.fields
-    cols: dict[str, list[Any]] = {f: [] for f in DecisionRow._fields if f != "latency_ms"}
-    for k, j in zip(kk.tolist(), jj.tolist(), strict=True):
-        model, prob, shadow, shadow_p, fallback = fields(t0 + k, j)
-        if prob is not None and not math.isfinite(prob):
-            prob = None
-        if nosig[k, j]:
-            target, verdict, reason = None, "NO_SIGNAL", fallback or "NO_SIGNAL: no probability"
-        elif not plans.moves[k, j]:
-            target, verdict, reason = float(cur_w[k, j]), "HOLD", None
-        else:
-            target, verdict = float(plans.target[k, j]), "HOLD"
-            reason = (band_reason(band, target, float(cur_w[k, j]))
-                      if plans.in_band[k, j] else None)
-        for f, v in (("step", step + k), ("ts", ts[k]), ("symbol", sym[j]),
-                     ("asset_class", cls[sym[j]]), ("model", model), ("probability", prob),
-                     ("shadow_model", shadow), ("shadow_probability", shadow_p),
-                     ("fallback_reason", fallback), ("target", target), ("verdict", verdict),
-                     ("reason", reason), ("client_order_id", None), ("qty", None)):
-            cols[f].append(v)
-    batch.extend("decisions", block(DecisionRow, **cols, latency_ms=Same(e2d_ms)))
+    for i in np.flatnonzero(moves & plans.in_band[kk, jj]).tolist():
+        reason[i] = band_reason(band, float(target[i]), float(cur_w[i]))
+    batch.bulk["decisions"].add_columns(
+        len(kk), step=step + kk, ts=np.asarray(ts, dtype=object)[kk],
+        symbol=pre.sym_arr[jj], asset_class=pre.cls_arr[jj], model=model, probability=prob,
+        shadow_model=shadow, shadow_probability=shadow_p, fallback_reason=fallback,
+        target=target, verdict=verdict, reason=reason, client_order_id=Same(None),
+        qty=Same(None), latency_ms=Same(e2d_ms))
     batch.rows["steps"].extend(block(
         StepRow, step=steps, ts=ts, n_bars=has[:e].sum(axis=1).tolist(),
         wall_ts=Same(now_iso()), e2d_ms=Same(e2d_ms)))
@@ -414,6 +448,12 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
     return step + e
 
 
+def steps_per_batch(n_symbols: int) -> int:
+    """Steps a ledger transaction holds: :data:`FLUSH_STEPS`, fewer when that many steps of
+    ``n_symbols`` would pass :data:`FLUSH_ROWS` symbol-steps (never under ``BLOCK_MIN``)."""
+    return max(BLOCK_MIN, min(FLUSH_STEPS, FLUSH_ROWS // max(1, n_symbols)))
+
+
 def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None]) -> str:
     """Pass 1, then pass 2 with batched commits; returns why the run stopped."""
     spec, feed = s.spec, s.feed
@@ -428,6 +468,7 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
     committed, quiet, slow = 0, 0, 0
     days_all = np.asarray(feed.days)
     batch = Batch.empty()
+    per_batch = steps_per_batch(s.n)
     stopped = "end_of_data"
 
     def flush() -> None:
@@ -435,7 +476,7 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
         if not batch.steps:
             return
         try:
-            ok = s.ledger.commit_rows(batch.rows)
+            ok = s.ledger.commit_rows(batch.to_commit())
         except LedgerError as exc:
             raise LedgerError(s._halt_on_write_failure(batch.last_step, exc)) from exc
         if not ok:
@@ -458,7 +499,7 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
             stopped = "max_steps"
             break
         limit = n_steps if spec.max_steps is None else min(n_steps, step + spec.max_steps - done)
-        limit = min(limit, step + FLUSH_STEPS - batch.steps)  # a batch never passes FLUSH_STEPS
+        limit = min(limit, step + per_batch - batch.steps)  # a batch never passes per_batch
         nxt = quiet_run(s, pre, step, limit, batch, days_all)
         if nxt > step:
             quiet += nxt - step
@@ -475,7 +516,7 @@ def run_fast(s: Session, deadline: float | None, counted: Callable[[int], None])
             s.log_decisions(rec.log)
             slow += 1
             step += 1
-        if batch.steps >= FLUSH_STEPS:
+        if batch.steps >= per_batch:
             flush()
     else:
         if s.ks.stop_requested:

@@ -215,6 +215,22 @@ VENUE_TABLES_ROWS: dict[str, type[Any]] = {"venue_events": VenueEventRow,
                                            "reconciliations": ReconciliationRow}
 
 
+class ColumnBlockRow(NamedTuple):
+    """Rows of a bulk table (decisions, positions) over a batch of steps, as one Parquet
+    blob: how a replay stores them (:mod:`research_lib.ledger_columns`)."""
+
+    tbl: str
+    first_step: int
+    last_step: int
+    n_rows: int
+    data: bytes
+    SQL = """seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL, n_rows INTEGER NOT NULL, data BLOB NOT NULL"""
+
+
+STORE_TABLES_ROWS: dict[str, type[Any]] = {"column_blocks": ColumnBlockRow}
+
+
 # table -> row type, in the schema's order (what the run did)
 TABLES: dict[str, type[Any]] = {
     "steps": StepRow,
@@ -265,29 +281,37 @@ def block(row: type[Any], **cols: Any) -> list[tuple[Any, ...]]:
     return list(zip(*seqs, strict=False)) if n else []
 
 
+def position_columns(steps: Sequence[int], symbols: Sequence[str], book: PositionBook,
+                     marks: np.ndarray) -> dict[str, Any]:
+    """:class:`PositionRow` columns for ``steps`` (step, then symbol order), each symbol
+    valued at ``marks[k, j]`` (``symbols[j]`` at ``steps[k]``); a mark that is not finite is
+    shown as NaN (stored NULL), a symbol never traded is all zeros. The fast replay stores
+    these columns as they are; :func:`position_rows` is the same rows as tuples (the step
+    loop's): one layout, from this one function."""
+    n_sym = len(symbols)
+    q, avg, real, fees = (np.zeros(n_sym) for _ in range(4))
+    for j, sym in enumerate(symbols):
+        i = book.index.get(sym)
+        if i is not None:
+            q[j], avg[j] = float(book.qty[i]), float(book.avg_price[i])
+            real[j], fees[j] = float(book.realized[i]), float(book.fees[i])
+    m = np.asarray(marks, dtype=np.float64).reshape(len(steps), n_sym)
+    held = q != 0
+    with np.errstate(invalid="ignore"):
+        value = np.where(held, q * m, 0.0)
+        unr = np.where(held, q * (m - avg), 0.0)
+    e = len(steps)
+    return {"step": np.repeat(np.asarray(steps, dtype=np.int64), n_sym),
+            "symbol": np.tile(np.asarray(symbols, dtype=object), e),
+            "qty": np.tile(q, e), "avg_price": np.tile(avg, e),
+            "mark": np.where(np.isfinite(m), m, np.nan).ravel(), "value": value.ravel(),
+            "realized": np.tile(real, e), "unrealized": unr.ravel(), "fees": np.tile(fees, e)}
+
+
 def position_rows(steps: Sequence[int], symbols: Sequence[str], book: PositionBook,
                   marks: np.ndarray) -> list[tuple[Any, ...]]:
-    """:class:`PositionRow` rows for ``steps`` (step, then symbol order), each symbol valued
-    at ``marks[k, j]`` (``symbols[j]`` at ``steps[k]``); a NaN mark is shown as NULL, a
-    symbol never traded is all zeros. The step loop writes one step, the fast replay a block:
-    the same rows from the same function."""
-    cols = []
-    for j, sym in enumerate(symbols):
-        m = marks[:, j]
-        shown = [x if math.isfinite(x) else None for x in m.tolist()]
-        i = book.index.get(sym)
-        if i is None:  # never traded: what Position(sym) gives
-            cols.append([(k, sym, 0.0, 0.0, x, 0.0, 0.0, 0.0, 0.0)
-                         for k, x in zip(steps, shown, strict=True)])
-            continue
-        q, avg = float(book.qty[i]), float(book.avg_price[i])
-        real, fees = float(book.realized[i]), float(book.fees[i])
-        if q:
-            val = (q * m).tolist()
-            unr = (q * (m - avg)).tolist()
-            cols.append([(k, sym, q, avg, x, v, real, u, fees)
-                         for k, x, v, u in zip(steps, shown, val, unr, strict=True)])
-        else:
-            cols.append([(k, sym, q, avg, x, 0.0, real, 0.0, fees)
-                         for k, x in zip(steps, shown, strict=True)])
-    return [r for rows in zip(*cols, strict=True) for r in rows]
+    """:func:`position_columns` as :class:`PositionRow` tuples (a NaN mark as None)."""
+    c = position_columns(steps, symbols, book, marks)
+    mark = [None if math.isnan(x) else x for x in c["mark"].tolist()]
+    cols = [c[f].tolist() if f != "mark" else mark for f in PositionRow._fields]
+    return list(zip(*cols, strict=True))

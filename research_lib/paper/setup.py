@@ -33,6 +33,7 @@ from ..ledger import (
     Ledger,
     LedgerState,
 )
+from ..ledger_columns import bulk_rows
 from ..models.windows import default_start, session_windows
 from ..paths import safe_id
 from ..reload_policy import (
@@ -383,9 +384,9 @@ class SessionSetup:
         # ledger recorded (never NaN: no price is not a NaN equity), until its next bar
         resume_marks: dict[int, float] = {}
         if self.mode == "live" and st.last_step >= 0:
-            resume_marks = {self._index[sym]: float(m) for sym, m in self.ledger.conn.execute(
-                "SELECT symbol, mark FROM positions WHERE step = ? AND qty != 0 AND mark IS "
-                "NOT NULL", (st.last_step,)).fetchall() if sym in self._index}
+            resume_marks = {self._index[sym]: float(m) for sym, q, m in bulk_rows(
+                self.ledger.conn, "positions", ("symbol", "qty", "mark"), step=st.last_step)
+                if q != 0 and m is not None and sym in self._index}
         self.acct = Account(
             broker=broker,
             engine=RiskEngine(self.limits, st.state, st.day, st.day_start_equity, st.peak,

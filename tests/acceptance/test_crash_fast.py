@@ -36,13 +36,13 @@ from __future__ import annotations
 import json
 import random
 import signal
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from research_lib.ledger_columns import bulk_connection
 from research_lib.ledger_read import deterministic_dump
 from research_lib.paper.fast import FLUSH_STEPS
 from tests.acceptance.test_crash_restart import fault_seed
@@ -113,7 +113,7 @@ def reference(tmp_path_factory) -> dict:
 
 def ledger_at_kill(ledger: Path) -> int:
     """Committed steps in a killed session's ledger, after checking every step is whole."""
-    con = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+    con = bulk_connection(ledger)  # decisions and positions from both stores
     try:
         n, lo, hi = con.execute("SELECT COUNT(*), MIN(step), MAX(step) FROM steps").fetchone()
         if n == 0:

@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from research_lib.ledger import Ledger
+from research_lib.ledger_columns import bulk_connection
 from research_lib.ledger_read import deterministic_dump
 from tests.kit.crash import (
     CRASH_ARGS,
@@ -166,7 +167,7 @@ def test_two_sigints_mid_step_finish_that_step_commit_it_and_exit_zero(tmp_path)
     assert "stopped: signal" in out and "Traceback" not in err
     with Ledger.open(ledger, readonly=True) as led:
         st = led.load_state()  # opens, passes quick_check, cash and positions match fills
-        n_steps, n_eq, n_dec, n_pos = led.conn.execute(
+        n_steps, n_eq, n_dec, n_pos = bulk_connection(ledger).execute(
             "SELECT (SELECT COUNT(*) FROM steps), (SELECT COUNT(*) FROM equity), "
             "(SELECT COUNT(DISTINCT step) FROM decisions), "
             "(SELECT COUNT(DISTINCT step) FROM positions)").fetchone()

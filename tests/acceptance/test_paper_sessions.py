@@ -18,6 +18,7 @@ import pytest
 from research_lib.cli import main
 from research_lib.data import load
 from research_lib.ledger import Ledger
+from research_lib.ledger_columns import bulk_connection
 from research_lib.ledger_read import deterministic_dump, read_run
 from tests.kit.paper import (
     GOLDEN,
@@ -187,7 +188,8 @@ def test_ctrl_c_finishes_the_step_commits_and_exits_zero(tmp_path, signals):
     with Ledger.open(ledger, readonly=True) as led:
         st = led.load_state()  # verifies cash and positions against the fills
         n_eq = led.conn.execute("SELECT COUNT(*) FROM equity").fetchone()[0]
-        n_dec = led.conn.execute("SELECT COUNT(DISTINCT step) FROM decisions").fetchone()[0]
+        n_dec = bulk_connection(ledger).execute(
+            "SELECT COUNT(DISTINCT step) FROM decisions").fetchone()[0]
     assert 20 <= st.last_step + 1 < 4900  # stopped early
     assert n_eq == n_dec == st.last_step + 1  # every committed step is whole
 

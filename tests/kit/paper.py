@@ -17,7 +17,6 @@ import yaml
 from research_lib.baselines import Prediction
 from research_lib.data.frames import FramesSource
 from research_lib.flags import KillSwitch
-from research_lib.ledger import Ledger
 from research_lib.session import Session, SessionSpec
 from research_lib.signal_model import ModelBase
 
@@ -153,5 +152,12 @@ def make_session(tmp_path: Path, **kw: Any) -> Session:
 
 
 def ledger_rows(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with Ledger.open(path, readonly=True) as led:
-        return led.conn.execute(sql, params).fetchall()
+    """Ad-hoc SQL over a ledger, decisions and positions from both stores (a replay keeps
+    them as column blocks: research_lib.ledger_columns)."""
+    from research_lib.ledger_columns import bulk_connection
+
+    con = bulk_connection(path)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()

@@ -1,0 +1,312 @@
+"""The replay's columnar store for the ledger's bulk tables (issue 12).
+
+A replay writes one ``decisions`` row per symbol and bar and one ``positions`` row per
+symbol and step: ~99% of a ledger's rows. Inserted one by one into SQLite they bound a
+replay near 100k symbol-bars/s. The fast replay (:mod:`research_lib.paper.fast`) writes
+them instead as **column blocks**: the rows of a batch of steps, per table, as one Parquet
+blob (pyarrow, zstd) in the ``column_blocks`` table, inside the *same* SQLite transaction
+as the batch's ``steps``, ``equity``, orders and fills. So a block is committed with its
+steps or not at all: a killed replay leaves no half-written block and no orphan file, and
+``--resume`` continues from the last committed step to the identical ledger. A live
+session and the step loop keep writing plain rows, one transaction per step.
+
+Readers never see the difference: :func:`bulk_columns` / :func:`bulk_rows` return a bulk
+table's rows from both stores, in step order, with the values SQLite would give back
+(REAL: float, NaN stored as NULL, ``-0.0`` as ``0.0``; INTEGER: int; TEXT: str; NULL:
+None); :func:`~research_lib.ledger_read.read_run` and
+:func:`~research_lib.ledger_read.deterministic_dump` read through them, so a run gives the
+same tables and the same dump whatever stored it (``tests/test_ledger_columns.py``).
+:func:`bulk_connection` gives ad-hoc SQL (a sqlite3 shell habit, a test) a connection
+where ``decisions`` and ``positions`` hold every row.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .paper.rows import DecisionRow, PositionRow, Same
+
+BULK_TABLES: dict[str, type[Any]] = {"decisions": DecisionRow, "positions": PositionRow}
+BLOCKS = "column_blocks"
+_INSERT_BLOCK = (f"INSERT INTO {BLOCKS} (tbl, first_step, last_step, n_rows, data) "
+                 "VALUES (?, ?, ?, ?, ?)")
+
+
+def _affinity(row: type[Any]) -> dict[str, str]:
+    """Column -> INTEGER | REAL | TEXT, from the table's one SQL definition."""
+    out = {}
+    for f in row._fields:
+        m = re.search(rf"\b{f}\s+(INTEGER|REAL|TEXT)\b", row.SQL)
+        if m is None:  # pragma: no cover - a definition this module does not know
+            raise TypeError(f"{row.__name__}.{f}: no INTEGER/REAL/TEXT type in its SQL")
+        out[f] = m.group(1)
+    return out
+
+
+_KINDS = {t: _affinity(r) for t, r in BULK_TABLES.items()}
+
+
+@dataclass
+class ColumnBlock:
+    """One bulk table's rows over a batch of steps, encoded (what ``commit_rows`` stores)."""
+
+    table: str
+    first_step: int
+    last_step: int
+    n_rows: int
+    data: bytes
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.table, self.first_step, self.last_step, self.n_rows, self.data)
+
+
+@dataclass
+class BlockBuilder:
+    """A bulk table's rows over a batch, in step order, as pieces: plain tuples (a step the
+    step code ran) or named columns (a quiet block of the fast replay, no object per row)."""
+
+    table: str
+    pieces: list[tuple[str, Any, int]] = field(default_factory=list)
+    n: int = 0
+
+    def add_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        if rows:
+            self.pieces.append(("rows", rows, len(rows)))
+            self.n += len(rows)
+
+    def add_columns(self, n: int, **cols: Any) -> None:
+        """Rows from named columns: each a sequence of ``n`` values or :class:`Same`; every
+        field of the table named once (a missing or unknown name is a TypeError)."""
+        fields = BULK_TABLES[self.table]._fields
+        if set(cols) != set(fields):
+            missing = [f for f in fields if f not in cols]
+            unknown = sorted(set(cols) - set(fields))
+            raise TypeError(f"{self.table}: columns missing {missing}, unknown {unknown}")
+        for f, v in cols.items():
+            if not isinstance(v, Same) and len(v) != n:
+                raise ValueError(f"{self.table}.{f}: {len(v)} values for {n} rows")
+        if n:
+            self.pieces.append(("cols", cols, n))
+            self.n += n
+
+    def _column(self, i: int, name: str) -> list[Any]:
+        parts: list[Any] = []
+        for kind, data, n in self.pieces:
+            if kind == "rows":
+                parts.append([r[i] for r in data])
+            else:
+                v = data[name]
+                parts.append(list(repeat(v.value, n)) if isinstance(v, Same) else v)
+        return parts
+
+    def encode(self) -> ColumnBlock:
+        import pyarrow as pa
+
+        row = BULK_TABLES[self.table]
+        kinds = _KINDS[self.table]
+        arrays = {}
+        for i, name in enumerate(row._fields):
+            arrays[name] = _arrow(self._column(i, name), kinds[name], f"{self.table}.{name}")
+        table = pa.table(arrays)
+        steps = table.column("step")
+        first, last = (int(pa.compute.min(steps).as_py()), int(pa.compute.max(steps).as_py()))
+        return ColumnBlock(self.table, first, last, self.n, _parquet(table))
+
+
+def _objects(p: Any) -> np.ndarray:
+    if isinstance(p, np.ndarray) and p.dtype == object:
+        return p
+    a = np.empty(len(p), dtype=object)
+    a[:] = p.tolist() if isinstance(p, np.ndarray) else p
+    return a
+
+
+def _arrow(parts: list[Any], kind: str, what: str) -> Any:
+    """One column as an Arrow array holding what SQLite would store for it."""
+    import pyarrow as pa
+
+    if kind == "REAL":
+        arr = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) + 0.0  # -0.0
+        nan = np.isnan(arr)  # SQLite stores NaN as NULL (and None arrived as NaN here)
+        return pa.array(arr, type=pa.float64(), mask=nan if nan.any() else None)
+    if kind == "INTEGER":
+        ints = [p if isinstance(p, np.ndarray) else np.asarray(p) for p in parts]
+        if all(a.dtype.kind in "iu" for a in ints):
+            return pa.array(np.concatenate(ints).astype(np.int64), type=pa.int64())
+        vals = np.concatenate([_objects(p) for p in parts]).tolist()
+        for v in vals:
+            if isinstance(v, float) and not v.is_integer():
+                raise TypeError(f"{what}: {v!r} is not an integer")
+        return pa.array([None if v is None else int(v) for v in vals], type=pa.int64())
+    try:
+        return pa.array(np.concatenate([_objects(p) for p in parts]), type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+        raise TypeError(f"{what}: a TEXT column holds a non-text value ({exc})") from exc
+
+
+def _parquet(table: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_statistics=False)
+    return sink.getvalue().to_pybytes()
+
+
+def _decode(blob: bytes, cols: Sequence[str]) -> dict[str, list[Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(pa.BufferReader(blob), columns=list(cols))
+    return {c: t.column(c).to_pylist() for c in cols}
+
+
+def bulk_arrays(conn: sqlite3.Connection, table: str, cols: Sequence[str]
+                ) -> dict[str, np.ndarray]:
+    """:func:`bulk_columns` as numpy arrays for readers that compute over them: REAL as
+    float64 (NULL: NaN), INTEGER as int64 (object when a NULL is there), TEXT as object
+    (NULL: None). Decodes a block straight to arrays, no Python object per number."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kinds = _KINDS[table]
+    want = list(cols) if "step" in cols else [*cols, "step"]
+    parts: list[dict[str, np.ndarray]] = []
+    sql = conn.execute(f"SELECT {', '.join(want)} FROM main.{table} ORDER BY rowid").fetchall()
+    if sql:
+        parts.append({c: _array(list(v), kinds[c]) for c, v in
+                      zip(want, zip(*sql, strict=True), strict=True)})
+    if has_block_table(conn):
+        for (blob,) in conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE tbl = ? "
+                                    "ORDER BY seq", (table,)):
+            t = pq.read_table(pa.BufferReader(blob), columns=want)
+            parts.append({c: _array(t.column(c), kinds[c]) for c in want})
+    if not parts:
+        return {c: _array([], kinds[c]) for c in cols}
+    out = {c: np.concatenate([p[c] for p in parts]) for c in want}
+    if len(parts) > 1:
+        order = np.argsort(out["step"].astype(np.int64), kind="stable")
+        out = {c: v[order] for c, v in out.items()}
+    return {c: out[c] for c in cols}
+
+
+def _array(v: Any, kind: str) -> np.ndarray:
+    if hasattr(v, "to_numpy"):  # an Arrow column
+        if kind == "REAL":
+            return v.to_numpy(zero_copy_only=False).astype(np.float64)
+        if kind == "INTEGER" and v.null_count == 0:
+            return v.to_numpy(zero_copy_only=False).astype(np.int64)
+        v = v.to_pylist()
+    if kind == "REAL":
+        return np.asarray(v, dtype=np.float64)
+    if kind == "INTEGER" and None not in v:
+        return np.asarray(v, dtype=np.int64)
+    return _objects(v)
+
+
+# ------------------------------------------------------------------------ reading
+def has_block_table(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                        (BLOCKS,)).fetchone() is not None
+
+
+def bulk_columns(conn: sqlite3.Connection, table: str, cols: Sequence[str] | None = None,
+                 step: int | None = None) -> dict[str, list[Any]]:
+    """Columns ``cols`` (default: all) of bulk ``table`` over both stores, in step order
+    (a step's rows are in one store, in the order written); only step ``step`` if given."""
+    row = BULK_TABLES[table]
+    cols = list(cols or row._fields)
+    unknown = [c for c in cols if c not in row._fields]
+    if unknown:
+        raise ValueError(f"{table}: no column {unknown}; columns: {list(row._fields)}")
+    want = cols if "step" in cols else [*cols, "step"]
+    where, args = ("WHERE step = ?", (step,)) if step is not None else ("", ())
+    sql_rows = conn.execute(f"SELECT {', '.join(want)} FROM main.{table} {where} "
+                            "ORDER BY rowid", args).fetchall()
+    parts: list[dict[str, list[Any]]] = []
+    if sql_rows:
+        parts.append({c: list(v) for c, v in zip(want, zip(*sql_rows, strict=True),
+                                                 strict=True)})
+    if has_block_table(conn):
+        bw, bargs = (("AND first_step <= ? AND last_step >= ?", (step, step))
+                     if step is not None else ("", ()))
+        for (blob,) in conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE tbl = ? {bw} "
+                                    "ORDER BY seq", (table, *bargs)):
+            part = _decode(blob, want)
+            if step is not None:
+                keep = [i for i, s in enumerate(part["step"]) if s == step]
+                part = {c: [v[i] for i in keep] for c, v in part.items()}
+            parts.append(part)
+    if not parts:
+        return {c: [] for c in cols}
+    if len(parts) == 1:
+        out = parts[0]
+    else:
+        merged = {c: [v for p in parts for v in p[c]] for c in want}
+        order = np.argsort(np.asarray(merged["step"], dtype=np.int64), kind="stable")
+        if (np.diff(order) == 1).all():
+            out = merged
+        else:
+            out = {c: [v[i] for i in order.tolist()] for c, v in merged.items()}
+    return {c: out[c] for c in cols}
+
+
+def bulk_rows(conn: sqlite3.Connection, table: str, cols: Sequence[str] | None = None,
+              step: int | None = None) -> list[tuple[Any, ...]]:
+    """:func:`bulk_columns` as row tuples."""
+    c = bulk_columns(conn, table, cols, step)
+    return list(zip(*c.values(), strict=True)) if c else []
+
+
+def bulk_count(conn: sqlite3.Connection, table: str) -> int:
+    n = conn.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
+    if has_block_table(conn):
+        n += conn.execute(f"SELECT COALESCE(SUM(n_rows), 0) FROM main.{BLOCKS} WHERE tbl = ?",
+                          (table,)).fetchone()[0]
+    return int(n)
+
+
+def bulk_max_step(conn: sqlite3.Connection, table: str) -> int | None:
+    a = conn.execute(f"SELECT MAX(step) FROM main.{table}").fetchone()[0]
+    b = (conn.execute(f"SELECT MAX(last_step) FROM main.{BLOCKS} WHERE tbl = ?",
+                      (table,)).fetchone()[0] if has_block_table(conn) else None)
+    vals = [v for v in (a, b) if v is not None]
+    return max(vals) if vals else None
+
+
+def bulk_connection(ledger: str | Path) -> sqlite3.Connection:
+    """A read-only view of a ledger for ad-hoc SQL: an in-memory database in which
+    ``decisions`` and ``positions`` hold every row of both stores (in ``rowid`` order =
+    step order), with the ledger attached behind them for every other table. Costs
+    memory in the bulk tables' size; readers in the package use :func:`bulk_columns`."""
+    from .ledger import Ledger
+
+    with Ledger.open(ledger, readonly=True) as led:
+        data = {t: bulk_rows(led.conn, t) for t in BULK_TABLES}
+    return _attached(ledger, data)
+
+
+def _attached(ledger: str | Path, data: Mapping[str, Iterable[tuple[Any, ...]]]
+              ) -> sqlite3.Connection:
+    from .paper.rows import create_table
+
+    conn = sqlite3.connect(":memory:", uri=True)
+    conn.execute("ATTACH DATABASE ? AS ledger",
+                 (f"{Path(ledger).resolve().as_uri()}?mode=ro",))
+    for t, row in BULK_TABLES.items():
+        conn.execute(create_table(f"main.{t}", row))
+        conn.executemany(f"INSERT INTO main.{t} VALUES ({', '.join('?' * len(row._fields))})",
+                         data[t])
+    conn.commit()
+    return conn
