@@ -16,7 +16,7 @@ table's rows from both stores, in step order, with the values SQLite would give 
 None); :func:`~research_lib.ledger_read.read_run` and
 :func:`~research_lib.ledger_read.deterministic_dump` read through them, so a run gives the
 same tables and the same dump whatever stored it (``tests/test_ledger_columns.py``).
-:func:`bulk_connection` gives ad-hoc SQL (a sqlite3 shell habit, a test) a connection
+:func:`~research_lib.ledger_read.bulk_connection` gives ad-hoc SQL (a sqlite3 shell habit, a test) a connection
 where ``decisions`` and ``positions`` hold every row.
 """
 
@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -283,30 +282,3 @@ def bulk_max_step(conn: sqlite3.Connection, table: str) -> int | None:
                       (table,)).fetchone()[0] if has_block_table(conn) else None)
     vals = [v for v in (a, b) if v is not None]
     return max(vals) if vals else None
-
-
-def bulk_connection(ledger: str | Path) -> sqlite3.Connection:
-    """A read-only view of a ledger for ad-hoc SQL: an in-memory database in which
-    ``decisions`` and ``positions`` hold every row of both stores (in ``rowid`` order =
-    step order), with the ledger attached behind them for every other table. Costs
-    memory in the bulk tables' size; readers in the package use :func:`bulk_columns`."""
-    from .ledger import Ledger
-
-    with Ledger.open(ledger, readonly=True) as led:
-        data = {t: bulk_rows(led.conn, t) for t in BULK_TABLES}
-    return _attached(ledger, data)
-
-
-def _attached(ledger: str | Path, data: Mapping[str, Iterable[tuple[Any, ...]]]
-              ) -> sqlite3.Connection:
-    from .paper.rows import create_table
-
-    conn = sqlite3.connect(":memory:", uri=True)
-    conn.execute("ATTACH DATABASE ? AS ledger",
-                 (f"{Path(ledger).resolve().as_uri()}?mode=ro",))
-    for t, row in BULK_TABLES.items():
-        conn.execute(create_table(f"main.{t}", row))
-        conn.executemany(f"INSERT INTO main.{t} VALUES ({', '.join('?' * len(row._fields))})",
-                         data[t])
-    conn.commit()
-    return conn

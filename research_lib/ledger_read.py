@@ -6,13 +6,15 @@ replayed from the fills, and the tables as DataFrames for notebooks and reports
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .broker import PaperBroker
 from .ledger import COLUMNS, VENUE_TABLES, Ledger, LedgerState
 from .ledger_columns import BULK_TABLES, bulk_columns, bulk_rows
+from .paper.rows import create_table
 from .run_files import LEDGER_NAME
 
 if TYPE_CHECKING:  # pandas only for readers, never on the trading path
@@ -155,3 +157,26 @@ def read_run(path: str | Path) -> dict[str, Any]:
 
 def rows_equal(a: Iterable[tuple[Any, ...]], b: Iterable[tuple[Any, ...]]) -> bool:
     return list(a) == list(b)
+
+
+def bulk_connection(ledger: str | Path) -> sqlite3.Connection:
+    """A read-only view of a ledger for ad-hoc SQL: an in-memory database in which
+    ``decisions`` and ``positions`` hold every row of both stores (in ``rowid`` order =
+    step order), with the ledger attached behind them for every other table. Costs
+    memory in the bulk tables' size; readers in the package use :func:`bulk_columns`."""
+    with Ledger.open(ledger, readonly=True) as led:
+        data = {t: bulk_rows(led.conn, t) for t in BULK_TABLES}
+    return _attached(ledger, data)
+
+
+def _attached(ledger: str | Path, data: Mapping[str, Iterable[tuple[Any, ...]]]
+              ) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", uri=True)
+    conn.execute("ATTACH DATABASE ? AS ledger",
+                 (f"{Path(ledger).resolve().as_uri()}?mode=ro",))
+    for t, row in BULK_TABLES.items():
+        conn.execute(create_table(f"main.{t}", row))
+        conn.executemany(f"INSERT INTO main.{t} VALUES ({', '.join('?' * len(row._fields))})",
+                         data[t])
+    conn.commit()
+    return conn

@@ -17,11 +17,10 @@ from research_lib.ledger_columns import (
     BlockBuilder,
     bulk_arrays,
     bulk_columns,
-    bulk_connection,
     bulk_count,
     bulk_rows,
 )
-from research_lib.ledger_read import deterministic_dump, read_run
+from research_lib.ledger_read import bulk_connection, deterministic_dump, read_run
 from research_lib.paper.fast import FLUSH_ROWS
 from research_lib.paper.rows import DecisionRow, PositionRow, Same, create_table
 

@@ -64,6 +64,30 @@ class Prediction:
 
 
 @dataclass
+class PredictionColumns:
+    """:class:`Prediction` fields of many rows as arrays (NaN: no probability; None: no
+    shadow model, no reason)."""
+
+    asset_class: np.ndarray
+    model: np.ndarray
+    probability: np.ndarray
+    shadow_model: np.ndarray
+    shadow_probability: np.ndarray
+    fallback_reason: np.ndarray
+
+    def objects(self, symbols: Sequence[str]) -> list[Prediction]:
+        def num(v: float) -> float | None:
+            return None if math.isnan(v) else v
+
+        return [Prediction(s, c, m, num(p), sm, num(sp) if sm else None, r)
+                for s, c, m, p, sm, sp, r in zip(
+                    symbols, self.asset_class.tolist(), self.model.tolist(),
+                    self.probability.tolist(), self.shadow_model.tolist(),
+                    self.shadow_probability.tolist(), self.fallback_reason.tolist(),
+                    strict=True)]
+
+
+@dataclass
 class _Slot:
     key: tuple
     status: ModelStatus
@@ -306,7 +330,12 @@ class Router:
 
     def predict(self, symbols: Sequence[str], X: np.ndarray) -> list[Prediction]:
         """p(up) per row of ``X`` (shape ``(len(symbols), N_FEATURES)``). Reads the flag now;
-        one onnxruntime call per model; rows with NaN/inf in or out are no signal (None)."""
+        one onnxruntime call per model; rows with NaN/inf in or out are no signal (None).
+        The objects of :meth:`predict_columns` (one implementation)."""
+        return self.predict_columns(symbols, X).objects(symbols)
+
+    def predict_columns(self, symbols: Sequence[str], X: np.ndarray) -> PredictionColumns:
+        """:meth:`predict` as columns, no object per row (the fast replay's batch pass)."""
         X = np.asarray(X)
         n = len(symbols)
         if X.ndim != 2 or X.shape != (n, N_FEATURES):
@@ -318,58 +347,59 @@ class Router:
         mode = self.mode()
         memo: dict = {}
         by_class: dict[tuple[str, str | None], tuple[str, str | None, str | None, bool]] = {}
+        by_symbol: dict[str, tuple[str, str, str | None, str | None]] = {}
         routes = []  # per symbol: (asset class, model, fallback reason, shadow model)
         for s in symbols:
-            c = self._classify(s)
-            r = by_class.get(c)
+            r = by_symbol.get(s)
             if r is None:
-                r = by_class[c] = self._class_route(c[0], c[1], mode, memo)
-            routes.append((c[0], r[0], r[1], r[2]))
+                c = self._classify(s)
+                cr = by_class.get(c)
+                if cr is None:
+                    cr = by_class[c] = self._class_route(c[0], c[1], mode, memo)
+                r = by_symbol[s] = (c[0], cr[0], cr[1], cr[2])
+            routes.append(r)
         with np.errstate(over="ignore", invalid="ignore"):
             X32 = X.astype(np.float32)
         finite_in = np.isfinite(X32).all(axis=1)
         prob = np.full(n, np.nan)
-        sprob = prob  # replaced below when a shadow model predicts
+        sprob = np.full(n, np.nan)
         why: dict[int, str] = {}
         swhy: dict[int, str] = {}
         idx = np.arange(n)
-        models = [r[1] for r in routes]
-        names = dict.fromkeys(models)
+        cls_a, model_a, reason_a, shadow_a = (np.empty(n, dtype=object) for _ in range(4))
+        if n:
+            cls_a[:], model_a[:], reason_a[:], shadow_a[:] = zip(*routes, strict=True)
+        names = dict.fromkeys(model_a.tolist())
         for name in names:
-            rows = idx[finite_in if len(names) == 1
-                       else np.array([m == name for m in models], dtype=bool) & finite_in]
+            rows = idx[finite_in if len(names) == 1 else (model_a == name) & finite_in]
             self._run(name, X32, rows, prob, why, memo)
-        shadows = [r[3] for r in routes]
-        for name in dict.fromkeys(m for m in shadows if m):
-            if sprob is prob:
-                sprob = np.full(n, np.nan)
-            rows = idx[np.array([m == name for m in shadows], dtype=bool) & finite_in]
+        has_shadow = np.array([bool(m) for m in shadow_a.tolist()], dtype=bool)
+        for name in dict.fromkeys(m for m in shadow_a[has_shadow].tolist()):
+            rows = idx[(shadow_a == name) & finite_in]
             self._run(name, X32, rows, sprob, swhy, memo)
-        out = []
-        probs, sprobs, finite = prob.tolist(), sprob.tolist(), finite_in.tolist()
-        for i, (sym, (cls, model, reason, shadow)) in enumerate(zip(symbols, routes, strict=True)):
-            p = probs[i] if math.isfinite(probs[i]) else None
+        raw, sraw = prob.copy(), sprob.copy()  # what the logs show of a non-finite output
+        prob[~np.isfinite(prob)] = np.nan
+        sprob[~has_shadow | ~np.isfinite(sprob)] = np.nan
+        # the logs and reasons of the rows with no signal or a shadow model: few rows
+        sym = list(symbols)
+        for i in np.flatnonzero(np.isnan(prob) | has_shadow).tolist():
+            p = None if math.isnan(prob[i]) else float(prob[i])
             if p is None:
-                self._log_no_signal(sym, model, finite[i], why.get(i), prob[i])
-            sp = None
-            if shadow:
-                sp = sprobs[i] if math.isfinite(sprobs[i]) else None
+                self._log_no_signal(sym[i], model_a[i], bool(finite_in[i]), why.get(i),
+                                    raw[i])
+            if has_shadow[i]:
+                sp = None if math.isnan(sprob[i]) else float(sprob[i])
                 if sp is None:
-                    self._log_no_signal(sym, shadow, finite[i], swhy.get(i), sprob[i], shadow=True)
-                log_event(
-                    log,
-                    "shadow_prediction",
-                    symbol=sym,
-                    asset_class=cls,
-                    model=model,
-                    probability=p,
-                    shadow_model=shadow,
-                    shadow_probability=sp,
-                )
-            if p is None and reason is None and why.get(i, "").startswith("MODEL_OUTPUT_INVALID"):
-                reason = why[i]  # the model ran and its output was refused: say why
-            out.append(Prediction(sym, cls, model, p, shadow, sp, reason))
-        return out
+                    self._log_no_signal(sym[i], shadow_a[i], bool(finite_in[i]), swhy.get(i),
+                                        sraw[i], shadow=True)
+                log_event(log, "shadow_prediction", symbol=sym[i], asset_class=cls_a[i],
+                          model=model_a[i], probability=p, shadow_model=shadow_a[i],
+                          shadow_probability=sp)
+            if (p is None and reason_a[i] is None
+                    and why.get(i, "").startswith("MODEL_OUTPUT_INVALID")):
+                reason_a[i] = why[i]  # the model ran and its output was refused: say why
+        shadow_a[~has_shadow] = None
+        return PredictionColumns(cls_a, model_a, prob, shadow_a, sprob, reason_a)
 
     def _log_no_signal(
         self,

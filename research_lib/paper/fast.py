@@ -11,7 +11,7 @@ both engines over many scenarios).
 1. **Pass 1** gates every bar, moves the closes and asks the model, for the whole clock,
    before any trading (:class:`Pass1`), per symbol: in one batch when every bar of the
    symbol passes the gate and the model has a batch form (a rule baseline's ``batch``,
-   the ONNX router through ``features.build_arrays`` and one ``predict_many``); else with
+   the ONNX router through ``features.build_arrays`` and one ``predict_columns``); else with
    the step code's own ``gate`` / ``observe`` / ``predict``, step by step. This is sound
    because none of them depends on the account: the features and the model see bars, not
    positions, and symbols share none of that state.
@@ -88,7 +88,7 @@ class Pass1:
     Per symbol, one of two ways, with the same numbers: **batched** when every bar of the
     symbol passes the gate and the model has a batch form (a rule baseline's ``batch``;
     the ONNX router through :func:`research_lib.features.build_arrays` and one
-    ``predict_many``); else **step by step** through the step code's own ``gate`` /
+    ``predict_columns``, no object per row); else **step by step** through the step code's own ``gate`` /
     ``observe`` / ``predict`` (any model; a symbol with a refused or held bar). Symbols do
     not share gate, feature or model state, and a row's prediction does not depend on the
     rows predicted with it, so the split changes no decision."""
@@ -110,7 +110,9 @@ class Pass1:
         self.symbols = s.symbols
         self.sym_arr = np.asarray(s.symbols, dtype=object)
         self.cls_arr = np.asarray([s.desk.classes[x] for x in s.symbols], dtype=object)
-        self.preds: list[dict[int, Any]] = [{} for _ in range(T)]
+        self.preds: list[dict[int, Any]] = [{} for _ in range(T)]  # step by step
+        self.cols: Any = None  # the router's batch: PredictionColumns, row_of[t, j] a row
+        self.row_of = np.full((T, N), -1, dtype=np.int64)
         kind = batch_kind(s)
         self.batched = clean_symbols(s) if kind else np.zeros(N, dtype=bool)
         self.rule = kind == "baseline"
@@ -126,6 +128,7 @@ class Pass1:
                     a[:] = np.nan
                 self.ok[:] = False
                 self.preds = [{} for _ in range(T)]
+                self.cols, self.row_of[:] = None, -1
         if not self.batched.all():
             self._stepwise(s, ~self.batched)
 
@@ -152,13 +155,9 @@ class Pass1:
             j_rows.append(np.full(int(keep.sum()), j))
             X_rows.append(X[keep])
         t_all, j_all = np.concatenate(t_rows), np.concatenate(j_rows)
-        preds = s.predict_many(j_all, np.concatenate(X_rows))
-        P, by_t = self.P, self.preds
-        for t, j, p in zip(t_all.tolist(), j_all.tolist(), preds, strict=True):
-            by_t[t][j] = p
-            prob = getattr(p, "probability", None)
-            if prob is not None and math.isfinite(prob):
-                P[t, j] = prob
+        self.cols = s.predict_columns(j_all, np.concatenate(X_rows))
+        self.row_of[t_all, j_all] = np.arange(len(t_all))
+        self.P[t_all, j_all] = self.cols.probability  # NaN: no signal
 
     def _stepwise(self, s: Session, cols: np.ndarray) -> None:
         """The step code's inputs stage, step by step, for the symbols in ``cols`` (mask),
@@ -209,13 +208,25 @@ class Pass1:
         return Prediction(sym, m.asset_classes.get(sym, ""), m.name, prob, None, None,
                           None if prob is not None else "BASELINE_WARMUP")
 
+    def _router_pred(self, r: int, i: int) -> Prediction:
+        c = self.cols
+        p, sm, sp = c.probability[r], c.shadow_model[r], c.shadow_probability[r]
+        return Prediction(self.symbols[i], c.asset_class[r], c.model[r],
+                          None if math.isnan(p) else float(p), sm,
+                          None if sm is None or math.isnan(sp) else float(sp),
+                          c.fallback_reason[r])
+
     def preds_at(self, t: int, rows: np.ndarray) -> dict[int, Any]:
         out = self.preds[t]
-        if self.rule:  # the batched symbols' baseline predictions, built when asked
+        if self.rule or self.cols is not None:  # the batched symbols', built when asked
             out = dict(out)
             for i in rows.tolist():
-                if self.batched[i]:
+                if not self.batched[i]:
+                    continue
+                if self.rule:
                     out[i] = self._baseline_pred(t, i)
+                elif self.row_of[t, i] >= 0:
+                    out[i] = self._router_pred(int(self.row_of[t, i]), i)
         return out
 
     def fields(self, t: int, i: int) -> tuple[Any, ...]:
@@ -227,6 +238,8 @@ class Pass1:
                 return (self.model.name, None, None, None, "BASELINE_WARMUP")
             return (self.model.name, float(p), None, None, None)
         p = self.preds[t].get(i)
+        if p is None and self.row_of[t, i] >= 0:
+            p = self._router_pred(int(self.row_of[t, i]), i)
         if p is None:
             return (self.label, None, None, None, None)
         return (getattr(p, "model", self.label), getattr(p, "probability", None),
@@ -243,6 +256,11 @@ class Pass1:
             fallback = np.where(np.isnan(p), "BASELINE_WARMUP", None).astype(object)
             return (np.full(n, self.model.name, dtype=object), p, Same(None), Same(None),
                     fallback)
+        r = self.row_of[tt, jj]
+        if self.cols is not None and (r >= 0).all():  # the router's batch: gathered
+            c = self.cols
+            return (c.model[r], c.probability[r], c.shadow_model[r],
+                    c.shadow_probability[r], c.fallback_reason[r])
         cells = [self.fields(t, j) for t, j in zip(tt.tolist(), jj.tolist(), strict=True)]
         model, prob, shadow, shadow_p, fallback = (
             [list(c) for c in zip(*cells, strict=True)] if cells else [[] for _ in range(5)])

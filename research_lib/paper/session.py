@@ -209,26 +209,39 @@ class Session(SessionSetup, EventLog):
                                                  self.model_label)
         return out
 
-    def predict_many(self, rows: np.ndarray, X: np.ndarray) -> list[Any]:
-        """:meth:`predict` over many bars at once (the fast replay's batch pass): row ``k``
-        is symbol ``rows[k]`` with features ``X[k]``; the same checks, one model call. A
-        model error is raised here (the caller then goes step by step, where it is no
-        signal for that step's symbols, as :meth:`predict` records it)."""
-        sym, classes, label = self.symbols, self.classes, self.model_label
-        out: list[Any] = [None] * len(rows)
+    def predict_columns(self, rows: np.ndarray, X: np.ndarray) -> Any:
+        """:meth:`predict` over many bars at once, as columns (the fast replay's batch pass,
+        for the ONNX router): row ``k`` is symbol ``rows[k]`` with features ``X[k]``; the
+        same checks, one model call per model, no object per row. A model error is raised
+        here (the caller then goes step by step, where it is no signal for that step's
+        symbols, as :meth:`predict` records it)."""
+        from ..models.router import PredictionColumns
+
+        sym, label = np.asarray(self.symbols, dtype=object), self.model_label
+        n = len(rows)
+        names = sym[rows]
+        cls = np.asarray([self.classes[s] for s in self.symbols], dtype=object)[rows]
+        out = PredictionColumns(cls, np.full(n, label, dtype=object), np.full(n, np.nan),
+                                np.full(n, None, dtype=object), np.full(n, np.nan),
+                                np.full(n, None, dtype=object))
         ok = np.isfinite(X).all(axis=1)
-        for k in np.flatnonzero(~ok).tolist():
-            s = sym[int(rows[k])]
-            out[k] = Prediction(s, classes[s], label, None,
-                                fallback_reason="FEATURES_NOT_READY: warm-up or NaN input")
+        out.fallback_reason[~ok] = "FEATURES_NOT_READY: warm-up or NaN input"
         sel = np.flatnonzero(ok)
-        names = [sym[i] for i in rows[sel].tolist()]
-        if names:
-            res = self.model.predict(names, X[sel])
-            if len(res) != len(names):
-                raise ValueError(f"model returned {len(res)} predictions for {len(names)} rows")
-            for k, s, pr in zip(sel.tolist(), names, res, strict=True):
-                out[k] = checked_prediction(pr, s, classes[s], label)
+        if len(sel):
+            pc = self.model.router.predict_columns(names[sel].tolist(), X[sel])
+            for f in dataclasses.fields(out):
+                getattr(out, f.name)[sel] = getattr(pc, f.name)
+        p, sp = out.probability, out.shadow_probability
+        with np.errstate(invalid="ignore"):
+            bad = ((p < 0) | (p > 1)) | ((sp < 0) | (sp > 1))
+        for k in np.flatnonzero(bad).tolist():  # what checked_prediction makes of a row
+            pr = checked_prediction(Prediction(
+                names[k], cls[k], out.model[k], None if np.isnan(p[k]) else float(p[k]),
+                out.shadow_model[k], None if np.isnan(sp[k]) else float(sp[k]),
+                out.fallback_reason[k]), names[k], cls[k], label)
+            p[k] = np.nan if pr.probability is None else pr.probability
+            sp[k] = np.nan if pr.shadow_probability is None else pr.shadow_probability
+            out.fallback_reason[k] = pr.fallback_reason
         return out
 
     # ---------------------------------------------------------------- the loop

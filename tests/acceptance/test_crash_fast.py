@@ -42,8 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from research_lib.ledger_columns import bulk_connection
-from research_lib.ledger_read import deterministic_dump
+from research_lib.ledger_read import bulk_connection, deterministic_dump
 from research_lib.paper.fast import FLUSH_STEPS
 from tests.acceptance.test_crash_restart import fault_seed
 from tests.kit.crash import (

@@ -37,8 +37,7 @@ from pathlib import Path
 import pytest
 
 from research_lib.ledger import Ledger
-from research_lib.ledger_columns import bulk_connection
-from research_lib.ledger_read import deterministic_dump
+from research_lib.ledger_read import bulk_connection, deterministic_dump
 from tests.kit.crash import (
     CRASH_ARGS,
     CRASH_CONFIG,

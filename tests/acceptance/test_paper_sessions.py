@@ -18,8 +18,7 @@ import pytest
 from research_lib.cli import main
 from research_lib.data import load
 from research_lib.ledger import Ledger
-from research_lib.ledger_columns import bulk_connection
-from research_lib.ledger_read import deterministic_dump, read_run
+from research_lib.ledger_read import bulk_connection, deterministic_dump, read_run
 from tests.kit.paper import (
     GOLDEN,
     GOLDEN_CONFIG,

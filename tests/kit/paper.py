@@ -154,7 +154,7 @@ def make_session(tmp_path: Path, **kw: Any) -> Session:
 def ledger_rows(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Ad-hoc SQL over a ledger, decisions and positions from both stores (a replay keeps
     them as column blocks: research_lib.ledger_columns)."""
-    from research_lib.ledger_columns import bulk_connection
+    from research_lib.ledger_read import bulk_connection
 
     con = bulk_connection(path)
     try:
