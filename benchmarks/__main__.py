@@ -99,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             print(table(per_bar, "Cost linearity: loop time per symbol-bar against history "
                                  "length"))
             print()
+            figs, per_bar = paper.memory(max(1, reps // 2 + 1), n=100, fast=True)
+            print(table(figs, "Memory against history length, --fast (column blocks, batches "
+                              "of at most FLUSH_ROWS symbol-steps), ONNX router, 100 "
+                              "replicated series"))
+            print()
+            print(table(per_bar, "Cost linearity and ledger size against history length, "
+                                 "--fast, 100 symbols"))
+            print()
         if "startup" in only:
             figs, cost, heavy = paper.startup(reps)
             print(table(figs, "Start-up of `research-lib paper --symbols SPY,QQQ --max-steps 1`"))

@@ -141,10 +141,10 @@ def throughput(data: Data, repeats: int, sizes=SIZES, models=MODELS,
 MEMORY_BARS = (1000, 2000, 4000)
 
 
-def _memory_child(bars: int, n: int, trace: bool) -> dict[str, Any]:
-    """In a fresh process: one router session over the first ``bars`` bars of ``n``
-    replicated ^GSPC/^IXIC series; peak RSS, and with ``trace`` the tracemalloc peak of the
-    whole run and of the loop above its start."""
+def _memory_child(bars: int, n: int, trace: bool, fast: bool = False) -> dict[str, Any]:
+    """In a fresh process: one router session (``fast``: ``--fast``) over the first ``bars``
+    bars of ``n`` replicated ^GSPC/^IXIC series; peak RSS and the ledger's size on disk, and
+    with ``trace`` the tracemalloc peak of the whole run and of the loop above its start."""
     import resource
     import tracemalloc
 
@@ -169,9 +169,13 @@ def _memory_child(bars: int, n: int, trace: bool) -> dict[str, Any]:
             tracemalloc.reset_peak()
 
         Session.prepare = prepare  # type: ignore[method-assign]
-    r = run_timed(symbols=[s for s, _ in pairs], source=src, start=FULL_START, end=end,
-                  config_dir=cfg, run_dir=tempdir("mem"))
-    out: dict[str, Any] = {"bars": bars, "symbols": n, "steps": r.steps,
+    sizes: list[int] = []
+    r = run_timed(lambda p: sizes.append(sum(f.stat().st_size for f in p.parent.glob(
+                      "ledger.sqlite*"))),
+                  symbols=[s for s, _ in pairs], source=src, start=FULL_START, end=end,
+                  config_dir=cfg, run_dir=tempdir("mem"), fast=fast)
+    ledger = sizes[0]
+    out: dict[str, Any] = {"bars": bars, "symbols": n, "steps": r.steps, "ledger_bytes": ledger,
                            "symbol_bars": r.symbol_bars, "loop_s": r.loop_s,
                            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if trace:
@@ -189,24 +193,32 @@ def _child(args: list[str]) -> dict[str, Any]:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def memory(repeats: int, bar_counts=MEMORY_BARS, n: int = 10) -> tuple[list[Figure], list[Figure]]:
+def memory(repeats: int, bar_counts=MEMORY_BARS, n: int = 10, fast: bool = False
+           ) -> tuple[list[Figure], list[Figure]]:
+    """Peak RSS and the loop's growth against history length (flat = the ledger streams),
+    in the step loop or (``fast``) the fast replay with its column blocks."""
     rss, loop, peak, us = [], [], [], []
+    how = "--fast, " if fast else ""
     for bars in bar_counts:
-        a = Figure(f"peak RSS, {bars:,} bars x {n} symbols", "MB")
+        a = Figure(f"peak RSS, {how}{bars:,} bars x {n} symbols", "MB")
         b = Figure("  tracemalloc: loop growth above its start", "MB")
         c = Figure("  tracemalloc: peak of the whole run", "MB")
-        d = Figure(f"loop cost per symbol-bar, {bars:,} bars x {n} symbols, ONNX router", "us")
+        e = Figure("  ledger on disk, per 1,000 symbol-bars", "KB")
+        d = Figure(f"loop cost per symbol-bar, {how}{bars:,} bars x {n} symbols, ONNX router",
+                   "us")
         for _ in range(repeats):
-            plain = _child(["--memory-child", str(bars), str(n), "0"])
+            plain = _child(["--memory-child", str(bars), str(n), "0", str(int(fast))])
             a.add(plain["maxrss_mb"])
             d.add(plain["loop_s"] / plain["symbol_bars"] * 1e6)
-            traced = _child(["--memory-child", str(bars), str(n), "1"])
+            e.add(plain["ledger_bytes"] / plain["symbol_bars"])
+            traced = _child(["--memory-child", str(bars), str(n), "1", str(int(fast))])
             b.add(traced["trace_loop_growth_mb"])
             c.add(traced["trace_peak_mb"])
         rss.append(a)
         loop.append(b)
         peak.append(c)
         us.append(d)
+        us.append(e)
     figs = [f for trio in zip(rss, loop, peak, strict=True) for f in trio]
     return figs, us
 
@@ -289,8 +301,9 @@ def report(repeats: int) -> list[Figure]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--memory-child":
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--memory-child":
         os.environ.setdefault("PYTHONHASHSEED", "0")
-        print(json.dumps(_memory_child(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1")))
+        print(json.dumps(_memory_child(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1",
+                                       len(sys.argv) == 6 and sys.argv[5] == "1")))
     else:
         sys.exit("usage: python -m benchmarks (this module is run by it)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -176,28 +176,48 @@ def bulk_arrays(conn: sqlite3.Connection, table: str, cols: Sequence[str]
     """:func:`bulk_columns` as numpy arrays for readers that compute over them: REAL as
     float64 (NULL: NaN), INTEGER as int64 (object when a NULL is there), TEXT as object
     (NULL: None). Decodes a block straight to arrays, no Python object per number."""
+    parts = list(iter_bulk(conn, table, cols))
+    if not parts:
+        return {c: _array([], _KINDS[table][c]) for c in cols}
+    return {c: np.concatenate([p[c] for p in parts]) for c in cols}
+
+
+def iter_bulk(conn: sqlite3.Connection, table: str, cols: Sequence[str],
+              chunk: int = 100_000) -> Iterator[dict[str, np.ndarray]]:
+    """Bulk ``table``'s columns ``cols`` in step order, a part at a time (a block, or up to
+    ``chunk`` plain rows), as :func:`bulk_arrays` gives them: a reader aggregating part by
+    part holds one part in memory, whatever the history (the summary's readers)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     kinds = _KINDS[table]
-    want = list(cols) if "step" in cols else [*cols, "step"]
-    parts: list[dict[str, np.ndarray]] = []
-    sql = conn.execute(f"SELECT {', '.join(want)} FROM main.{table} ORDER BY rowid").fetchall()
-    if sql:
-        parts.append({c: _array(list(v), kinds[c]) for c, v in
-                      zip(want, zip(*sql, strict=True), strict=True)})
-    if has_block_table(conn):
-        for (blob,) in conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE tbl = ? "
-                                    "ORDER BY seq", (table,)):
-            t = pq.read_table(pa.BufferReader(blob), columns=want)
-            parts.append({c: _array(t.column(c), kinds[c]) for c in want})
-    if not parts:
-        return {c: _array([], kinds[c]) for c in cols}
-    out = {c: np.concatenate([p[c] for p in parts]) for c in want}
-    if len(parts) > 1:
-        order = np.argsort(out["step"].astype(np.int64), kind="stable")
-        out = {c: v[order] for c, v in out.items()}
-    return {c: out[c] for c in cols}
+    cols = list(cols)
+    unknown = [c for c in cols if c not in kinds]
+    if unknown:
+        raise ValueError(f"{table}: no column {unknown}; columns: {list(kinds)}")
+    blocks = (conn.execute(f"SELECT seq, first_step, last_step FROM main.{BLOCKS} WHERE "
+                           "tbl = ? ORDER BY first_step, seq", (table,)).fetchall()
+              if has_block_table(conn) else [])
+
+    def plain(lo: int | None, hi: int | None) -> Iterator[dict[str, np.ndarray]]:
+        where = " AND ".join(w for w, v in (("step >= ?", lo), ("step <= ?", hi))
+                             if v is not None)
+        cur = conn.execute(f"SELECT {', '.join(cols)} FROM main.{table} "
+                           f"{'WHERE ' + where if where else ''} ORDER BY rowid",
+                           tuple(v for v in (lo, hi) if v is not None))
+        while rows := cur.fetchmany(chunk):
+            yield {c: _array(list(v), kinds[c]) for c, v in
+                   zip(cols, zip(*rows, strict=True), strict=True)}
+
+    lo: int | None = None
+    for seq, first, last in blocks:  # plain rows live in the gaps between blocks
+        yield from plain(lo, first - 1)
+        (blob,) = conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE seq = ?",
+                               (seq,)).fetchone()
+        t = pq.read_table(pa.BufferReader(blob), columns=cols)
+        yield {c: _array(t.column(c), kinds[c]) for c in cols}
+        lo = last + 1
+    yield from plain(lo, None)
 
 
 def _array(v: Any, kind: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from research_lib.ledger_columns import (
     bulk_columns,
     bulk_count,
     bulk_rows,
+    iter_bulk,
 )
 from research_lib.ledger_read import bulk_connection, deterministic_dump, read_run
 from research_lib.paper.fast import FLUSH_ROWS
@@ -172,3 +173,34 @@ def test_a_batch_holds_at_most_flush_rows_symbol_steps():
                     (10**6, fr.BLOCK_MIN)):
         assert fr.steps_per_batch(n) == want
         assert fr.steps_per_batch(n) * n <= max(FLUSH_ROWS, fr.BLOCK_MIN * n)
+
+
+def test_plain_rows_between_blocks_come_back_in_step_order_part_by_part(tmp_path):
+    """A run resumed across engines holds plain rows before, between and after blocks:
+    readers give them in step order, and iter_bulk streams them a part at a time."""
+    led = Ledger.create(tmp_path / "m" / "ledger.sqlite", {"run_id": "m", "initial_cash": 1.0})
+
+    def pos(k: int, sym: str) -> tuple:
+        return tuple(PositionRow(k, sym, float(k), 0.0, 1.0, 0.0, 0.0, 0.0, 0.0))
+
+    def commit(steps: range, block: bool) -> None:
+        rows = [pos(k, s) for k in steps for s in ("A", "B")]
+        if block:
+            b = BlockBuilder("positions")
+            b.add_rows(rows)
+            rows = b.encode()
+        assert led.commit_rows({"steps": [(k, f"t{k}", 2, "w", None) for k in steps],
+                                "positions": rows})
+
+    for steps, block in ((range(0, 2), False), (range(2, 4), True), (range(4, 5), False),
+                         (range(5, 7), True), (range(7, 9), False)):
+        commit(steps, block)
+    want = [(k, s) for k in range(9) for s in ("A", "B")]
+    assert bulk_rows(led.conn, "positions", ("step", "symbol")) == want
+    parts = list(iter_bulk(led.conn, "positions", ("step", "symbol"), chunk=3))
+    assert max(len(p["step"]) for p in parts) <= 4 and len(parts) >= 6
+    got = [(int(k), s) for p in parts for k, s in zip(p["step"], p["symbol"], strict=True)]
+    assert got == want
+    assert bulk_arrays(led.conn, "positions", ("step",))["step"].tolist() == [k for k, _ in want]
+    assert bulk_rows(led.conn, "positions", ("qty",), step=5) == [(5.0,), (5.0,)]
+    led.close()

@@ -158,7 +158,7 @@ def stale_marks(conn: Any) -> dict[str, dict[str, Any]]:
     """Open positions whose symbol's latest bars were refused: still marked at the last good
     close. ``{SYM: {since, last_good, bars_refused, qty}}`` from the ledger (any engine,
     either store: :mod:`research_lib.ledger_columns`)."""
-    from ..ledger_columns import bulk_arrays, bulk_max_step, bulk_rows
+    from ..ledger_columns import bulk_max_step, bulk_rows, iter_bulk
 
     last = bulk_max_step(conn, "positions")
     if last is None:
@@ -167,20 +167,32 @@ def stale_marks(conn: Any) -> dict[str, dict[str, Any]]:
             bulk_rows(conn, "positions", ("symbol", "qty", "mark"), step=last) if qty != 0]
     if not held:
         return {}
-    d = bulk_arrays(conn, "decisions", ("step", "ts", "symbol", "verdict"))
-    bad = d["verdict"] == "BAD_BAR"
-    symbol = d["symbol"]
-    refused_any = set(symbol[bad].tolist())
-    held = [h for h in held if h[0] in refused_any]  # no refused bar: not stale
-    step, ts = d["step"], d["ts"]
+    # per held symbol, streamed over the decisions in step order (one part in memory):
+    # the last step it had a good bar, and the refused bars since (count, first ts)
+    qty_mark = {sym: (qty, mark) for sym, qty, mark in held}
+    names = np.asarray(list(qty_mark), dtype=object)
+    good_at = dict.fromkeys(qty_mark, -1)
+    refused: dict[str, list[Any]] = {sym: [0, None] for sym in qty_mark}
+    for part in iter_bulk(conn, "decisions", ("step", "ts", "symbol", "verdict")):
+        mine = np.isin(part["symbol"], names)
+        if not mine.any():
+            continue
+        sym, step = part["symbol"][mine], part["step"][mine]
+        ts, bad = part["ts"][mine], part["verdict"][mine] == "BAD_BAR"
+        for name in set(sym.tolist()):
+            m = sym == name
+            good = step[m & ~bad]
+            if good.size:
+                good_at[name] = int(good.max())
+                refused[name] = [0, None]
+            late = m & bad & (step > good_at[name])
+            if late.any():
+                n, since = refused[name]
+                first = min(ts[late].tolist())
+                refused[name] = [n + int(late.sum()), first if since is None else since]
     out: dict[str, dict[str, Any]] = {}
-    for sym, qty, mark in held:
-        mine = symbol == sym
-        good = step[mine & ~bad]
-        ok = int(good.max()) if good.size else -1
-        refused = mine & bad & (step > ok)
-        n = int(refused.sum())
+    for name, (n, since) in refused.items():
         if n:
-            out[sym] = {"since": min(ts[refused].tolist()), "last_good": mark,
-                        "bars_refused": n, "qty": qty}
+            qty, mark = qty_mark[name]
+            out[name] = {"since": since, "last_good": mark, "bars_refused": n, "qty": qty}
     return out

@@ -75,6 +75,12 @@ class PredictionColumns:
     shadow_probability: np.ndarray
     fallback_reason: np.ndarray
 
+    @classmethod
+    def concat(cls, parts: Sequence[PredictionColumns]) -> PredictionColumns:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("asset_class", "model", "probability", "shadow_model",
+                               "shadow_probability", "fallback_reason")))
+
     def objects(self, symbols: Sequence[str]) -> list[Prediction]:
         def num(v: float) -> float | None:
             return None if math.isnan(v) else v

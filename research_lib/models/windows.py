@@ -247,13 +247,25 @@ def default_start(end: pd.Timestamp, years_start: pd.Timestamp,
                          f"models' training ends ({trained}); no out-of-sample bar to replay")
 
 
-def _decided(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray]:
-    """(ts, model) of every decision a model gave a probability, from either store."""
-    from ..ledger_columns import bulk_arrays
+def _decided(conn: sqlite3.Connection) -> tuple[int, dict[str, dict[str, int]]]:
+    """Decisions a model gave a probability: their number, and per model the count per bar
+    timestamp; streamed over the ledger part by part (either store), one part in memory."""
+    from ..ledger_columns import iter_bulk
 
-    d = bulk_arrays(conn, "decisions", ("ts", "model", "probability"))
-    keep = ~np.isnan(d["probability"])
-    return d["ts"][keep], d["model"][keep]
+    total = 0
+    per: dict[str, dict[str, int]] = {}
+    for part in iter_bulk(conn, "decisions", ("ts", "model", "probability")):
+        keep = ~np.isnan(part["probability"])
+        total += int(keep.sum())
+        model, ts = part["model"][keep], part["ts"][keep]
+        for name in set(model.tolist()):
+            if name is None:
+                continue
+            uniq, cnt = np.unique(ts[model == name].astype(str), return_counts=True)
+            counts = per.setdefault(name, {})
+            for u, c in zip(uniq.tolist(), cnt.tolist(), strict=True):
+                counts[u] = counts.get(u, 0) + c
+    return total, per
 
 
 def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
@@ -264,11 +276,10 @@ def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
     ``decisions`` (all decisions a model gave a probability), ``models`` (each deciding
     model's ``train_start``/``train_end``) and ``unknown_window`` (models whose window is
     not known)."""
-    d_ts, d_model = _decided(conn)
-    names = sorted({*deciding, *(m for m in set(d_model.tolist()) if m is not None)})
+    total, per_model = _decided(conn)
+    names = sorted({*deciding, *per_model})
     names = [n for n in names if not n.startswith(BASELINE_PREFIX)]
     first, last = conn.execute("SELECT MIN(ts), MAX(ts) FROM steps").fetchone()
-    total = len(d_ts)
     span = None
     if first is not None:
         span = (pd.Timestamp(first).tz_convert("UTC") if pd.Timestamp(first).tzinfo
@@ -288,11 +299,10 @@ def sample_section(conn: sqlite3.Connection, windows: Mapping[str, TrainWindow],
         lo, hi = w.bounds()
         if span is not None and span[0] < hi and span[1] >= lo:
             overlap = True
-        mine = d_ts[d_model == n]
-        if mine.size:
-            uniq, cnt = np.unique(mine.astype(str), return_counts=True)
-            ts = pd.to_datetime(uniq, utc=True, format="ISO8601")
-            counts = pd.Series(cnt, index=ts)
+        mine = per_model.get(n)
+        if mine:
+            ts = pd.to_datetime(list(mine), utc=True, format="ISO8601")
+            counts = pd.Series(list(mine.values()), index=ts)
             in_sample += int(counts[(counts.index >= lo) & (counts.index < hi)].sum())
     return {
         "stamp": IN_SAMPLE if overlap or in_sample else OUT_OF_SAMPLE,

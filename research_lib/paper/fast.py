@@ -66,6 +66,7 @@ log = get_logger("session")
 
 FLUSH_STEPS = 2048  # steps per ledger transaction, at most
 FLUSH_ROWS = 400_000  # symbol-steps per transaction, at most: memory flat in bars and symbols
+PREDICT_ROWS = 65_536  # symbol-bars of features per batched inference call, about
 BLOCK_MIN, BLOCK_MAX = 16, 4096  # steps tested at once for quiet: grows while all are
 
 
@@ -143,9 +144,25 @@ class Pass1:
                 self.P[idx, j] = self.model.batch(np.ascontiguousarray(feed.C[idx, j]))
             self.P[:w] = np.nan
             return
-        from ..features import build_arrays
+        from ..features import N_FEATURES, build_arrays
 
-        t_rows, j_rows, X_rows = [], [], []
+        # features per symbol, predicted in chunks of about PREDICT_ROWS rows: the feature
+        # matrix in memory stays bounded whatever the history (a row's prediction does
+        # not depend on the rows predicted with it)
+        t_rows: list[np.ndarray] = []
+        j_rows: list[np.ndarray] = []
+        X_rows: list[np.ndarray] = []
+        chunks: list[Any] = []
+        pending = 0
+
+        def predict() -> None:
+            nonlocal pending
+            if pending:
+                chunks.append(s.predict_columns(np.concatenate(j_rows[-len(X_rows):]),
+                                                np.concatenate(X_rows)))
+                X_rows.clear()
+                pending = 0
+
         for j in cols.tolist():
             idx = np.flatnonzero(feed.has[:, j])
             X = build_arrays(feed.dow[idx], feed.H[idx, j], feed.L[idx, j], feed.C[idx, j],
@@ -154,8 +171,15 @@ class Pass1:
             t_rows.append(idx[keep])
             j_rows.append(np.full(int(keep.sum()), j))
             X_rows.append(X[keep])
+            pending += int(keep.sum())
+            if pending >= PREDICT_ROWS:
+                predict()
+        predict()
+        if not chunks:  # every bar in the warm-up: nothing to predict
+            chunks.append(s.predict_columns(np.zeros(0, dtype=np.int64),
+                                            np.zeros((0, N_FEATURES))))
         t_all, j_all = np.concatenate(t_rows), np.concatenate(j_rows)
-        self.cols = s.predict_columns(j_all, np.concatenate(X_rows))
+        self.cols = type(chunks[0]).concat(chunks)
         self.row_of[t_all, j_all] = np.arange(len(t_all))
         self.P[t_all, j_all] = self.cols.probability  # NaN: no signal
 
