@@ -216,3 +216,28 @@ def test_block_when_a_column_is_missing_or_unknown_then_type_error_naming_it():
         block(EquityRow, **{k: v for k, v in cols.items() if k != "state"})
     with pytest.raises(TypeError, match="unknown \\['colour'\\]"):
         block(EquityRow, **cols, colour=[1, 2])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_sym=st.integers(1, 4), holes=st.booleans())
+def test_feed_digests_of_a_block_when_hashed_step_by_step_then_the_same_bytes(seed, n_sym,
+                                                                             holes):
+    """The fast replay's bar digests of a quiet block (one sha256 update per step when
+    every symbol has a bar) are the step code's rolling digest, step by step."""
+    from types import SimpleNamespace
+
+    from research_lib.resume import _feed_digest, feed_digests
+
+    rng = np.random.default_rng(seed)
+    T = 12
+    has = rng.random((T, n_sym)) > 0.3 if holes else np.ones((T, n_sym), dtype=bool)
+    arrays = {k: np.where(has, rng.random((T, n_sym)) * 100, np.nan) for k in "OHLCV"}
+    feed = SimpleNamespace(has=has, ts=[f"2020-01-{t + 1:02d}T00:00:00+00:00" for t in range(T)],
+                           **arrays)
+    s = SimpleNamespace(feed=feed, _bars_seen=b"start")
+    got = feed_digests(s, 2, 7, 9)
+    d, want = b"start", []
+    for i in range(9):
+        d = _feed_digest(d, feed, 2 + i)
+        want.append((7 + i, d.hex()))
+    assert got == want and s._bars_seen == d
