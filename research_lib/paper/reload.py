@@ -45,7 +45,7 @@ def reload_step(s: Session, rec: StepRecord) -> None:
             s.settings = new
             s.broker.costs = new.session
         else:
-            s.assets = new
+            s.assets = new.for_interval(s.interval)  # the models for the run's interval
             s._classify()
             # the models it decides with from now on (recorded for a resume)
             s.model_assets = model_assets_for(new, s.model_name)
