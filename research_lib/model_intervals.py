@@ -25,7 +25,8 @@ from .errors import ConfigError
 
 # the intervals a model may be named for (the package's bar intervals), in seconds
 MODEL_INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
-PLAIN = "1d"  # what the plain string form means
+PLAIN = "1d"
+TRAINABLE = ("universal", "equities", "crypto", "options")  # train --asset-class  # what the plain string form means
 _RE = re.compile(r"^(\d*)(m|min|h|d)$")
 _UNIT = {"m": 60, "min": 60, "h": 3600, "d": 86400}
 
@@ -109,6 +110,7 @@ def missing_model(interval: str, slot: str, intervals: IntervalMap) -> str:
     ``interval`` bars, and the fix."""
     key = interval_key(interval) or interval
     cls = slot.split(".")[1] if slot.startswith("classes.") else "universal"
+    cls = cls if cls in TRAINABLE else "universal"  # `train` knows these classes
     return (f"NO_MODEL_FOR_INTERVAL: config/assets.yaml {slot} names no model for {key} "
             f"bars (it names {shown(intervals) if intervals else 'none'}); train one with "
             f"`research-lib train --asset-class {cls} --interval {key} --symbols ... "

@@ -508,4 +508,9 @@ def routing_report(symbols: str | Sequence[str] | None = None,
     symbols = symbols_or_default(symbols)
     router = Router(interval=interval)
     rows = routing_table(router, symbols, mode)
-    return RoutingReport(mode, symbols, rows, router.statuses(), router)
+    if interval is None:
+        return RoutingReport(mode, symbols, rows, router.statuses(), router)
+    view = router.view()  # the models named for this interval (the others cannot serve it)
+    named = [view.universal_model, *(c.model for c in view.classes)]
+    return RoutingReport(mode, symbols, rows,
+                         {n: router.status(n) for n in dict.fromkeys(named) if n}, router)
