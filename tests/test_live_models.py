@@ -36,7 +36,7 @@ SHIPPED = ROOT / "config" / "assets.yaml"
 
 
 def config_with_shipped_assets(tmp: Path) -> Path:
-    cfg = write_config(tmp / "config", session={"warmup_bars": 30,
+    cfg = write_config(tmp / "config", session={"warmup_bars": 60,
                                                 "kill_file": str(tmp / "kill")})
     shutil.copy(SHIPPED, cfg / "assets.yaml")
     return cfg
