@@ -273,3 +273,17 @@ def test_cli_paper_btc_eth_usdt_on_ccxt_binance_dry_run_60min_with_the_crypto_1m
     with sqlite3.connect(s["ledger"]) as conn:
         fills = conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
     assert fills == 0  # --dry-run: decided and recorded, nothing filled
+
+
+def test_a_training_span_of_days_is_called_small_data_and_years_are_not():
+    from types import SimpleNamespace as NS
+
+    from research_lib.models.card import small_data
+
+    days = NS(symbols=[NS(first="2019-10-11", last="2019-10-13", bars=2469),
+                       NS(first="2019-11-05", last="2019-11-08", bars=1563)])
+    text = small_data(days, 2975, "1m")["size"]
+    assert text.startswith("SMALL DATA: trained on 4,032 1m bars of 2 series spanning 7 "
+                           "calendar days in all (2,975 labelled rows in the final fit)")
+    years = NS(symbols=[NS(first="1999-01-04", last="2015-12-31", bars=4277)])
+    assert small_data(years, 4000, "1d") == {}

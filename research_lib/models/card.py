@@ -112,18 +112,20 @@ SMALL_SPAN_DAYS = 30  # a training span shorter than this is said to be small, p
 
 
 def small_data(ds: Any, rows: int, interval: str) -> dict[str, str]:
-    """``{"size": text}`` for a training span of fewer than :data:`SMALL_SPAN_DAYS` days
-    (the shipped intraday sample's few days of 1m bars), else nothing."""
+    """``{"size": text}`` when the series span fewer than :data:`SMALL_SPAN_DAYS` calendar
+    days in all (the shipped intraday sample's few days of 1m bars), else nothing."""
     import pandas as pd
 
-    first, last = ds.span
-    days = (pd.Timestamp(last) - pd.Timestamp(first)).days + 1
+    # calendar days each series spans, summed (two series of 3 days each: 6, whatever
+    # lies between them)
+    days = sum((pd.Timestamp(s.last) - pd.Timestamp(s.first)).days + 1 for s in ds.symbols)
     if days >= SMALL_SPAN_DAYS:
         return {}
     bars = sum(int(getattr(s, "bars", 0) or 0) for s in ds.symbols)
     return {"size": (
-        f"SMALL DATA: trained on {bars:,} {interval} bars of {len(ds.symbols)} series over "
-        f"{days} calendar days ({rows:,} labelled rows in the final fit); that is far too "
+        f"SMALL DATA: trained on {bars:,} {interval} bars of {len(ds.symbols)} series "
+        f"spanning {days} calendar days in all ({rows:,} labelled rows in the final fit); "
+        "that is far too "
         "little to judge a model: these figures show the pipeline runs end to end on "
         "intraday bars, not that the model has an edge; retrain on months of your own bars "
         "before trusting it.")}
