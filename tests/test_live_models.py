@@ -228,11 +228,11 @@ def test_cli_paper_spy_qqq_1m_on_yfinance_runs_five_minutes_with_the_1m_model(
     assert probs >= 2 * 4  # the model decided every closed bar (no warm-up gap: history)
 
 
-def test_cli_paper_btc_eth_usdt_on_ccxt_binance_dry_run_60min_with_the_crypto_1m_model(
-        tmp_path, capsys, monkeypatch):
+def run_ccxt_cli(tmp_path, capsys, monkeypatch, *extra: str, alpaca=None):
     """`FLAG_ASSET_SPECIFIC_MODELS=1 research-lib paper --symbols BTCUSDT,ETHUSDT
-    --duration 60min --dry-run --source ccxt:binance --interval 1m`: ccxt's binance class
-    over HTTP to a fake exchange serving SYNTHETIC bars up to the fake clock."""
+    --duration 60min --source ccxt:binance --interval 1m` + ``extra``: ccxt's binance class
+    over HTTP to a fake exchange serving SYNTHETIC bars up to the fake clock; ``alpaca``: a
+    fake Alpaca (tests/kit/venue.py) the run's orders go to."""
     import ccxt
 
     from research_lib.data.ccxt_source import CcxtSource
@@ -261,8 +261,15 @@ def test_cli_paper_btc_eth_usdt_on_ccxt_binance_dry_run_60min_with_the_crypto_1m
         monkeypatch.setenv("FLAG_ASSET_SPECIFIC_MODELS", "1")
         with_clock(monkeypatch, clock)
         cfg = config_with_shipped_assets(tmp_path)
+        if alpaca is not None:
+            from tests.kit.paper import edit_yaml
+
+            edit_yaml(cfg / "session.yaml", "venue", broker="alpaca", alpaca_url=alpaca.url,
+                      backoff_seconds=0.0, max_backoff_seconds=0.0, timeout_seconds=2.0)
+            # the venue fills near the fake market's prices
+            alpaca.prices.update({"BTCUSDT": 60000.0, "ETHUSDT": 3000.0})
         code = main(["paper", "--symbols", "BTCUSDT,ETHUSDT", "--duration", "60min",
-                     "--dry-run", "--source", "ccxt:binance", "--interval", "1m",
+                     "--source", "ccxt:binance", "--interval", "1m", *extra,
                      "--run-dir", str(tmp_path / "runs"), "--config-dir", str(cfg), "--json"])
     out = capsys.readouterr()
     assert code == 0, out.err
@@ -270,9 +277,39 @@ def test_cli_paper_btc_eth_usdt_on_ccxt_binance_dry_run_60min_with_the_crypto_1m
     assert s["stopped"] == "duration" and 58 <= s["steps"] <= 61
     assert decisions(s["ledger"]) == [("BTCUSDT", "crypto_1m_v1"),
                                       ("ETHUSDT", "crypto_1m_v1")]
+    return s
+
+
+def test_cli_paper_btc_eth_usdt_on_ccxt_binance_dry_run_60min_with_the_crypto_1m_model(
+        tmp_path, capsys, monkeypatch):
+    s = run_ccxt_cli(tmp_path, capsys, monkeypatch, "--dry-run")
     with sqlite3.connect(s["ledger"]) as conn:
         fills = conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
-    assert fills == 0  # --dry-run: decided and recorded, nothing filled
+        orders = conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0]
+    assert fills == 0 and orders > 0  # --dry-run: decided and recorded, nothing filled
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_the_same_with_broker_alpaca_trades_crypto_at_the_venue_and_reconciles(
+        tmp_path, capsys, monkeypatch, venue, dry_run):
+    """... and ``--broker alpaca``: the orders the 1m model decides go to the fake Alpaca
+    (real alpaca-py client, crypto fees taken as Alpaca takes them); every reconciliation
+    agrees, nothing latches HALTED."""
+    s = run_ccxt_cli(tmp_path, capsys, monkeypatch, "--broker", "alpaca",
+                     *(["--dry-run"] if dry_run else []), alpaca=venue)
+    assert s["state"] == "ACTIVE"
+    with sqlite3.connect(s["ledger"]) as conn:
+        diffs = conn.execute("SELECT reason FROM reconciliations WHERE verdict='DIFFERENCE'"
+                             ).fetchall()
+        fills = conn.execute("SELECT COUNT(*), SUM(commission) FROM fills").fetchone()
+        sent = conn.execute("SELECT COUNT(*) FROM venue_events WHERE event='SUBMITTED'"
+                            ).fetchone()[0]
+    assert diffs == []
+    if dry_run:
+        assert fills[0] == 0 and sent == 0 and venue.count("POST", "/v2/orders") == 0
+    else:
+        assert fills[0] > 0 and fills[1] > 0 and sent == venue.count("POST", "/v2/orders") > 0
+        assert set(venue.positions) <= {"BTCUSDT", "ETHUSDT"}
 
 
 def test_a_training_span_of_days_is_called_small_data_and_years_are_not():
