@@ -324,3 +324,39 @@ def test_a_training_span_of_days_is_called_small_data_and_years_are_not():
                            "calendar days in all (2,975 labelled rows in the final fit)")
     years = NS(symbols=[NS(first="1999-01-04", last="2015-12-31", bars=4277)])
     assert small_data(years, 4000, "1d") == {}
+
+
+def test_a_hot_reload_that_renames_the_1m_model_applies_on_1m_bars_and_the_resume_agrees(
+        tmp_path):
+    """assets.yaml edited mid-run (equities' 1m model -> universal_1m_v1): the next
+    decisions use it, the recorded models are the 1m ones the run decides with (not the
+    daily ones the plain view names), and a resume with that file continues."""
+    import os
+    import time
+
+    cfg = config_with_shipped_assets(tmp_path)
+    calls = {"n": 0}
+
+    def clock() -> float:  # asked once per step by the bar gate: edit mid-run
+        calls["n"] += 1
+        if calls["n"] == 80:
+            p = cfg / "assets.yaml"
+            d = yaml.safe_load(p.read_text())
+            d["classes"]["equities"]["model"] = {"1d": "equities_v1", "1m": "universal_1m_v1"}
+            p.write_text(yaml.safe_dump(d))
+            st = os.stat(p)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        return time.time()
+
+    first = make_session(tmp_path, symbols=["^GSPC"], source="sample", interval="1m",
+                         run_id="r1", max_steps=120, clock=clock, flag="1").run()
+    with sqlite3.connect(first.ledger_path) as c:
+        assert c.execute("SELECT to_state FROM state_changes WHERE scope='config'"
+                         ).fetchall() == [("RELOADED",)]
+        inputs = [json.loads(r[0]) for r in c.execute("SELECT inputs FROM config_history")]
+        used = c.execute("SELECT DISTINCT model FROM decisions WHERE probability IS NOT NULL "
+                         "ORDER BY step").fetchall()
+    assert [sorted(i["models"]) for i in inputs][-1] == ["universal_1m_v1"]
+    assert [m for (m,) in used] == ["equities_1m_v1", "universal_1m_v1"]
+    again = make_session(tmp_path, resume="r1", max_steps=3).run()
+    assert again.exit_code == 0 and again.summary["steps"] == 123
