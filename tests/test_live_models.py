@@ -360,3 +360,15 @@ def test_a_hot_reload_that_renames_the_1m_model_applies_on_1m_bars_and_the_resum
     assert [m for (m,) in used] == ["equities_1m_v1", "universal_1m_v1"]
     again = make_session(tmp_path, resume="r1", max_steps=3).run()
     assert again.exit_code == 0 and again.summary["steps"] == 123
+
+
+def test_routing_cli_shows_the_routes_for_an_interval(capsys, monkeypatch):
+    monkeypatch.setenv("FLAG_ASSET_SPECIFIC_MODELS", "1")
+    assert main(["routing", "--interval", "1m", "--symbols", "SPY,BTCUSDT"]) == 0
+    out = capsys.readouterr().out
+    assert "equities_1m_v1" in out and "crypto_1m_v1" in out
+    assert "models: universal_1m_v1 ok, crypto_1m_v1 ok, equities_1m_v1 ok" in out
+    assert main(["routing", "--interval", "5m", "--symbols", "SPY"]) == 1
+    out = capsys.readouterr().out
+    assert "(none)" in out and "no model" in out
+    assert "NO_MODEL_FOR_INTERVAL: config/assets.yaml universal_model names no model for 5m" in out
