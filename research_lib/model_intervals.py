@@ -25,8 +25,8 @@ from .errors import ConfigError
 
 # the intervals a model may be named for (the package's bar intervals), in seconds
 MODEL_INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
-PLAIN = "1d"
-TRAINABLE = ("universal", "equities", "crypto", "options")  # train --asset-class  # what the plain string form means
+PLAIN = "1d"  # what the plain string form means
+TRAINABLE = ("universal", "equities", "crypto", "options")  # train --asset-class
 _RE = re.compile(r"^(\d*)(m|min|h|d)$")
 _UNIT = {"m": 60, "min": 60, "h": 3600, "d": 86400}
 
@@ -95,14 +95,6 @@ def model_for(intervals: IntervalMap, interval: str | None) -> str | None:
 def shown(intervals: IntervalMap) -> str:
     """``{1d: universal_v1, 1m: universal_1m_v1}`` as the config spells it."""
     return "{" + ", ".join(f"{k}: {n}" for k, n in intervals) + "}"
-
-
-def as_yaml_value(intervals: IntervalMap) -> str | dict[str, str]:
-    """The plain string for a 1d-only map (as a config written before intervals reads),
-    else the mapping."""
-    if len(intervals) == 1 and intervals[0][0] == PLAIN:
-        return intervals[0][1]
-    return dict(intervals)
 
 
 def missing_model(interval: str, slot: str, intervals: IntervalMap) -> str:
