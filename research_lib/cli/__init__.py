@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rt = sub.add_parser("routing", help="print symbol -> class -> model routing")
     rt.add_argument("--symbols", default=None)
+    rt.add_argument("--interval", default=None,
+                    help="route for a session of these bars (1m, 5m, 15m, 1h, 1d): the "
+                         "models config/assets.yaml names for it, each checked against its "
+                         "card's interval (default: the models as configured, for 1d)")
     rt.add_argument("--json", action="store_true")
 
     cl = sub.add_parser("convert-legacy", help="convert a scikit-learn pickle to ONNX, once")

@@ -75,7 +75,7 @@ def cli_parity(args: argparse.Namespace) -> int:
 def cli_routing(args: argparse.Namespace) -> int:
     from ..models.router import routing_report
 
-    report = routing_report(args.symbols)
+    report = routing_report(args.symbols, getattr(args, "interval", None))
     if getattr(args, "json", False):
         print(json.dumps(report.to_dict(), indent=2))
     else:
