@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction, common: object) -> None:
     sw.add_argument("--scheduler", default=None, metavar="ADDR",
                     help="a Dask scheduler, e.g. tcp://HOST:8786 (--backend dask)")
     sw.add_argument("--jobs", type=int, default=1, help="points run at once (default 1)")
+    sw.add_argument("--retries", type=int, default=1,
+                    help="times a point is run again after its worker process died under it "
+                         "(killed, out of memory) before it is recorded failed (default 1)")
     sw.add_argument("--out", required=True, metavar="DIR",
                     help="the sweep's folder: runs/, results.parquet, sweep.html; a re-run "
                          "into it skips the points already finished ok")
@@ -50,7 +53,8 @@ def cli_sweep(args: argparse.Namespace) -> int:
                     source=args.source, start=args.start, end=args.end,
                     interval=args.interval, fast=not args.step_by_step,
                     config_dir=args.config_dir, jobs=args.jobs, backend=args.backend,
-                    scheduler=args.scheduler, report=not args.no_report, progress=progress)
+                    scheduler=args.scheduler, report=not args.no_report,
+                    retries=args.retries, progress=progress)
     if args.json:
         for row in res.table.to_dict("records"):
             print(json.dumps(row, default=str))
