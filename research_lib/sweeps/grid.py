@@ -4,8 +4,8 @@ checked and split into what :func:`research_lib.paper.session.run_session` takes
 A point is a flat mapping of dotted keys: ``risk.<limit>`` goes to ``risk={...}``,
 ``signal.<key>`` and ``session.<key>`` to ``settings={...}`` (both validated as the config
 files are, :mod:`research_lib.config_overrides`); plain keys ``model``, ``flag``,
-``symbols``, ``start`` and ``end`` replace the sweep's own for that point. Every point is
-checked before anything runs: a bad key or value is an error naming it.
+``symbols``, ``start``, ``end`` and ``fast`` replace the sweep's own for that point. Every
+point is checked before anything runs: a bad key or value is an error naming it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..config import parse_symbols
 from ..config_overrides import check_risk_overrides, check_settings_overrides
 from ..errors import ConfigError
 
-PLAIN_KEYS = ("model", "flag", "symbols", "start", "end")
+PLAIN_KEYS = ("model", "flag", "symbols", "start", "end", "fast")
 SECTIONS = ("risk", "signal", "session")
 # owned by the sweep: each point's run folder is OUT/runs, its source the sweep's
 REFUSED = {"session.run_dir": "each point's run folder is OUT/runs (choose --out)",
@@ -113,6 +113,9 @@ def split_point(point: Mapping[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"sweep key {key!r} is unknown; use risk.<limit>, "
                                   f"signal.<key>, session.<key> or one of "
                                   f"{', '.join(PLAIN_KEYS)}")
+            if key == "fast" and not isinstance(value, bool):
+                raise ConfigError(f"sweep key fast: value {value!r} must be true or false "
+                                  "(the fast replay or the step-by-step one)")
             plain[key] = parse_symbols(value) if key == "symbols" else value
             continue
         if section not in SECTIONS or not name:

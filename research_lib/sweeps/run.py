@@ -27,6 +27,7 @@ __all__ = ["BACKENDS", "SweepResult", "results_frame", "sweep", "sweep_id_of"]
 
 RESULTS = "results.parquet"
 DEFINITION = "sweep.json"
+INT_METRICS = ("fills", "steps")
 BASE_COLUMNS = ("point", "run_id", "status", "error", "attempts", "lost_worker", "wall_s")
 
 
@@ -114,6 +115,8 @@ def results_frame(rows: Iterable[Mapping[str, Any]], points: list[dict[str, Any]
             df[k] = [None if v is None else str(v) for v in df[k]]
     df["status"] = df["status"].astype(str)
     df["error"] = df["error"].fillna("").astype(str)
+    for k in INT_METRICS:  # counts: whole numbers, <NA> for a failed point (a re-run
+        df[k] = df[k].astype("Float64").astype("Int64")  # reads them back as floats)
     df["attempts"] = df["attempts"].fillna(1).astype("int64")
     df["lost_worker"] = df["lost_worker"].fillna("").astype(str)
     return df
@@ -253,7 +256,7 @@ def _run_points(todo: list[int], args_of: Callable[[int], tuple[Any, ...]],
                     finished.add(int(row["point"]))
                     accept(row)
             except lost_errors as exc:
-                cause = f"{type(exc).__name__}: " + (str(exc).strip().splitlines() or [""])[-1]
+                cause = _cause(exc)
                 suspects = 0
                 for i in pending:
                     if i in finished:
@@ -278,6 +281,14 @@ def _run_points(todo: list[int], args_of: Callable[[int], tuple[Any, ...]],
                             args = args_of(i)
                             accept(_lost_row(i, args[4], {"attempt": blind}, cause))
             pending = [i for i in pending if i not in finished]
+
+
+def _cause(exc: BaseException) -> str:
+    """A lost worker's error in one line: its class and the exit codes loky reports
+    (``{SIGKILL(-9)}``), else the message's first line."""
+    lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+    codes = [x for x in lines if "exit code" in x]
+    return f"{type(exc).__name__}: " + (codes[0] if codes else lines[0] if lines else "")
 
 
 def _lost_row(index: int, run_id: str, claim: Mapping[str, Any], cause: str) -> dict[str, Any]:
