@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import research_lib as rl
 from research_lib.sweeps.point import read_claim
+from research_lib.sweeps.run import sweep_id_of
 
 SYMS = ["SPY", "QQQ"]
 MODEL = "baseline:sma_cross"
@@ -51,7 +53,7 @@ def _sweep(out: Path, **kw):
 
 
 def _with_killer(out: Path, **kw):
-    sid = rl.sweeps.run.sweep_id_of({"symbols": SYMS, "points": POINTS, "model": MODEL,
+    sid = sweep_id_of({"symbols": SYMS, "points": POINTS, "model": MODEL,
                                      "flag": None, "source": "sample", "start": None,
                                      "end": None, "interval": "1d", "fast": True})
     killer = Killer(out, f"{sid}-p0000")
@@ -60,7 +62,7 @@ def _with_killer(out: Path, **kw):
     killer.join(1)
     assert res.sweep_id == sid
     assert killer.killed is not None and killer.killed != os.getpid()
-    with __import__("pytest").raises(ProcessLookupError):
+    with pytest.raises(ProcessLookupError):
         os.kill(killer.killed, 0)  # the worker really is gone
     return res
 

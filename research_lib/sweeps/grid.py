@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -62,9 +62,11 @@ def parse_grid_args(items: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def expand(grid: Mapping[str, Iterable[Any]] | None = None,
-           points: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+           points: Sequence[Mapping[str, Any]] | None = None,
+           check: Callable[[Mapping[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
     """The points of a sweep: the cartesian product of ``grid`` (the first key varies
-    slowest), or ``points`` as given; exactly one of the two."""
+    slowest), or ``points`` as given; exactly one of the two. ``check(point)`` (default
+    :func:`split_point`, a replay's keys) raises on a bad point."""
     if (grid is None) == (points is None):
         raise ConfigError("sweep needs exactly one of grid={KEY: [V1, V2]} or "
                           "points=[{KEY: V}, ...]")
@@ -91,7 +93,7 @@ def expand(grid: Mapping[str, Iterable[Any]] | None = None,
                 raise ConfigError(f"points[{i}] must be a dict of overrides, got {p!r}")
             out.append(dict(p))
     for p in out:
-        split_point(p)  # every point checked before anything runs
+        (check or split_point)(p)  # every point checked before anything runs
     return out
 
 

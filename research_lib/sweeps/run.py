@@ -80,19 +80,21 @@ def _check_out(out: Path, sweep_id: str, definition: dict[str, Any]) -> None:
     os.replace(tmp, f)
 
 
-def _previous(out: Path) -> dict[int, dict[str, Any]]:
-    """Rows already finished ``ok`` in OUT's results (with their ledger still there)."""
+def _previous_rows(out: Path) -> dict[int, dict[str, Any]]:
+    """The rows finished ``ok`` in OUT's ``results.parquet``, by point."""
     path = out / RESULTS
     if not path.is_file():
         return {}
     import pandas as pd
 
     df = pd.read_parquet(path)
-    rows = {}
-    for r in df.to_dict("records"):
-        if r.get("status") == "ok" and (out / "runs" / str(r["run_id"])).is_dir():
-            rows[int(r["point"])] = r
-    return rows
+    return {int(r["point"]): r for r in df.to_dict("records") if r.get("status") == "ok"}
+
+
+def _previous(out: Path) -> dict[int, dict[str, Any]]:
+    """Rows already finished ``ok`` in OUT's results (with their ledger still there)."""
+    return {i: r for i, r in _previous_rows(out).items()
+            if (out / "runs" / str(r["run_id"])).is_dir()}
 
 
 def results_frame(rows: Iterable[Mapping[str, Any]], points: list[dict[str, Any]]) -> Any:
@@ -216,10 +218,10 @@ def sweep(symbols: str | Sequence[str], grid: Mapping[str, Iterable[Any]] | None
         claims.mkdir(exist_ok=True)
         for i in todo:  # a claim left by an earlier sweep process: this run starts afresh
             claim_path(claims, run_id_of(sid, i)).unlink(missing_ok=True)
-        _run_points(todo, lambda i: (i, plist[i], kwargs_of(plist[i]), str(runs),
-                                     run_id_of(sid, i), str(claims)),
-                    accept, backend=backend, jobs=jobs, scheduler=scheduler,
-                    retries=retries)
+        run_points(todo, run_point, lambda i: (i, plist[i], kwargs_of(plist[i]), str(runs),
+                                               run_id_of(sid, i), str(claims)),
+                   lambda i: claim_path(claims, run_id_of(sid, i)), accept,
+                   backend=backend, jobs=jobs, scheduler=scheduler, retries=retries)
     table = results_frame(rows.values(), plist)
     _write(table, results_path)
     report_path = None
@@ -233,12 +235,15 @@ def sweep(symbols: str | Sequence[str], grid: Mapping[str, Iterable[Any]] | None
                        len(done), failed)
 
 
-def _run_points(todo: list[int], args_of: Callable[[int], tuple[Any, ...]],
-                accept: Callable[[dict[str, Any]], None], *, backend: str, jobs: int,
-                scheduler: str | None, retries: int) -> None:
-    """Run ``run_point(*args_of(i))`` for every point of ``todo`` through joblib, calling
+def run_points(todo: list[int], task: Callable[..., dict[str, Any]],
+               args_of: Callable[[int], tuple[Any, ...]], claim_of: Callable[[int], Path],
+               accept: Callable[[dict[str, Any]], None], *, backend: str, jobs: int,
+               scheduler: str | None, retries: int) -> None:
+    """Run ``task(*args_of(i))`` for every point of ``todo`` through joblib, calling
     ``accept(row)`` as each finishes; a pool broken by a lost worker is replaced and the
-    unfinished points run again (see :func:`sweep`)."""
+    unfinished points run again (see :func:`sweep`). ``claim_of(i)`` is the claim file
+    the task writes while it runs (:func:`research_lib.sweeps.point.stake_claim`); its
+    row carries ``point`` and ``run_id`` (``args_of(i)[4]``)."""
     from joblib import Parallel, delayed
 
     from ..parallel import backend as parallel_backend
@@ -250,7 +255,7 @@ def _run_points(todo: list[int], args_of: Callable[[int], tuple[Any, ...]],
     with parallel_backend(backend, jobs, scheduler):
         pending = list(todo)
         while pending:
-            tasks = (delayed(run_point)(*args_of(i)) for i in pending)
+            tasks = (delayed(task)(*args_of(i)) for i in pending)
             try:
                 for row in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
                     finished.add(int(row["point"]))
@@ -262,7 +267,7 @@ def _run_points(todo: list[int], args_of: Callable[[int], tuple[Any, ...]],
                     if i in finished:
                         continue
                     args = args_of(i)
-                    path = claim_path(args[5], args[4])
+                    path = claim_of(i)
                     claim = read_claim(path)
                     if claim is None:  # not started: simply run again
                         continue
