@@ -123,6 +123,7 @@ def _unit_child(n: int, source: str, run_dir: str) -> dict[str, Any]:
     folder = Path(res.ledger_path).parent
     ledger = _bytes(folder, ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"))
     return {"n": n, "wall_s": wall, "steps": int(res.summary["steps"]),
+            "fills": int(res.summary["fills"]),
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "ledger_bytes": ledger, "log_bytes": _bytes(folder) - ledger,
             "files": sorted(p.name for p in folder.iterdir())}
@@ -149,6 +150,8 @@ def per_unit(repeats: int) -> tuple[list[Figure], list[str], dict[str, float]]:
                            "symbol-years", "MB", [r["log_bytes"] / 1e6 / k for r in runs[n]]))
         figs.append(Figure("  replay wall (--fast, one process), per 1,000 symbol-years", "s",
                            [r["wall_s"] / k for r in runs[n]]))
+        figs.append(Figure("  fills in the run (it trades)", "fills",
+                           [r["fills"] for r in runs[n]]))
     # memory: the slope between the two largest sizes (below ~100 symbols the peak is the
     # imports' and set-up's, not the replay's: a slope there reads too low)
     lo, hi = UNIT_SIZES[-2], UNIT_SIZES[-1]
@@ -169,6 +172,8 @@ def per_unit(repeats: int) -> tuple[list[Figure], list[str], dict[str, float]]:
     per = {"rss_mb": med(slope), "base_rss_mb": med(base),
            "ledger_mb": med([r["ledger_bytes"] / 1e6 / k_hi for r in runs[hi]]),
            "log_mb": med([r["log_bytes"] / 1e6 / k_hi for r in runs[hi]]),
+           "log_mb_max": max(r["log_bytes"] / 1e6 / (n * UNIT_YEARS / 1000.0)
+                             for n in UNIT_SIZES for r in runs[n]),
            "wall_s": med([r["wall_s"] / k_hi for r in runs[hi]])}
     notes = [f"run folder files: {', '.join(runs[hi][0]['files'])}",
              f"target weight min(0.1, 0.9/N); {', '.join(map(str, UNIT_SIZES))} replicas of "
@@ -194,7 +199,9 @@ def plan(per: dict[str, float], symbols: int = 3000, years: int = 20, points: in
             f"  memory per worker (one point at a time): {per['base_rss_mb']:.0f} MB + "
             f"{k:g} x {per['rss_mb']:.3g} MB = {rss:,.0f} MB",
             f"  storage: {points} x {k:g} x ({per['ledger_mb']:.3g} + {per['log_mb']:.3g}) MB "
-            f"= {disk / 1e3:,.1f} GB"]
+            f"= {disk / 1e3:,.1f} GB (logs at the largest size); with logs at the highest "
+            f"rate measured ({per['log_mb_max']:.3g} MB): "
+            f"{points * k * (per['ledger_mb'] + per['log_mb_max']) / 1e3:,.1f} GB"]
 
 
 if __name__ == "__main__":
