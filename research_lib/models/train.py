@@ -3,8 +3,9 @@ ONNX -> parity -> card.
 
 ``research-lib train --asset-class crypto --symbols BTC-USD,ETH-USD,LTC-USD
 --out models/crypto_v1.onnx`` does all of it from the shipped sample, in seconds.
-The same command gives the same ONNX bytes and the same card (fixed seed,
-single-threaded estimators, symbols in the given order, no wall-clock time in the card).
+The same command gives the same ONNX bytes and the same card (fixed seed, the same
+bytes whatever ``--jobs``/``--backend``, symbols in the given order, no wall-clock time in
+the card).
 """
 
 from __future__ import annotations

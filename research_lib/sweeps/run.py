@@ -149,7 +149,8 @@ def sweep(symbols: str | Sequence[str], grid: Mapping[str, Iterable[Any]] | None
         res.table.sort_values("sharpe")
 
     Keys: ``risk.*`` (``run_session(risk=)``), ``signal.*`` and ``session.*``
-    (``run_session(settings=)``), and ``model``, ``flag``, ``symbols``, ``start``, ``end``.
+    (``run_session(settings=)``), and ``model``, ``flag``, ``symbols``, ``start``, ``end``,
+    ``fast``.
     ``backend``: ``"local"`` (joblib's loky processes, ``jobs`` of them), ``"dask"``
     (joblib's Dask backend on ``distributed.Client(scheduler)``, or a ``LocalCluster`` of
     ``jobs`` workers when no address is given) or ``"serial"``. ``progress(done, total)``
