@@ -66,6 +66,11 @@ models: $(STAMP)
 	$(BIN)/research-lib train --asset-class equities --symbols '^GSPC,^IXIC,GOOG' --start 1999-01-01 --end 2015-12-31 --out models/equities_v1.onnx
 	$(BIN)/research-lib train --asset-class crypto --symbols BTC-USD,ETH-USD,LTC-USD --start 2014-01-01 --end 2018-12-31 --out models/crypto_v1.onnx
 	$(BIN)/research-lib train --asset-class options --source synthetic-options --symbols SPX --start 2014-01-01 --end 2015-12-31 --out models/options_v1.onnx
+	# 1m models (a model per interval, config/assets.yaml) from the shipped intraday sample:
+	# a few days of bars, see their cards (SMALL DATA)
+	$(BIN)/research-lib train --asset-class universal --symbols '^GSPC,XRP-ETH' --interval 1m --out models/universal_1m_v1.onnx
+	$(BIN)/research-lib train --asset-class equities --symbols '^GSPC' --interval 1m --out models/equities_1m_v1.onnx
+	$(BIN)/research-lib train --asset-class crypto --symbols XRP-ETH --interval 1m --out models/crypto_1m_v1.onnx
 
 # Benchmarks (issue 6): figures printed as medians with min and max over repeated runs,
 # never timed tests. Installs the bench extra (backtesting.py, backtrader) for the

@@ -2,7 +2,7 @@
 over repeated runs (``make bench`` installs the ``bench`` extra and runs this).
 
 Sections (``--only`` picks some): ``latency``, ``throughput``, ``memory``, ``startup``,
-``report``, ``compare``. ``--quick`` runs fewer repeats and the smaller universes only.
+``report``, ``compare``, ``sweep`` (issue 15: benchmarks/sweep.py). ``--quick`` runs fewer repeats and the smaller universes only.
 The figures depend on the machine and its load: quote them with the machine they came from.
 """
 
@@ -16,7 +16,8 @@ import shutil
 import sys
 import time
 
-SECTIONS = ("latency", "throughput", "profile", "memory", "startup", "report", "compare")
+SECTIONS = ("latency", "throughput", "profile", "memory", "startup", "report", "compare",
+            "sweep")
 
 
 def _machine() -> str:
@@ -133,6 +134,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(compare_main(repeats=reps, universes=(10,) if args.quick else (10, 100),
                                    big_repeats=max(1, min(reps, 3))))
                 print()
+        if "sweep" in only:
+            from . import sweep
+
+            jobs = max(2, os.cpu_count() or 1)
+            figs, notes = sweep.sweep_backends(jobs)
+            print(table(figs, "A 16-point sweep (4 x 4 grid) on this machine: serial, local "
+                              "processes, Dask local"))
+            print("\n".join("  " + n for n in notes))
+            print()
+            figs, notes, per = sweep.per_unit(max(1, min(reps, 3)))
+            print(table(figs, "Memory, disk and time per 1,000 symbol-years (replays of "
+                              "replicated real series)"))
+            print("\n".join("  " + n for n in notes))
+            print("\n".join(sweep.plan(per, workers=jobs)))
+            print()
     finally:
         shutil.rmtree(data.root, ignore_errors=True)
     print(f"total benchmark wall time {time.perf_counter() - t_all:.0f} s")

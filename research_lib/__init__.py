@@ -52,6 +52,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "resolve_path": ("research_lib.project", "resolve_path"),
     # issue 15: parameter sweeps over replays (joblib: loky or Dask)
     "sweep": ("research_lib.sweeps.run", "sweep"),
+    "notebook_sweep": ("research_lib.sweeps.notebook", "notebook_sweep"),
+    "train_from_cards": ("research_lib.models.fanout", "train_from_cards"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

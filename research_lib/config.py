@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .errors import ConfigError, RegistryError
+from .model_intervals import interval_key, model_for, parse_model_map
 from .telemetry import get_logger, log_event
 
 log = get_logger("config")
@@ -301,7 +302,8 @@ class AssetClass:
     name: str
     patterns: tuple[str, ...]
     calendar: str
-    model: str
+    model: str | None  # the model for the config's interval (None: none named for it)
+    intervals: tuple[tuple[str, str], ...] = ()  # (interval, model) as configured
 
 
 @dataclass(frozen=True)
@@ -319,11 +321,24 @@ class AssetsConfig:
     expression prefixed with ``re:``. ``overrides`` pin a symbol to a class.
     """
 
-    universal_model: str
+    universal_model: str | None  # for ``interval`` (None: none named for it)
     classes: tuple[AssetClass, ...]
     overrides: Mapping[str, str]
     models: Mapping[str, ModelEntry]
     source_path: str = ""
+    universal_intervals: tuple[tuple[str, str], ...] = ()  # (interval, model) as configured
+    interval: str = "1d"  # the bar interval ``universal_model`` and each class model are for
+
+    def for_interval(self, interval: str | None) -> AssetsConfig:
+        """This config with the universal and class models named for ``interval``
+        (:mod:`research_lib.model_intervals`; None or unknown: as it is)."""
+        key = interval_key(interval)
+        if key is None or key == self.interval:
+            return self
+        return dataclasses.replace(
+            self, interval=key, universal_model=model_for(self.universal_intervals, key),
+            classes=tuple(dataclasses.replace(c, model=model_for(c.intervals, key))
+                          for c in self.classes))
 
     def classify(self, symbol: str) -> str:
         if not isinstance(symbol, str) or not symbol:
@@ -396,12 +411,7 @@ def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> Assets
         if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
             raise err(f"models.{name}.sha256 must be 64 lowercase hex digits, got {sha!r}")
         models[name] = ModelEntry(name=name, path=path, sha256=sha)
-    universal = data.get("universal_model")
-    if not isinstance(universal, str) or universal not in models:
-        raise err(
-            f"universal_model must name an entry under models, got {universal!r}; "
-            f"models: {sorted(models)}"
-        )
+    uni_map = parse_model_map(data.get("universal_model"), "universal_model", models, source)
     classes_raw = data.get("classes")
     if not isinstance(classes_raw, dict) or not classes_raw:
         raise err("classes must be a non-empty mapping of class name -> {patterns, calendar, model}")
@@ -415,11 +425,9 @@ def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> Assets
         bad = sorted(set(spec) - _CLASS_KEYS)
         if bad:
             raise err(f"unknown key classes.{cname}.{bad[0]}; allowed: {', '.join(sorted(_CLASS_KEYS))}")
-        model = spec.get("model")
-        if not model:
+        if not spec.get("model"):
             raise err(f"classes.{cname} has no model; add `model: NAME` naming an entry under models")
-        if model not in models:
-            raise err(f"classes.{cname}.model {model!r} is not under models; known: {sorted(models)}")
+        m_map = parse_model_map(spec["model"], f"classes.{cname}.model", models, source)
         pats = spec.get("patterns") or []
         if not isinstance(pats, list) or not pats:
             raise err(f"classes.{cname}.patterns must be a non-empty list of globs or re: patterns")
@@ -437,7 +445,8 @@ def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> Assets
         cal = spec.get("calendar", "XNYS")
         if cal not in CALENDARS:
             raise err(f"classes.{cname}.calendar must be one of {CALENDARS}, got {cal!r}")
-        classes.append(AssetClass(name=str(cname), patterns=tuple(pats), calendar=cal, model=model))
+        classes.append(AssetClass(name=str(cname), patterns=tuple(pats), calendar=cal,
+                                  model=model_for(m_map, "1d"), intervals=m_map))
     names = {c.name for c in classes}
     overrides_raw = data.get("overrides") or {}
     if not isinstance(overrides_raw, dict):
@@ -452,13 +461,9 @@ def parse_assets(data: Mapping[str, Any], source: str = "assets.yaml") -> Assets
         if cname not in names:
             raise err(f"overrides.{sym} names unknown class {cname!r}; known: {sorted(names)}")
         overrides[sym] = cname
-    return AssetsConfig(
-        universal_model=universal,
-        classes=tuple(classes),
-        overrides=overrides,
-        models=models,
-        source_path=source,
-    )
+    return AssetsConfig(universal_model=model_for(uni_map, "1d"), classes=tuple(classes),
+                        overrides=overrides, models=models, source_path=source,
+                        universal_intervals=uni_map)
 
 
 def load_assets(path: str | Path | None = None,

@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .ledger_columns import bulk_rows
+from .model_intervals import compact_intervals
 from .paper.rows import ConfigHistoryRow
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def config_inputs(s: Session) -> dict[str, Any]:
     """Every value of the three config files, as the session applies them."""
     assets = _plain(s.assets)
     assets.pop("source_path", None)  # where, not what
+    compact_intervals(assets)  # a config of daily models only reads as it always did
     return {"risk": _plain(s.limits), "session": _plain(s.settings.session),
             "signal": _plain(s.settings.signal), "gate": _plain(s.settings.gate),
             "assets": assets}
@@ -127,6 +129,7 @@ def model_digests(s: Session) -> dict[str, str | None] | None:
 
     a = s.model_assets
     names = {a.universal_model} | {a.asset_class(c).model for c in set(s.classes.values())}
+    names.discard(None)  # none named for the run's interval: the universal model serves
     out: dict[str, str | None] = {}
     for n in sorted(names):
         try:

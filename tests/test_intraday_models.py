@@ -73,11 +73,26 @@ def test_session_on_another_interval_refuses_the_model_with_the_reason(
 
 def test_shipped_daily_models_are_refused_on_one_minute_bars(home, tmp_path, monkeypatch,
                                                              capsys):
+    """Forced (``--model universal_v1``) or named for 1m in assets.yaml, a daily model is
+    refused on 1m bars by its card (the router's own 1m session uses the 1m models the
+    config names for 1m: tests/test_live_models.py)."""
     monkeypatch.setenv("RESEARCH_LIB_HOME", str(home))
-    code = _paper(home, tmp_path, "--interval", "1m", "--max-steps", "5")
+    code = _paper(home, tmp_path, "--interval", "1m", "--model", "universal_v1",
+                  "--max-steps", "5")
     err = capsys.readouterr().err
     assert code == 2
     assert "model universal_v1 was trained on 1d bars" in err and "--interval 1m" in err
+    other = tmp_path / "home"
+    shutil.copytree(home, other)
+    assets = yaml.safe_load((other / "config" / "assets.yaml").read_text())
+    assets["universal_model"] = {"1d": "universal_v1", "1m": "universal_v1"}
+    (other / "config" / "assets.yaml").write_text(yaml.safe_dump(assets, sort_keys=False))
+    monkeypatch.setenv("RESEARCH_LIB_HOME", str(other))
+    code = _paper(other, tmp_path, "--interval", "1m", "--max-steps", "5")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert ("INTERVAL_MISMATCH: model universal_v1 was trained on 1d bars (card "
+            "models/universal_v1.json); this session runs 1m bars") in err
 
 
 def test_a_model_whose_card_does_not_say_its_interval_is_refused_fail_closed(

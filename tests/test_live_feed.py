@@ -106,7 +106,8 @@ def test_each_closed_bar_is_decided_exactly_once_through_late_polls_repeats_and_
 
 
 # ------------------------------------------------------------------ the soak
-def test_live_soak_sixty_minutes_equals_the_same_bars_replayed(tmp_path, spx):
+@pytest.mark.parametrize("model", ["baseline:sma_cross", None])
+def test_live_soak_sixty_minutes_equals_the_same_bars_replayed(tmp_path, spx, model):
     """A 60-minute live session on a fake clock: two symbols of one-minute bars, forming
     bars at every poll, repeated bars (every poll re-reads the last five), polls up to 100 s
     late, bars the source never has, a bar published a poll late, and fetch errors of one
@@ -115,7 +116,11 @@ def test_live_soak_sixty_minutes_equals_the_same_bars_replayed(tmp_path, spx):
     and is left out of the comparison: the meta's ``spec`` (mode live/replay, the source,
     the window) and the data risk events only one side records: the live feed's
     FEED_ERROR / MISSING_BARS / LATE_BAR / BAR_REVISED (at the step that learned them) and
-    the replay's start-up sanity findings (step 0, 'severity=' in the reason)."""
+    the replay's start-up sanity findings (step 0, 'severity=' in the reason). ``model``
+    None: the router deciding with the shipped 1m models (config/assets.yaml)."""
+    write_config(tmp_path / "live" / "config", session={"warmup_bars": 30})
+    if model is None:
+        shutil.copy(ROOT / "config" / "assets.yaml", tmp_path / "live" / "config" / "assets.yaml")
     day = spx[spx.index.normalize() <= T("2019-11-06", tz="UTC")]
     syn = synthetic_minutes(day)
     clock = FakeClock(T("2019-11-06 16:00:20", tz="UTC").timestamp())
@@ -128,19 +133,21 @@ def test_live_soak_sixty_minutes_equals_the_same_bars_replayed(tmp_path, spx):
         errors={8: {"SYN"}, 9: {"SYN"}, 21: {"^GSPC", "SYN"}, 33: {"^GSPC"}},
         late={5: 40.0, 14: 100.0, 27: 65.0, 40: 30.0})
     res = live_session(tmp_path / "live", src, clock, ["^GSPC", "SYN"],
-                       duration="60min").run()
+                       duration="60min", model=model).run()
     assert res.exit_code == 0 and res.summary["stopped"] == "duration"
     live = read_run(res.ledger_path)
     first, last = live["steps"]["ts"].iloc[0], live["steps"]["ts"].iloc[-1]
     assert len(live["steps"]) >= 55 and live["orders"].shape[0] >= 4  # it traded
+    if model is None:  # the 1m models decided (not the daily ones, refused on 1m bars)
+        d = live["decisions"]
+        assert set(d[d["probability"].notna()]["model"]) == {"universal_1m_v1"}
     codes = {e[0] for e in feed_events(res.ledger_path)}
     assert {"FEED_ERROR", "MISSING_BARS"} <= codes
 
     rep = make_session(tmp_path / "replay", symbols=["^GSPC", "SYN"],
                        source=FramesSource(served(src, last)), interval="1m",
                        start=first.isoformat(), end=last.isoformat(), run_id="replay",
-                       config_dir=tmp_path / "live" / "config",
-                       model="baseline:sma_cross").run()
+                       config_dir=tmp_path / "live" / "config", model=model).run()
 
     def comparable(path: Path) -> dict:
         dump = deterministic_dump(path)

@@ -18,7 +18,8 @@ from research_lib.models.train import retrain_from_card, sample_feature_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-NAMES = ("universal_v1", "equities_v1", "crypto_v1", "options_v1")
+NAMES = ("universal_v1", "equities_v1", "crypto_v1", "options_v1",
+         "universal_1m_v1", "equities_1m_v1", "crypto_1m_v1")  # 1m: the intraday sample
 
 
 @pytest.fixture(scope="module")

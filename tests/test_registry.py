@@ -58,6 +58,10 @@ def test_shipped_registry_when_loaded_then_every_model_present_and_pinned():
         "crypto_v1": "ok",
         "equities_v1": "ok",
         "options_v1": "ok",
+        # the 1m models (a model per interval), trained on the intraday sample
+        "universal_1m_v1": "ok",
+        "crypto_1m_v1": "ok",
+        "equities_1m_v1": "ok",
     }
 
 

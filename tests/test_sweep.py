@@ -67,18 +67,30 @@ def test_sweep_point_when_compared_then_same_ledger_as_a_solo_run(loky_sweep, tm
 
 
 def test_sweep_when_run_serially_and_on_dask_then_same_table_as_loky(loky_sweep, tmp_path):
+    res, _ = loky_sweep
+    serial = _sweep(tmp_path / "serial", backend="serial")
+    # no scheduler address: the sweep starts a LocalCluster of 2 worker processes itself
+    # (loopback only: the tests are offline) and closes it
+    dask = _sweep(tmp_path / "dask", backend="dask", jobs=2)
+    want = res.table.drop(columns=["wall_s"])
+    # every metric to the last digit (check_exact: no tolerance on the floats)
+    pd.testing.assert_frame_equal(serial.table.drop(columns=["wall_s"]), want,
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(dask.table.drop(columns=["wall_s"]), want, check_exact=True)
+    assert dask.sweep_id == res.sweep_id  # the same sweep: the same id and run ids
+    assert (dask.table["status"] == "ok").all() and dask.table["sharpe"].notna().all()
+
+
+def test_sweep_on_a_dask_scheduler_address_when_run_then_same_table(loky_sweep, tmp_path):
     from distributed import LocalCluster
 
     res, _ = loky_sweep
-    serial = _sweep(tmp_path / "serial", backend="serial")
-    # in this process (light), on loopback only (the tests are offline)
+    # a scheduler in this process (light), on loopback only
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1",
                       protocol="tcp", dashboard_address=None) as cluster:
         dask = _sweep(tmp_path / "dask", backend="dask", scheduler=cluster.scheduler_address)
-    want = res.table.drop(columns=["wall_s"])
-    pd.testing.assert_frame_equal(serial.table.drop(columns=["wall_s"]), want)
-    pd.testing.assert_frame_equal(dask.table.drop(columns=["wall_s"]), want)
-    assert dask.sweep_id == res.sweep_id  # the same sweep: the same id and run ids
+    pd.testing.assert_frame_equal(dask.table.drop(columns=["wall_s"]),
+                                  res.table.drop(columns=["wall_s"]), check_exact=True)
 
 
 def test_sweep_report_when_written_then_self_contained_sorted_with_two_figures(loky_sweep):
@@ -134,6 +146,7 @@ def test_grid_when_parsed_then_cartesian_product_in_order():
     ({"gate.jump_confirm_bars": 2}, ["gate.jump_confirm_bars", "risk, signal, session"]),
     ({"session.run_dir": "x"}, ["session.run_dir", "--out"]),
     ({"window": 3}, ["'window'", "risk.<limit>"]),
+    ({"fast": "yes"}, ["sweep key fast", "'yes'", "true or false"]),
 ])
 def test_grid_when_a_key_or_value_is_bad_then_refused_naming_it(point, words, tmp_path):
     with pytest.raises(ConfigError) as err:

@@ -245,3 +245,65 @@ def test_reconcile_when_the_venue_differs_then_each_difference_with_its_numbers(
 def test_reconcile_within_tolerance_then_agreement():
     assert reconcile({"SPY": 5.0}, 1000.0, {}, _snap({"SPY": 5.0 + 1e-9}, 1000.5), {},
                      1e-6, 1.0) == []
+
+
+# ------------------------------------------------------------------ crypto fees
+def _book_round_trip(fake: FakeAlpaca, a: AlpacaVenue, qty: float = 0.5):
+    """A crypto buy, then a sell of what the ledger holds, through the VenueBroker (the
+    ledger's side) and the adapter; the findings of a reconciliation after each."""
+    from research_lib.venues.broker import VenueBroker
+    from research_lib.venues.link import reconcile_broker
+
+    fake.prices["BTCUSD"] = 60_000.0
+    b = VenueBroker(initial_cash=fake.cash, venue=a)
+    b.submit(Order("r-0-BTC-USD", 0, "t0", "BTC-USD", qty, 60_000.0, crypto=True))
+    b.fill_open(1, "t1", {})
+    after_buy = reconcile_broker(a, a.cfg, b)[2]
+    held = dict(b.book.held())["BTC-USD"]
+    b.submit(Order("r-1-BTC-USD", 1, "t1", "BTC-USD", -held, 60_000.0, crypto=True))
+    b.fill_open(2, "t2", {})
+    after_sell = reconcile_broker(a, a.cfg, b)[2]
+    return b, held, after_buy, after_sell
+
+
+def test_a_crypto_fill_whose_fee_the_venue_takes_from_the_coins_reconciles(fake):
+    """Alpaca takes its crypto fee from what a fill credits (a buy's coins, a sell's
+    dollars); the order's filled_qty is the gross. Before, the ledger booked the gross
+    quantity and the reconciliation latched POSITION_DIFFERENCE (ledger 0.5, venue
+    0.49875) on every crypto buy."""
+    b, held, after_buy, after_sell = _book_round_trip(fake, adapter(fake))
+    assert after_buy == [] and after_sell == []
+    assert held == pytest.approx(0.5 * (1 - 0.0025), abs=1e-12)
+    assert "BTCUSD" not in fake.positions  # sold what the venue credited, to the last unit
+    assert b.cash == pytest.approx(fake.cash, abs=1e-6)
+    buy, sell = b.fills
+    assert buy.commission == pytest.approx(0.5 * 60_000 * 0.0025)
+    assert sell.commission == pytest.approx(held * 60_000 * 0.0025)
+    assert buy.cash_delta == pytest.approx(-0.5 * 60_000)  # paid in full, fewer coins
+
+
+def test_a_crypto_fee_other_than_the_configured_one_is_a_difference_that_names_the_key(fake):
+    fake.crypto_fee_bps = 15.0  # another volume tier than venue.crypto_fee_bps (25)
+    _, _, after_buy, _ = _book_round_trip(fake, adapter(fake))
+    (pos,) = [f for f in after_buy if f.kind == "position"]
+    assert pos.verdict == "DIFFERENCE" and pos.symbol == "BTC-USD"
+    assert "POSITION_DIFFERENCE: symbol=BTC-USD ledger=0.49875 venue=0.49925" in pos.reason
+    assert "booked at 25 bps: is venue.crypto_fee_bps your tier's?" in pos.reason
+    other = FakeAlpaca(crypto_fee_bps=15.0)
+    try:  # the tier's fee in venue.crypto_fee_bps: they agree again
+        _, _, after_buy, after_sell = _book_round_trip(other,
+                                                       adapter(other, crypto_fee_bps=15.0))
+    finally:
+        other.close()
+    assert after_buy == [] and after_sell == []
+
+
+def test_an_equity_fill_pays_no_fee(fake):
+    from research_lib.venues.broker import VenueBroker
+
+    a = adapter(fake)
+    assert a.fee_rate("SPY") == 0.0 and a.fee_rate("BTC-USD") == 0.0025
+    b = VenueBroker(initial_cash=fake.cash, venue=a)
+    b.submit(order("SPY", 10.0, "r-0-SPY"))
+    b.fill_open(1, "t1", {})
+    assert b.fills[0].qty == 10.0 and b.fills[0].commission == 0.0

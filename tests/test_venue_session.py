@@ -170,12 +170,16 @@ def test_venue_refuses_an_order_then_it_is_rejected_in_the_ledger_with_the_venue
     assert list(r[r["kind"] == "rejection"]["code"]) == ["VENUE_REJECTED"]
 
 
+@pytest.mark.parametrize(("status", "code"), [("expired", "VENUE_EXPIRED"),
+                                            ("canceled", "VENUE_CANCELED")])
 def test_an_order_the_venue_rejects_or_expires_later_then_recorded_with_the_venues_id(
-        tmp_path, venue):
+        tmp_path, venue, status, code):
+    """``canceled``: cancelled at the venue by someone else (not our kill switch), nothing
+    filled: cancelled in the ledger with the venue's id, never booked."""
     clock = Clock(bars()["SPY"].index[59].timestamp())
     venue.fill_mode.update({"SPY": "rejected", "BTCUSD": "hold"})
     res = live(tmp_path, venue, clock, max_steps=1).run()
-    venue.finish(_cid("BTC-USD", 0), "expired")
+    venue.finish(_cid("BTC-USD", 0), status)
     res = live(tmp_path, venue, clock, resume="lv", max_steps=1).run()
     run = read_run(res.ledger_path)
     o = run["orders"].set_index("client_order_id")
@@ -184,9 +188,13 @@ def test_an_order_the_venue_rejects_or_expires_later_then_recorded_with_the_venu
     assert o.loc[spy, "reason"].startswith(f"VENUE_REJECTED: status=rejected venue_order_id="
                                            f"{venue.by_cid[spy]}")
     assert o.loc[btc, "status"] == "cancelled"
-    assert o.loc[btc, "reason"] == (f"VENUE_EXPIRED: venue_order_id={venue.by_cid[btc]} "
+    assert o.loc[btc, "reason"] == (f"{code}: venue_order_id={venue.by_cid[btc]} "
                                     "symbol=BTC-USD")
     assert run["fills"].empty
+    ev = run["venue_events"]
+    assert status.upper() in set(ev[ev["client_order_id"] == btc]["event"])
+    assert not ledger_rows(res.ledger_path, "SELECT reason FROM reconciliations WHERE "
+                           "verdict='DIFFERENCE'")  # the ledger and the venue agree
 
 
 def test_a_position_drifting_outside_the_ledger_then_a_difference_latches_halted_until_reset(

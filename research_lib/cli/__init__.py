@@ -132,14 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default session.run_dir, then runs/reports)")
 
     tr = sub.add_parser("train", help="train a model, export ONNX, write its card")
-    tr.add_argument("--asset-class", required=True,
+    tr.add_argument("--asset-class", default=None,
                     choices=["universal", "equities", "crypto", "options"],
                     help="options trains on SYNTHETIC contracts: --source synthetic-options "
                          "--symbols SPX (Black-Scholes from ^GSPC and ^VIX)")
-    _common_data(tr)
-    tr.add_argument("--out", required=True, help="models/NAME.onnx")
+    _common_data(tr, symbols_required=False)
+    tr.add_argument("--out", default=None, help="models/NAME.onnx")
     tr.add_argument("--pipeline", default=None, help="pipeline name from config (default per class)")
     tr.add_argument("--seed", type=int, default=None)
+    from .models import add_parallel_args
+
+    add_parallel_args(tr)
 
     par = sub.add_parser("parity", help="sklearn vs onnxruntime on held-out rows")
     par.add_argument("model", help="models/NAME.onnx")
@@ -147,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rt = sub.add_parser("routing", help="print symbol -> class -> model routing")
     rt.add_argument("--symbols", default=None)
+    rt.add_argument("--interval", default=None,
+                    help="route for a session of these bars (1m, 5m, 15m, 1h, 1d): the "
+                         "models config/assets.yaml names for it, each checked against its "
+                         "card's interval (default: the models as configured, for 1d)")
     rt.add_argument("--json", action="store_true")
 
     cl = sub.add_parser("convert-legacy", help="convert a scikit-learn pickle to ONNX, once")

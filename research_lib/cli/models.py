@@ -7,11 +7,37 @@ import json
 import sys
 
 
+def add_parallel_args(tr: argparse.ArgumentParser) -> None:
+    """``train``'s fan-out options (issue 15)."""
+    tr.add_argument("--jobs", type=int, default=1,
+                    help="walk-forward folds (or, with --from-cards, models) fitted at once; "
+                         "a random forest fits on this many threads (default 1)")
+    tr.add_argument("--backend", choices=["local", "dask", "serial"], default="local",
+                    help="local: joblib's loky processes (default); dask: joblib's Dask "
+                         "backend (--scheduler, else a LocalCluster of --jobs workers); "
+                         "serial: in this process. Same model and card bytes on each")
+    tr.add_argument("--scheduler", default=None, metavar="ADDR",
+                    help="a Dask scheduler, e.g. tcp://HOST:8786 (--backend dask)")
+    tr.add_argument("--from-cards", default=None, nargs="+", metavar="CARDS",
+                    help="retrain the models of these cards (a models folder or NAME.json "
+                         "files) from their specs, one model per worker, into --out-dir")
+    tr.add_argument("--out-dir", default=None, metavar="DIR",
+                    help="with --from-cards: where the retrained models and cards go")
+
+
 def cli_train(args: argparse.Namespace) -> int:
     from ..models.result import summary_lines
     from ..models.train import train
     from .progress import progress_bar, wanted
 
+    if getattr(args, "from_cards", None):
+        return _train_from_cards(args)
+    missing = [f for f, v in (("--asset-class", args.asset_class),
+                              ("--symbols", args.symbols), ("--out", args.out)) if not v]
+    if missing:
+        print(f"research-lib train: {', '.join(missing)} required (or --from-cards CARDS "
+              "--out-dir DIR to retrain existing models)", file=sys.stderr)
+        return 2
     with progress_bar("train", "stage", wanted()) as progress:
         res = train(
             args.asset_class,
@@ -24,6 +50,9 @@ def cli_train(args: argparse.Namespace) -> int:
             pipeline=getattr(args, "pipeline", None),
             seed=getattr(args, "seed", None),
             progress=progress,
+            jobs=getattr(args, "jobs", 1),
+            backend=getattr(args, "backend", "local"),
+            scheduler=getattr(args, "scheduler", None),
         )
     for line in summary_lines(res):
         print(line)
@@ -37,6 +66,34 @@ def cli_train(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _train_from_cards(args: argparse.Namespace) -> int:
+    from ..models.fanout import train_from_cards
+    from .progress import progress_bar, wanted
+
+    if not args.out_dir:
+        print("research-lib train: --from-cards needs --out-dir DIR (where the retrained "
+              "models go)", file=sys.stderr)
+        return 2
+    given = [f for f, v in (("--asset-class", args.asset_class), ("--symbols", args.symbols),
+                            ("--out", args.out), ("--pipeline", args.pipeline),
+                            ("--seed", args.seed)) if v is not None]
+    if given:
+        print(f"research-lib train: {given[0]} cannot go with --from-cards (each card "
+              "records its own spec)", file=sys.stderr)
+        return 2
+    with progress_bar("train", "model", wanted()) as progress:
+        rows = train_from_cards(args.from_cards, args.out_dir, jobs=args.jobs,
+                                backend=args.backend, scheduler=args.scheduler,
+                                progress=progress)
+    bad = 0
+    for r in rows:
+        auc = "n/a" if r["auc"] is None else f"{r['auc']:.4f}"
+        print(f"{r['name']:<16} {r['asset_class']:<10} auc {auc}  parity "
+              f"{'ok' if r['parity'] else 'FAILED'}  sha256 {r['sha256']}  {r['model']}")
+        bad += not r["parity"]
+    return 1 if bad else 0
 
 
 def serve_hint(model_path, name: str, sha256: str) -> str:
@@ -75,7 +132,7 @@ def cli_parity(args: argparse.Namespace) -> int:
 def cli_routing(args: argparse.Namespace) -> int:
     from ..models.router import routing_report
 
-    report = routing_report(args.symbols)
+    report = routing_report(args.symbols, getattr(args, "interval", None))
     if getattr(args, "json", False):
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -108,6 +108,29 @@ def _close_fill(wf: Any) -> dict[str, Any] | None:
     }
 
 
+SMALL_SPAN_DAYS = 30  # a training span shorter than this is said to be small, plainly
+
+
+def small_data(ds: Any, rows: int, interval: str) -> dict[str, str]:
+    """``{"size": text}`` when the series span fewer than :data:`SMALL_SPAN_DAYS` calendar
+    days in all (the shipped intraday sample's few days of 1m bars), else nothing."""
+    import pandas as pd
+
+    # calendar days each series spans, summed (two series of 3 days each: 6, whatever
+    # lies between them)
+    days = sum((pd.Timestamp(s.last) - pd.Timestamp(s.first)).days + 1 for s in ds.symbols)
+    if days >= SMALL_SPAN_DAYS:
+        return {}
+    bars = sum(int(getattr(s, "bars", 0) or 0) for s in ds.symbols)
+    return {"size": (
+        f"SMALL DATA: trained on {bars:,} {interval} bars of {len(ds.symbols)} series "
+        f"spanning {days} calendar days in all ({rows:,} labelled rows in the final fit); "
+        "that is far too "
+        "little to judge a model: these figures show the pipeline runs end to end on "
+        "intraday bars, not that the model has an edge; retrain on months of your own bars "
+        "before trusting it.")}
+
+
 def build_card(result: TrainResult) -> dict[str, Any]:
     spec = result.spec
     ds = result.dataset
@@ -117,6 +140,7 @@ def build_card(result: TrainResult) -> dict[str, Any]:
         f"{s.symbol} served as {s.served_as} proxy ({s.note})" for s in ds.symbols if s.proxy
     ]
     ev = spec.settings.evaluation
+    small = small_data(ds, int(result.train_rows), spec.interval)
     return {
         "card_version": CARD_VERSION,
         "name": spec.name,
@@ -136,6 +160,7 @@ def build_card(result: TrainResult) -> dict[str, Any]:
             "proxies": proxies,
             "notes": list(ds.notes),
             "periods_per_year": ds.periods_per_year,
+            **small,
         },
         "features": {
             "names": list(features.FEATURES),
@@ -207,7 +232,7 @@ def build_card(result: TrainResult) -> dict[str, Any]:
             "Trained and evaluated on SYNTHETIC prices (see data.notes); these figures say "
             "nothing about real markets. " + wf.verdict
             if ds.synthetic
-            else wf.verdict
+            else (small["size"] + " " if small else "") + wf.verdict
         ),
         "parity": _parity_for_card(result.parity),
         "onnx": {

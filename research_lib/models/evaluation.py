@@ -283,6 +283,23 @@ class WalkForwardResult:
     trading_periods_per_year: int = 252
 
 
+def single_threaded(model: Any) -> Any:
+    """``model`` with ``n_jobs=1`` where it has one (a random forest): its probabilities
+    are then summed over the trees in one fixed order, the same bits whatever ``n_jobs``
+    the fit used (a forest's trees do not depend on it)."""
+    if "n_jobs" in model.get_params(deep=False):
+        model.set_params(n_jobs=1)
+    return model
+
+
+def fit_fold(make_estimator: Callable[[], Any], X_train: np.ndarray, y_train: np.ndarray,
+             X_test: np.ndarray) -> tuple[Any, np.ndarray]:
+    """One fold: fit on the training rows, p(up) on the test rows. A top-level function of
+    plain arguments, so joblib can run it in a worker process (loky, Dask)."""
+    model = single_threaded(make_estimator().fit(X_train, y_train))
+    return model, model.predict_proba(X_test)[:, 1]
+
+
 def walk_forward(
     ds: Dataset,
     make_estimator: Callable[[], Any],
@@ -295,8 +312,16 @@ def walk_forward(
     sma_fast: int,
     sma_slow: int,
     on_fold: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> WalkForwardResult:
-    """``on_fold(k)`` is called after each fold is fitted and scored (a progress hook)."""
+    """``on_fold(k)`` is called after each fold is fitted and scored (a progress hook).
+
+    ``jobs > 1`` fits the folds at once through ``joblib.Parallel`` on the joblib backend
+    in effect (the caller's :func:`research_lib.parallel.backend`); ``make_estimator`` must
+    then be picklable (a ``functools.partial`` of a module-level function). The folds
+    are scored in order either way: the same result as one after the other."""
+    from joblib import Parallel, delayed
+
     splits = walk_forward_splits(ds, folds, initial_train_fraction, embargo)
     rows = ds.rows
     parts = []
@@ -305,11 +330,14 @@ def walk_forward(
     last_model = None
     last_test = None
     for f in splits:
-        y_train = ds.y(f.train)
-        if len(np.unique(y_train)) < 2:
+        if len(np.unique(ds.y(f.train))) < 2:
             raise ValueError(f"fold {f.index}: training rows hold one class only")
-        model = make_estimator().fit(ds.X(f.train), y_train)
-        p = model.predict_proba(ds.X(f.test))[:, 1]
+    tasks = (delayed(fit_fold)(make_estimator, ds.X(f.train), ds.y(f.train), ds.X(f.test))
+             for f in splits)
+    fits = Parallel(n_jobs=jobs, return_as="generator")(tasks) if jobs > 1 else (
+        fit_fold(make_estimator, ds.X(f.train), ds.y(f.train), ds.X(f.test)) for f in splits)
+    for f, (model, p) in zip(splits, fits, strict=True):
+        y_train = ds.y(f.train)
         part = rows.loc[f.test, ["timestamp", "symbol", "label", "ret_next", "gap_next",
                                  "intra_next"]].copy()
         part["p"] = p

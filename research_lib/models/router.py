@@ -31,6 +31,7 @@ from ..config import AssetsConfig, load_assets, models_dir
 from ..errors import ConfigError, ModelError, RegistryError
 from ..features import N_FEATURES
 from ..flags import asset_specific_mode, routing_mode
+from ..model_intervals import missing_model
 from ..telemetry import get_logger, log_event
 from .onnx import OnnxModel, sha256_bytes
 from .registry import ModelStatus, display_path, model_path, status_for_sha
@@ -39,6 +40,7 @@ log = get_logger("models.router")
 
 MODE_WORDS = {"0": "DISABLED", "1": "ENABLED", "shadow": "SHADOW"}
 UNCLASSIFIED = "unclassified"
+NO_MODEL = "(none)"  # a route's model when no model is named for the session's interval
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class Router:
         # the file last checked for ``name``, for the one-stat fast path of _load
         self._checked: dict[str, tuple[AssetsConfig, Path, str, tuple, tuple]] = {}
         self._lock = threading.RLock()
+        self._view: tuple[AssetsConfig, AssetsConfig] | None = None  # (assets, its view)
 
     # -- configuration ------------------------------------------------------------
     def mode(self) -> str:
@@ -268,14 +271,30 @@ class Router:
         model, reason, shadow, ok = self._class_route(cls, class_error, mode, memo)
         return Route(symbol, cls, model, mode, reason, shadow, ok)
 
+    def view(self) -> AssetsConfig:
+        """The assets config with the models named for this router's interval
+        (:meth:`AssetsConfig.for_interval`; no interval: as configured, 1d)."""
+        a = self.assets
+        if self._interval is None:
+            return a
+        seen = self._view
+        if seen is None or seen[0] is not a:
+            seen = self._view = (a, a.for_interval(self._interval))
+        return seen[1]
+
     def _class_route(self, cls: str, class_error: str | None, mode: str,
                      memo: dict | None) -> tuple[str, str | None, str | None, bool]:
         """(deciding model, fallback reason, shadow model, usable) for one asset class:
         every symbol of the class routes the same way."""
-        uni = self.assets.universal_model
-        class_model = uni if class_error else self.assets.asset_class(cls).model
+        view = self.view()
+        uni = view.universal_model
+        class_model = uni if class_error else view.asset_class(cls).model
         model, shadow, reason = uni, None, None
-        if class_error and mode != "0":
+        if class_model is None and not class_error and mode != "0" and uni is not None:
+            why = missing_model(view.interval, f"classes.{cls}.model",
+                                view.asset_class(cls).intervals)
+            reason = why if mode == "1" else f"shadow unavailable: {why}"
+        elif class_error and mode != "0":
             reason = class_error
         elif mode == "1" and class_model != uni:
             st = self._loaded(class_model, memo)[1]
@@ -289,6 +308,9 @@ class Router:
                 shadow = class_model
             else:
                 reason = f"shadow {class_model} unavailable: {st.problem}"
+        if model is None:  # no universal model for this interval: nothing can decide
+            why = missing_model(view.interval, "universal_model", view.universal_intervals)
+            return NO_MODEL, (f"{reason}; {why}" if reason else why), None, False
         ust = self._loaded(model, memo)[1]
         if not ust.ok:
             extra = f"no usable model: {ust.problem}"
@@ -446,12 +468,12 @@ def routing_table(router: Router, symbols: Sequence[str], mode: str | None = Non
     (and the shadow model in shadow mode)."""
     rows = []
     for r in router.routes(symbols, mode):
-        st = router.status(r.model)
         row = {
             "symbol": r.symbol,
             "class": r.asset_class,
             "model": r.model,
-            "checksum": st.checksum,
+            "checksum": ("no model" if r.model == NO_MODEL
+                         else router.status(r.model).checksum),
             "shadow": r.shadow_model,
             "fallback": r.fallback_reason,
         }
@@ -514,10 +536,17 @@ class RoutingReport:
         ])
 
 
-def routing_report(symbols: str | Sequence[str] | None = None) -> RoutingReport:
-    """The routing of ``symbols`` (default: the sample's and an option) under the flag now."""
+def routing_report(symbols: str | Sequence[str] | None = None,
+                   interval: str | None = None) -> RoutingReport:
+    """The routing of ``symbols`` (default: the sample's and an option) under the flag now,
+    for a session of ``interval`` bars (None: the models as configured, 1d, no card check)."""
     mode = asset_specific_mode()
     symbols = symbols_or_default(symbols)
-    router = Router()
+    router = Router(interval=interval)
     rows = routing_table(router, symbols, mode)
-    return RoutingReport(mode, symbols, rows, router.statuses(), router)
+    if interval is None:
+        return RoutingReport(mode, symbols, rows, router.statuses(), router)
+    view = router.view()  # the models named for this interval (the others cannot serve it)
+    named = [view.universal_model, *(c.model for c in view.classes)]
+    return RoutingReport(mode, symbols, rows,
+                         {n: router.status(n) for n in dict.fromkeys(named) if n}, router)

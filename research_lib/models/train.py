@@ -3,8 +3,9 @@ ONNX -> parity -> card.
 
 ``research-lib train --asset-class crypto --symbols BTC-USD,ETH-USD,LTC-USD
 --out models/crypto_v1.onnx`` does all of it from the shipped sample, in seconds.
-The same command gives the same ONNX bytes and the same card (fixed seed,
-single-threaded estimators, symbols in the given order, no wall-clock time in the card).
+The same command gives the same ONNX bytes and the same card (fixed seed, the same
+bytes whatever ``--jobs``/``--backend``, symbols in the given order, no wall-clock time in
+the card).
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ def project_path(path: str | Path) -> Path:
     return resolve_path(path)
 
 
-def make_estimator(pipeline: PipelineSpec, seed: int) -> Any:
-    """A fresh, unfitted scikit-learn estimator for ``pipeline`` (single-threaded)."""
+def make_estimator(pipeline: PipelineSpec, seed: int, n_jobs: int = 1) -> Any:
+    """A fresh, unfitted scikit-learn estimator for ``pipeline``; a random forest fits its
+    trees on ``n_jobs`` threads (the same trees whatever the number: each tree's seed is
+    drawn from ``seed`` before any is fitted)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -63,7 +66,7 @@ def make_estimator(pipeline: PipelineSpec, seed: int) -> Any:
                 ]
             )
         if pipeline.kind == "random_forest":
-            return RandomForestClassifier(random_state=seed, n_jobs=1, **params)
+            return RandomForestClassifier(random_state=seed, n_jobs=n_jobs, **params)
         if pipeline.kind == "hist_gradient_boosting":
             return HistGradientBoostingClassifier(random_state=seed, **params)
     except TypeError as exc:
@@ -71,12 +74,15 @@ def make_estimator(pipeline: PipelineSpec, seed: int) -> Any:
     raise ConfigError(f"pipelines.{pipeline.name}.kind {pipeline.kind!r} is not known")
 
 
-def _fit(pipeline: PipelineSpec, seed: int, X: np.ndarray, y: np.ndarray) -> Any:
+def _fit(pipeline: PipelineSpec, seed: int, X: np.ndarray, y: np.ndarray,
+         n_jobs: int = 1) -> Any:
     from sklearn.utils._param_validation import InvalidParameterError
 
-    est = make_estimator(pipeline, seed)
+    from .evaluation import single_threaded
+
+    est = make_estimator(pipeline, seed, n_jobs)
     try:
-        return est.fit(X, y)
+        return single_threaded(est.fit(X, y))
     except InvalidParameterError as exc:
         raise ConfigError(f"pipelines.{pipeline.name}.params: {exc}") from None
 
@@ -134,12 +140,12 @@ def out_of_sample_end(spec: TrainSpec, last: str) -> str | None:
     return max(ends).strftime("%Y-%m-%d") if ends else None
 
 
-def fit_final(spec: TrainSpec, ds: Dataset) -> tuple[Any, int]:
+def fit_final(spec: TrainSpec, ds: Dataset, n_jobs: int = 1) -> tuple[Any, int]:
     mask = ds.trainable
     y = ds.y(mask)
     if len(np.unique(y)) < 2:
         raise ModelError("training rows hold one class only; widen the date range")
-    return _fit(spec.pipeline, spec.settings.seed, ds.X(mask), y), int(mask.sum())
+    return _fit(spec.pipeline, spec.settings.seed, ds.X(mask), y, n_jobs), int(mask.sum())
 
 
 @cache
@@ -201,11 +207,23 @@ def train(
     assets: AssetsConfig | None = None,
     name: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    jobs: int = 1,
+    backend: str = "local",
+    scheduler: str | None = None,
 ) -> TrainResult:
     """Train, evaluate walk-forward, fit on all labelled rows, export ONNX, check parity,
     build the card; with ``out`` write ``out`` and its card (``.json``) beside it.
     ``progress(done, total)`` is called after each stage (data, each walk-forward fold,
-    the final fit, export and parity); the caller draws any bar."""
+    the final fit, export and parity); the caller draws any bar.
+
+    ``jobs``/``backend``/``scheduler`` (:mod:`research_lib.parallel`): with ``jobs > 1``
+    on ``"local"`` or with ``"dask"`` the walk-forward folds are fitted at once in worker
+    processes; on ``"serial"`` they are fitted one after the other and a random forest
+    uses ``jobs`` threads. The final fit uses ``jobs`` threads (a random forest). The
+    model and card are the same bytes whatever the setting (tested)."""
+    from ..parallel import check_backend
+
+    check_backend(backend, jobs, scheduler)
     fresh = settings is None  # a retrain from a card passes the card's settings as they are
     settings = settings or load_settings()
     if seed is not None:
@@ -242,22 +260,30 @@ def train(
     tick(1)
     for note in ds.notes:
         log_event(log, "train_data_note", note=note)
+    from contextlib import nullcontext
+    from functools import partial
+
+    from ..parallel import backend as parallel_backend
+
+    fan_out = backend == "dask" or (backend == "local" and jobs > 1)
     try:
-        wf = walk_forward(
-            ds,
-            lambda: make_estimator(spec.pipeline, settings.seed),
-            folds=wf_cfg.folds,
-            initial_train_fraction=wf_cfg.initial_train_fraction,
-            embargo=wf_cfg.embargo,
-            threshold=ev.threshold,
-            cost_bps=ev.cost_bps,
-            sma_fast=ev.sma_fast,
-            sma_slow=ev.sma_slow,
-            on_fold=lambda k: tick(2 + k),
-        )
+        with parallel_backend(backend, jobs, scheduler) if fan_out else nullcontext():
+            wf = walk_forward(
+                ds,
+                partial(make_estimator, spec.pipeline, settings.seed, 1 if fan_out else jobs),
+                jobs=jobs if fan_out else 1,
+                folds=wf_cfg.folds,
+                initial_train_fraction=wf_cfg.initial_train_fraction,
+                embargo=wf_cfg.embargo,
+                threshold=ev.threshold,
+                cost_bps=ev.cost_bps,
+                sma_fast=ev.sma_fast,
+                sma_slow=ev.sma_slow,
+                on_fold=lambda k: tick(2 + k),
+            )
     except ValueError as exc:
         raise ModelError(f"walk-forward evaluation failed: {exc}") from exc
-    pipe, n_rows = fit_final(spec, ds)
+    pipe, n_rows = fit_final(spec, ds, n_jobs=jobs)
     tick(stages - 1)
     data = export(
         pipe,
@@ -296,6 +322,8 @@ def train(
         rows=n_rows,
         auc=wf.metrics.get("auc"),
         parity=res.parity.passed,
+        jobs=jobs,
+        backend=backend if fan_out else "serial",
     )
     return res
 

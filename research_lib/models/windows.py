@@ -147,14 +147,14 @@ def deciding_models(assets: Any, classes: Mapping[str, str], model: str | None,
     if model is not None:
         return [model]
     if mode != "1":
-        return [assets.universal_model]
+        return [n for n in (assets.universal_model,) if n]
     names = []
     for cls in classes.values():
-        try:
-            names.append(assets.asset_class(cls).model)
+        try:  # none named for the session's interval: the universal model serves
+            names.append(assets.asset_class(cls).model or assets.universal_model)
         except ConfigError:  # unclassified: the router falls back to universal
             names.append(assets.universal_model)
-    return sorted(set(names))
+    return sorted(n for n in set(names) if n)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class LiveFeed:
         self.settle_ns = int(settle_seconds * 1e9)
         margin = 10 * 86400 if self.interval_s >= 86400 else 4 * 86400  # weekends, holidays
         self.lookback_s = lookback_bars * self.interval_s * 2 + margin
+        self.warmup_bars = max(int(lookback_bars), 1)  # bar times that warm a new run
         self.decided_ns: int | None = (None if not start_after
                                        else int(pd.Timestamp(start_after).value))
         self.last_seen: dict[int, int] = {}  # newest closed bar taken per symbol
@@ -368,10 +369,14 @@ class LiveFeed:
                     refuse_identical_series(named)
             self._take(frames, now_ns, first)
             if first and self.pending:
-                # the first poll's history warms the indicators: everything before its
-                # newest bar time (a resume: up to the last decided one) is warm-up
+                # the first poll's history warms the indicators: the last warmup_bars bar
+                # times before its newest (as a replay warms with the warmup_bars before
+                # its start, so the two decide alike); a resume: up to the last decided one
                 if self.decided_ns is None:
-                    warm = [t for t in self.pending if t < max(self.pending)]
+                    warm = sorted(t for t in self.pending if t < max(self.pending))
+                    for t in warm[:-self.warmup_bars]:
+                        del self.pending[t]  # older history: taken, never used
+                    warm = warm[-self.warmup_bars:]
                 else:
                     warm = [t for t in self.pending if t <= self.decided_ns]
                 for t in sorted(warm):

@@ -45,10 +45,10 @@ def reload_step(s: Session, rec: StepRecord) -> None:
             s.settings = new
             s.broker.costs = new.session
         else:
-            s.assets = new
+            s.assets = new.for_interval(s.interval)  # the models for the run's interval
             s._classify()
             # the models it decides with from now on (recorded for a resume)
-            s.model_assets = model_assets_for(new, s.model_name)
+            s.model_assets = model_assets_for(s.assets, s.model_name)
             s.model.set_assets(s.model_assets, s.classes)
         state_row(s.desk, s.acct, rec, StateChange("config", "LOADED", "RELOADED",
                                       f"{name}: {'; '.join(diff)}"))

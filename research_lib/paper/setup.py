@@ -304,6 +304,7 @@ class SessionSetup:
         self.engine_name = "fast" if spec.fast else "step"
         set_run_id(self.run_id)
         refuse_shared_underlying(self.symbols)  # one position cap per underlying
+        self.assets = self.assets.for_interval(self.interval)  # its interval's models
         self._classify()
         self.n = len(self.symbols)
         # where orders go: None for the internal paper broker; an external venue is opened

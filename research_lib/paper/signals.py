@@ -69,9 +69,13 @@ def force_model(assets: AssetsConfig, name: str) -> AssetsConfig:
             f"--model {name!r} is neither a registry model ({', '.join(sorted(assets.models))}) "
             f"nor a baseline ({', '.join(BASELINES)})"
         )
+    from ..model_intervals import MODEL_INTERVALS
+
+    every = tuple((k, name) for k in MODEL_INTERVALS)  # any interval (its card must agree)
     return dataclasses.replace(
-        assets, universal_model=name,
-        classes=tuple(dataclasses.replace(c, model=name) for c in assets.classes),
+        assets, universal_model=name, universal_intervals=every,
+        classes=tuple(dataclasses.replace(c, model=name, intervals=every)
+                      for c in assets.classes),
     )
 
 

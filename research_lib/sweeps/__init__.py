@@ -6,6 +6,8 @@ Dask), and writes a results table (Parquet) and a report (HTML)."""
 from __future__ import annotations
 
 from .grid import expand, parse_grid_args, split_point
+from .notebook import NotebookSweepResult, notebook_sweep
 from .run import SweepResult, sweep
 
-__all__ = ["SweepResult", "expand", "parse_grid_args", "split_point", "sweep"]
+__all__ = ["NotebookSweepResult", "SweepResult", "expand", "notebook_sweep",
+           "parse_grid_args", "split_point", "sweep"]

@@ -4,15 +4,15 @@ checked and split into what :func:`research_lib.paper.session.run_session` takes
 A point is a flat mapping of dotted keys: ``risk.<limit>`` goes to ``risk={...}``,
 ``signal.<key>`` and ``session.<key>`` to ``settings={...}`` (both validated as the config
 files are, :mod:`research_lib.config_overrides`); plain keys ``model``, ``flag``,
-``symbols``, ``start`` and ``end`` replace the sweep's own for that point. Every point is
-checked before anything runs: a bad key or value is an error naming it.
+``symbols``, ``start``, ``end`` and ``fast`` replace the sweep's own for that point. Every
+point is checked before anything runs: a bad key or value is an error naming it.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -21,7 +21,7 @@ from ..config import parse_symbols
 from ..config_overrides import check_risk_overrides, check_settings_overrides
 from ..errors import ConfigError
 
-PLAIN_KEYS = ("model", "flag", "symbols", "start", "end")
+PLAIN_KEYS = ("model", "flag", "symbols", "start", "end", "fast")
 SECTIONS = ("risk", "signal", "session")
 # owned by the sweep: each point's run folder is OUT/runs, its source the sweep's
 REFUSED = {"session.run_dir": "each point's run folder is OUT/runs (choose --out)",
@@ -62,9 +62,11 @@ def parse_grid_args(items: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def expand(grid: Mapping[str, Iterable[Any]] | None = None,
-           points: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+           points: Sequence[Mapping[str, Any]] | None = None,
+           check: Callable[[Mapping[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
     """The points of a sweep: the cartesian product of ``grid`` (the first key varies
-    slowest), or ``points`` as given; exactly one of the two."""
+    slowest), or ``points`` as given; exactly one of the two. ``check(point)`` (default
+    :func:`split_point`, a replay's keys) raises on a bad point."""
     if (grid is None) == (points is None):
         raise ConfigError("sweep needs exactly one of grid={KEY: [V1, V2]} or "
                           "points=[{KEY: V}, ...]")
@@ -91,7 +93,7 @@ def expand(grid: Mapping[str, Iterable[Any]] | None = None,
                 raise ConfigError(f"points[{i}] must be a dict of overrides, got {p!r}")
             out.append(dict(p))
     for p in out:
-        split_point(p)  # every point checked before anything runs
+        (check or split_point)(p)  # every point checked before anything runs
     return out
 
 
@@ -113,6 +115,9 @@ def split_point(point: Mapping[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"sweep key {key!r} is unknown; use risk.<limit>, "
                                   f"signal.<key>, session.<key> or one of "
                                   f"{', '.join(PLAIN_KEYS)}")
+            if key == "fast" and not isinstance(value, bool):
+                raise ConfigError(f"sweep key fast: value {value!r} must be true or false "
+                                  "(the fast replay or the step-by-step one)")
             plain[key] = parse_symbols(value) if key == "symbols" else value
             continue
         if section not in SECTIONS or not name:

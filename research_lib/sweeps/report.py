@@ -87,9 +87,11 @@ def equity_png(runs: Path, best: Any, median: Any) -> str:
 
 
 def _cell(v: Any) -> str:
+    import pandas as pd
+
     if isinstance(v, float):
         return "" if v != v else f"{v:.4g}"
-    return html.escape("" if v is None else str(v))
+    return html.escape("" if v is None or v is pd.NA else str(v))
 
 
 def write_report(table: Any, params: list[str], runs: Path, path: Path, sweep_id: str) -> Path:

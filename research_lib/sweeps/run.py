@@ -14,19 +14,21 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..parallel import BACKENDS, check_backend
 from .grid import expand, split_point
-from .point import METRICS, run_id_of, run_point
+from .point import CLAIMS, METRICS, claim_path, read_claim, run_id_of, run_point, write_claim
 
-BACKENDS = ("local", "dask", "serial")
+__all__ = ["BACKENDS", "SweepResult", "results_frame", "sweep", "sweep_id_of"]
+
 RESULTS = "results.parquet"
 DEFINITION = "sweep.json"
-BASE_COLUMNS = ("point", "run_id", "status", "error", "wall_s")
+INT_METRICS = ("fills", "steps")
+BASE_COLUMNS = ("point", "run_id", "status", "error", "attempts", "lost_worker", "wall_s")
 
 
 @dataclass
@@ -78,19 +80,21 @@ def _check_out(out: Path, sweep_id: str, definition: dict[str, Any]) -> None:
     os.replace(tmp, f)
 
 
-def _previous(out: Path) -> dict[int, dict[str, Any]]:
-    """Rows already finished ``ok`` in OUT's results (with their ledger still there)."""
+def _previous_rows(out: Path) -> dict[int, dict[str, Any]]:
+    """The rows finished ``ok`` in OUT's ``results.parquet``, by point."""
     path = out / RESULTS
     if not path.is_file():
         return {}
     import pandas as pd
 
     df = pd.read_parquet(path)
-    rows = {}
-    for r in df.to_dict("records"):
-        if r.get("status") == "ok" and (out / "runs" / str(r["run_id"])).is_dir():
-            rows[int(r["point"])] = r
-    return rows
+    return {int(r["point"]): r for r in df.to_dict("records") if r.get("status") == "ok"}
+
+
+def _previous(out: Path) -> dict[int, dict[str, Any]]:
+    """Rows already finished ``ok`` in OUT's results (with their ledger still there)."""
+    return {i: r for i, r in _previous_rows(out).items()
+            if (out / "runs" / str(r["run_id"])).is_dir()}
 
 
 def results_frame(rows: Iterable[Mapping[str, Any]], points: list[dict[str, Any]]) -> Any:
@@ -113,6 +117,10 @@ def results_frame(rows: Iterable[Mapping[str, Any]], points: list[dict[str, Any]
             df[k] = [None if v is None else str(v) for v in df[k]]
     df["status"] = df["status"].astype(str)
     df["error"] = df["error"].fillna("").astype(str)
+    for k in INT_METRICS:  # counts: whole numbers, <NA> for a failed point (a re-run
+        df[k] = df[k].astype("Float64").astype("Int64")  # reads them back as floats)
+    df["attempts"] = df["attempts"].fillna(1).astype("int64")
+    df["lost_worker"] = df["lost_worker"].fillna("").astype(str)
     return df
 
 
@@ -122,36 +130,13 @@ def _write(df: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _parallel_context(stack: ExitStack, backend: str, jobs: int,
-                      scheduler: str | None) -> str:
-    """Enter joblib's backend for ``backend``; returns the joblib backend name."""
-    from joblib import parallel_config
-
-    if backend == "serial":
-        stack.enter_context(parallel_config(backend="sequential"))
-        return "sequential"
-    if backend == "local":
-        stack.enter_context(parallel_config(backend="loky", n_jobs=jobs))
-        return "loky"
-    from distributed import Client, LocalCluster  # the dask extra
-
-    if scheduler:
-        client = stack.enter_context(Client(scheduler))
-    else:  # one thread per worker: a run's log handler is per process
-        cluster = stack.enter_context(LocalCluster(n_workers=jobs, threads_per_worker=1,
-                                                   processes=True, dashboard_address=None))
-        client = stack.enter_context(Client(cluster))
-    del client
-    stack.enter_context(parallel_config(backend="dask"))
-    return "dask"
-
-
 def sweep(symbols: str | Sequence[str], grid: Mapping[str, Iterable[Any]] | None = None, *,
           points: Sequence[Mapping[str, Any]] | None = None, out: str | Path,
           model: str | None = None, flag: str | int | None = None, source: str = "sample",
           start: str | None = None, end: str | None = None, interval: str = "1d",
           fast: bool = True, config_dir: str | Path | None = None, jobs: int = 1,
           backend: str = "local", scheduler: str | None = None, report: bool = True,
+          retries: int = 1,
           progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """Run every point of ``grid`` (cartesian product) or ``points`` (a list of override
     dicts) as a replay of ``symbols`` and collect one row per point::
@@ -164,25 +149,28 @@ def sweep(symbols: str | Sequence[str], grid: Mapping[str, Iterable[Any]] | None
         res.table.sort_values("sharpe")
 
     Keys: ``risk.*`` (``run_session(risk=)``), ``signal.*`` and ``session.*``
-    (``run_session(settings=)``), and ``model``, ``flag``, ``symbols``, ``start``, ``end``.
+    (``run_session(settings=)``), and ``model``, ``flag``, ``symbols``, ``start``, ``end``,
+    ``fast``.
     ``backend``: ``"local"`` (joblib's loky processes, ``jobs`` of them), ``"dask"``
     (joblib's Dask backend on ``distributed.Client(scheduler)``, or a ``LocalCluster`` of
     ``jobs`` workers when no address is given) or ``"serial"``. ``progress(done, total)``
     is called in this process as points finish. Nothing process-wide changes: config,
     flag and paths are arguments of each run.
-    """
-    from joblib import Parallel, delayed
 
+    A worker process that dies under a point (killed, out of memory) breaks joblib's pool:
+    the points already finished stay as they are, the points that were running on the
+    pool (their claims in ``OUT/claims``) are run again up to ``retries`` times, then
+    recorded ``failed`` with the error; the others are run again. Dask reschedules a lost
+    worker's task itself (up to its ``distributed.scheduler.allowed-failures``). A row's
+    ``attempts`` and ``lost_worker`` say what happened; a re-run finishes failed points.
+    """
     from ..config import config_dir as default_config_dir
     from ..config import parse_symbols
     from ..project import resolve_path
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"--jobs must be a whole number >= 1, got {jobs!r}")
-    if scheduler and backend != "dask":
-        raise ConfigError(f"--scheduler {scheduler} needs --backend dask")
+    check_backend(backend, jobs, scheduler)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"--retries must be a whole number >= 0, got {retries!r}")
     if not isinstance(source, str):
         raise ConfigError(f"source= must be a source name such as 'sample' or 'csv:PATH' "
                           f"(a sweep records it), got {type(source).__name__}")
@@ -216,20 +204,25 @@ def sweep(symbols: str | Sequence[str], grid: Mapping[str, Iterable[Any]] | None
 
     rows = dict(done)
     results_path = out_dir / RESULTS
-    total, finished = len(plist), len(done)
+    total = len(plist)
     if progress is not None:
-        progress(finished, total)
+        progress(len(done), total)
+
+    def accept(row: dict[str, Any]) -> None:
+        rows[int(row["point"])] = row
+        _write(results_frame(rows.values(), plist), results_path)
+        if progress is not None:
+            progress(len(rows), total)
+
     if todo:
-        with ExitStack() as stack:
-            _parallel_context(stack, backend, jobs, scheduler)
-            tasks = (delayed(run_point)(i, plist[i], kwargs_of(plist[i]), str(runs),
-                                        run_id_of(sid, i)) for i in todo)
-            for row in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
-                rows[int(row["point"])] = row
-                finished += 1
-                _write(results_frame(rows.values(), plist), results_path)
-                if progress is not None:
-                    progress(finished, total)
+        claims = out_dir / CLAIMS
+        claims.mkdir(exist_ok=True)
+        for i in todo:  # a claim left by an earlier sweep process: this run starts afresh
+            claim_path(claims, run_id_of(sid, i)).unlink(missing_ok=True)
+        run_points(todo, run_point, lambda i: (i, plist[i], kwargs_of(plist[i]), str(runs),
+                                               run_id_of(sid, i), str(claims)),
+                   lambda i: claim_path(claims, run_id_of(sid, i)), accept,
+                   backend=backend, jobs=jobs, scheduler=scheduler, retries=retries)
     table = results_frame(rows.values(), plist)
     _write(table, results_path)
     report_path = None
@@ -241,6 +234,81 @@ def sweep(symbols: str | Sequence[str], grid: Mapping[str, Iterable[Any]] | None
     failed = int((table["status"] != "ok").sum())
     return SweepResult(sid, out_dir, table, results_path, report_path, len(todo),
                        len(done), failed)
+
+
+def run_points(todo: list[int], task: Callable[..., dict[str, Any]],
+               args_of: Callable[[int], tuple[Any, ...]], claim_of: Callable[[int], Path],
+               accept: Callable[[dict[str, Any]], None], *, backend: str, jobs: int,
+               scheduler: str | None, retries: int) -> None:
+    """Run ``task(*args_of(i))`` for every point of ``todo`` through joblib, calling
+    ``accept(row)`` as each finishes; a pool broken by a lost worker is replaced and the
+    unfinished points run again (see :func:`sweep`). ``claim_of(i)`` is the claim file
+    the task writes while it runs (:func:`research_lib.sweeps.point.stake_claim`); its
+    row carries ``point`` and ``run_id`` (``args_of(i)[4]``)."""
+    from joblib import Parallel, delayed
+
+    from ..parallel import backend as parallel_backend
+    from ..parallel import lost_worker_errors
+
+    lost_errors = lost_worker_errors()
+    finished: set[int] = set()
+    blind = 0  # pool losses with no claimed point to blame
+    with parallel_backend(backend, jobs, scheduler):
+        pending = list(todo)
+        while pending:
+            tasks = (delayed(task)(*args_of(i)) for i in pending)
+            try:
+                for row in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+                    finished.add(int(row["point"]))
+                    accept(row)
+            except lost_errors as exc:
+                cause = _cause(exc)
+                suspects = 0
+                for i in pending:
+                    if i in finished:
+                        continue
+                    args = args_of(i)
+                    path = claim_of(i)
+                    claim = read_claim(path)
+                    if claim is None:  # not started: simply run again
+                        continue
+                    suspects += 1
+                    if int(claim.get("attempt", 1)) > retries:
+                        finished.add(i)
+                        path.unlink(missing_ok=True)
+                        accept(_lost_row(i, args[4], claim, cause))
+                    else:
+                        write_claim(path, {**claim, "cause": cause})
+                blind = blind + 1 if not suspects else 0
+                if blind > retries:
+                    for i in pending:
+                        if i not in finished:
+                            finished.add(i)
+                            args = args_of(i)
+                            accept(_lost_row(i, args[4], {"attempt": blind}, cause))
+            pending = [i for i in pending if i not in finished]
+
+
+def _cause(exc: BaseException) -> str:
+    """A lost worker's error in one line: its class and the exit codes loky reports
+    (``{SIGKILL(-9)}``), else the message's first line."""
+    lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+    codes = [x for x in lines if "exit code" in x]
+    return f"{type(exc).__name__}: " + (codes[0] if codes else lines[0] if lines else "")
+
+
+def _lost_row(index: int, run_id: str, claim: Mapping[str, Any], cause: str) -> dict[str, Any]:
+    """The row of a point whose worker died under it ``claim["attempt"]`` times."""
+    n = int(claim.get("attempt", 1))
+    where = f" (last on pid {claim.get('pid')} on {claim.get('host')})" if "pid" in claim else ""
+    lost = "; ".join(x for x in (str(claim.get("lost", "")),
+                                 f"attempt {n}{where} did not finish: {cause}") if x)
+    return {"point": index, "run_id": run_id, "status": "failed",
+            "error": f"its worker process died {n} time(s) while running this point "
+                     f"({cause}); run the sweep again to retry it, or look for what kills "
+                     "the worker (memory)",
+            "attempts": n, "lost_worker": lost, "wall_s": float("nan"),
+            **{m: float("nan") for m in METRICS}}
 
 
 def _varying(points: list[dict[str, Any]]) -> list[str]:

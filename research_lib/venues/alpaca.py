@@ -14,6 +14,9 @@
   :class:`~research_lib.venues.base.VenueUnavailable` (fail closed). alpaca-py's own 429
   loop (3 tries, 3 s apart, inside the library) is turned off so that this one is the
   only one, and every request has a timeout (alpaca-py sets none).
+* **Crypto fees**: Alpaca takes its crypto fee from what a fill credits (a buy's coins, a
+  sell's dollars), not in the order's numbers; :meth:`AlpacaVenue.fee_rate` says how much
+  (``venue.crypto_fee_bps``), and the ledger books the fill net of it.
 * **Symbols**: ``SPY`` is ``SPY``; crypto ``BTC-USD``, ``BTCUSD`` and ``BTCUSDT`` are
   ``BTC/USD``, ``BTC/USD`` and ``BTC/USDT`` (positions come back as ``BTCUSD``); an index
   (``^GSPC``) or an FX pair (``EURUSD=X``) cannot be traded there and is refused at start.
@@ -119,6 +122,13 @@ class AlpacaVenue:
                               "version pinned in constraints.txt")
         self._client._retry = 0
         _with_timeout(self._client._session, cfg.timeout_seconds)
+
+    def fee_rate(self, symbol: str) -> float:
+        """The fee Alpaca takes from what a fill of ``symbol`` credits, as a fraction:
+        ``venue.crypto_fee_bps`` for crypto (a buy receives qty x (1 - fee) coins, a sell
+        qty x price x (1 - fee) dollars; the order's filled qty does not show it), 0 for
+        equities (commission-free)."""
+        return self.cfg.crypto_fee_bps / 1e4 if symbol in self._crypto else 0.0
 
     # ------------------------------------------------------------------ mapping
     def ours(self, venue_sym: str | None) -> str:

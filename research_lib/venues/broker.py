@@ -7,7 +7,9 @@ ledger on a resume), with
 * ``submit``: the order goes to the venue under its client order id (an id the venue
   already has is adopted, never sent twice); a venue refusal is an ``OrderRejected``;
 * ``fill_open``: each open order's state at the venue; a filled order is booked at the
-  venue's average price and quantity (commission 0: the venue charges none on equities);
+  venue's average price and quantity, less the fee the venue takes from what it credits
+  (``Venue.fee_rate``: Alpaca's crypto fee comes out of a buy's coins and a sell's
+  dollars, recorded as the fill's commission; equities pay none);
   a partial fill is an ``OrderPartiallyFilled`` event (the order stays open, and is booked
   when the venue reports it done, with the part filled); a rejection, cancel or expiry is
   recorded with the venue's id;
@@ -109,7 +111,14 @@ class VenueBroker(PaperBroker):
         done = round(vo.filled_qty, QTY_DIGITS)
         if vo.terminal and done != 0:  # filled, or cancelled/expired with a part filled
             price = float(vo.filled_avg_price or 0.0)
-            f = Fill(cid, step, ts, o.symbol, done, price, price, 0.0, -(done * price))
+            rate = getattr(self.venue, "fee_rate", None)
+            fee = rate(o.symbol) if rate is not None else 0.0
+            # the venue's fee comes out of what the fill credits (Alpaca's crypto): a buy
+            # books the coins received, a sell the dollars received; commission = the fee
+            qty = round(done * (1 - fee), QTY_DIGITS) if done > 0 else done
+            commission = abs(done) * price * fee
+            f = Fill(cid, step, ts, o.symbol, qty, price, price, commission,
+                     -(qty * price) - commission)
             del self.open_orders[cid]
             self.fills.append(f)
             self._book(f)

@@ -11,6 +11,9 @@
       max_backoff_seconds: 8 # no single wait longer than this
       cash_tolerance: 1.0    # reconciliation: |venue cash - ledger cash| above this differs
       qty_tolerance: 1.0e-6  # reconciliation: |venue qty - ledger qty| above this differs
+      crypto_fee_bps: 25     # Alpaca's crypto fee for your volume tier (market orders are
+                             # taker: 25 at tier 1): Alpaca takes it from what a crypto fill
+                             # credits (a buy's coins, a sell's dollars), never in the order
 
 ``research-lib paper --broker alpaca`` overrides ``broker`` for a new run; a resume keeps
 the broker its ledger recorded. The Alpaca keys are never in a file: they come from the
@@ -77,6 +80,8 @@ class VenueConfig:
     max_backoff_seconds: float = _f(8.0, _between(0, 300), "longest wait between tries")
     cash_tolerance: float = _f(1.0, _between(0, 1e6), "cash difference still in agreement")
     qty_tolerance: float = _f(1e-6, _between(0, 1), "quantity difference still in agreement")
+    crypto_fee_bps: float = _f(25.0, _between(0, 1000),
+                               "Alpaca's crypto fee, taken from what a fill credits")
 
     def with_broker(self, broker: str | None) -> VenueConfig:
         if broker is None:

@@ -34,7 +34,7 @@ from ..risk import OrderCheck, StateChange, TradingState
 from ..telemetry import get_logger, log_event
 from .base import VenueOrder, VenueSnapshot
 from .config import VenueConfig, load_venue, venue_reload_problem
-from .reconcile import DIFFERENCE, Finding, reconcile
+from .reconcile import DIFFERENCE, Finding, received, reconcile
 
 if TYPE_CHECKING:
     from ..ledger import StepRecord
@@ -78,8 +78,18 @@ def reconcile_broker(venue: Any, cfg: VenueConfig, broker: Any, extra: Any = ()
     flight = in_flight(venue, broker, snap, extra)
     found = reconcile(dict(broker.book.held()), broker.cash,
                       {cid: o.qty for cid, o in broker.open_orders.items()}, snap, flight,
-                      cfg.qty_tolerance, cfg.cash_tolerance)
+                      cfg.qty_tolerance, cfg.cash_tolerance, fee_rates(venue, snap, flight))
     return snap, flight, found
+
+
+def fee_rates(venue: Any, snap: VenueSnapshot, flight: Any) -> dict[str, float]:
+    """symbol -> the fee the venue takes from what a fill credits (a venue without
+    ``fee_rate`` takes none)."""
+    rate = getattr(venue, "fee_rate", None)
+    if rate is None:
+        return {}
+    syms = set(snap.positions) | {vo.symbol for vo in flight.values() if vo is not None}
+    return {s: rate(s) for s in sorted(syms)}
 
 
 class VenueLink:
@@ -106,7 +116,8 @@ class VenueLink:
     def _reconcile(self, broker: Any, extra: list[str] = ()) -> list[Finding]:
         snap, flight, found = reconcile_broker(self.venue, self.cfg, broker, extra)
         self.last = snap
-        paid = sum(vo.filled_qty * (vo.filled_avg_price or 0.0)
+        fees = fee_rates(self.venue, snap, flight)
+        paid = sum(-received(vo, fees.get(vo.symbol, 0.0))[1]
                    for vo in flight.values() if vo is not None)
         self.cash_gap = broker.cash - paid - snap.account.cash
         self.adopt = {vo.symbol: vo for cid, vo in flight.items()

@@ -38,24 +38,37 @@ def _g(x: float) -> str:
     return f"{x:.10g}"
 
 
+def received(vo: VenueOrder, fee: float) -> tuple[float, float]:
+    """(quantity, cash) a fill of ``vo`` so far adds to the account when the venue takes
+    ``fee`` (a fraction) from what the fill credits: a buy's quantity, a sell's cash (how
+    Alpaca charges crypto)."""
+    q, px = vo.filled_qty, vo.filled_avg_price or 0.0
+    if q > 0:
+        return q * (1 - fee), -q * px
+    return q, -q * px * (1 - fee)
+
+
 def reconcile(ledger_positions: Mapping[str, float], ledger_cash: float,
               ledger_open: Mapping[str, float], snap: VenueSnapshot,
-              in_flight: Mapping[str, VenueOrder | None], qty_tol: float, cash_tol: float
-              ) -> list[Finding]:
+              in_flight: Mapping[str, VenueOrder | None], qty_tol: float, cash_tol: float,
+              fees: Mapping[str, float] | None = None) -> list[Finding]:
     """Findings of one reconciliation (nothing when everything agrees).
 
     ``ledger_open``: client order id -> quantity of each order open in the ledger;
     ``in_flight``: client order id -> the venue's view of each in-flight order
     (the ledger's open orders and a not-yet-committed step's), ``None`` when the venue
-    does not know it."""
+    does not know it. ``fees``: symbol -> the fee the venue takes from what a fill credits
+    (:func:`received`; none: 0)."""
     out: list[Finding] = []
     fq: dict[str, float] = {}
     fcash = 0.0
+    fees = fees or {}
     for vo in in_flight.values():
         if vo is None or vo.filled_qty == 0:
             continue
-        fq[vo.symbol] = fq.get(vo.symbol, 0.0) + vo.filled_qty
-        fcash -= vo.filled_qty * (vo.filled_avg_price or 0.0)
+        q, c = received(vo, fees.get(vo.symbol, 0.0))
+        fq[vo.symbol] = fq.get(vo.symbol, 0.0) + q
+        fcash += c
 
     for sym in sorted(set(ledger_positions) | set(snap.positions) | set(fq)):
         led = ledger_positions.get(sym, 0.0)
@@ -71,7 +84,10 @@ def reconcile(ledger_positions: Mapping[str, float], ledger_cash: float,
         out.append(Finding("position", sym, None, led, ven, fl, DIFFERENCE,
                            f"POSITION_DIFFERENCE: symbol={sym} ledger={_g(led)} venue={_g(ven)} "
                            f"in_flight={_g(fl)} unexplained={_g(ven - led - fl)} "
-                           f"tolerance={qty_tol:g}"))
+                           f"tolerance={qty_tol:g}" + (
+                               f" (the venue's crypto fee is booked at {fees[sym] * 1e4:g} "
+                               "bps: is venue.crypto_fee_bps your tier's?)"
+                               if fees.get(sym) else "")))
 
     for vo in snap.open_orders:
         cid = vo.client_order_id

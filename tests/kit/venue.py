@@ -17,7 +17,10 @@ price), orders. Behaviour is scripted:
   time, nothing done), ``drop`` (served, then the connection closes with no answer),
   ``ok`` (served as usual: lets the faults after it hit a later request);
 * ``finish(cid, status)``: a held order fills (the rest), is ``canceled`` or ``expired``;
-* ``drift(symbol, qty, price)``: a position changes outside any order of ours.
+* ``drift(symbol, qty, price)``: a position changes outside any order of ours;
+* ``crypto_fee_bps`` (default 25, Alpaca's tier-1 taker fee): as at Alpaca, a crypto
+  fill's fee is taken from what the trade credits (a buy's coin, a sell's dollars), and
+  the order's ``filled_qty`` does not show it.
 
 Every request is logged in ``requests`` (method, path, query, JSON body) and every
 header set in ``headers_seen``.
@@ -54,8 +57,13 @@ def _s(x: float) -> str:
 
 
 class FakeAlpaca:
-    def __init__(self, cash: float = 100_000.0, hang_seconds: float = 1.5) -> None:
+    def __init__(self, cash: float = 100_000.0, hang_seconds: float = 1.5,
+                 crypto_fee_bps: float = 25.0) -> None:
         self.cash = cash
+        # Alpaca's crypto fee (tier 1 taker: 0.25%) is taken from what the trade credits:
+        # a buy receives qty x (1 - fee) of the coin, a sell receives qty x price x (1 - fee)
+        # dollars; the order's filled_qty and filled_avg_price do not show it
+        self.crypto_fee_bps = crypto_fee_bps
         self.positions: dict[str, list[float]] = {}  # key -> [qty, avg price]
         self.orders: dict[str, dict[str, Any]] = {}  # venue id -> order state
         self.by_cid: dict[str, str] = {}
@@ -129,7 +137,11 @@ class FakeAlpaca:
             return
         price = self.prices.get(o["key"], 100.0)
         sign = 1.0 if o["side"] == "buy" else -1.0
-        self._book(o["key"], sign * qty, price)
+        fee = self.crypto_fee_bps / 1e4 if o["crypto"] else 0.0
+        if sign > 0:  # the coin received is short by the fee; the dollars paid are not
+            self._book(o["key"], qty * (1 - fee), price / (1 - fee))
+        else:  # the dollars received are short by the fee
+            self._book(o["key"], -qty, price * (1 - fee))
         done = o["filled"] + qty
         o["avg"] = ((o["avg"] or 0.0) * o["filled"] + price * qty) / done
         o["filled"] = done
