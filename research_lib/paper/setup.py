@@ -163,8 +163,10 @@ class SessionSetup:
         warm = self.settings.session.warmup_bars
         fetch_start = (start - pd.Timedelta(seconds=warm * interval_seconds(interval) * 2)
                        - pd.Timedelta(days=10)) if start is not None else None
-        raw = {s: _fetch_window(src, s, fetch_start, end, interval, self.start_arg,
-                                self.end_arg, warm) for s in self.symbols}
+        from ..data.parallel import fetch_all  # threads when a source reads a file per symbol
+
+        raw = fetch_all(src, self.symbols, lambda s: _fetch_window(
+            src, s, fetch_start, end, interval, self.start_arg, self.end_arg, warm))
         frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
         refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
         refuse_shared_underlying(self.symbols, {s: str(raw[s].attrs.get("served_as", s))
