@@ -59,7 +59,7 @@ def test_long_file_is_parsed_once_for_every_symbol(tmp_path: Path) -> None:
     assert calls[0] == 1  # before: once per symbol (and once more for symbols())
     # the same rows as selecting each symbol from the parsed file
     raw = pd.read_csv(path)
-    for k, s in enumerate(SYMS):
+    for s in SYMS:
         want = raw[raw["symbol"] == s]
         assert frames[s]["close"].tolist() == want["close"].tolist()
         assert frames[s].attrs["symbol"] == s
