@@ -378,6 +378,7 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
     cur_w = np.where(Q != 0, Q * Lb[:e] / equity[:e, None], 0.0)
     band = desk.settings.session.rebalance_band
     sym, cls, fields = desk.symbols, desk.classes, pre.fields
+    flt = acct.decision_filter  # decision_log "changes" (paper.decision_log); None: full
     cols: dict[str, list[Any]] = {f: [] for f in DecisionRow._fields if f != "latency_ms"}
     for k, j in zip(kk.tolist(), jj.tolist(), strict=True):
         model, prob, shadow, shadow_p, fallback = fields(t0 + k, j)
@@ -391,6 +392,9 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
             target, verdict = float(plans.target[k, j]), "HOLD"
             reason = (band_reason(band, target, float(cur_w[k, j]))
                       if plans.in_band[k, j] else None)
+        if flt is not None and not flt.keep_values(desk, sym[j], model, prob, shadow,
+                                                   verdict, reason):
+            continue
         for f, v in (("step", step + k), ("ts", ts[k]), ("symbol", sym[j]),
                      ("asset_class", cls[sym[j]]), ("model", model), ("probability", prob),
                      ("shadow_model", shadow), ("shadow_probability", shadow_p),

@@ -66,6 +66,7 @@ from ..telemetry import (
 from ..venues.broker import VenueBroker
 from ..venues.setup import open_venue
 from .account import Account, Desk
+from .decision_log import check_level, meta_entry, open_filter
 from .feeds import (
     REPLAY_ONLY_SOURCES,
     ReplayFeed,
@@ -365,6 +366,7 @@ class SessionSetup:
                 "engine": self.engine_name,  # how, not what: not compared
                 # the deciding models' training windows (research_lib.models.windows)
                 "sample_windows": self.sample_windows.to_meta(),
+                **meta_entry(check_level(self.spec.decision_log)),  # only when not "full"
             }
             if self.venue_link is not None:  # broker, url, account id, venue settings
                 meta["venue"] = self.venue_link.meta
@@ -395,6 +397,8 @@ class SessionSetup:
             last_close=np.full(self.n, np.nan), prev_close=np.full(self.n, np.nan),
             last_equity=st.equity if st.equity is not None else self.initial_cash,
             resume_marks=resume_marks, venue=link)
+        self.acct.decision_filter = open_filter(self.spec.decision_log, self.ledger.meta(),
+                                                self.desk, self.ledger.conn, st.last_step >= 0)
         self.next_step = st.last_step + 1
         self.desk.dry_run = self.dry_run
         self.ks = self.wiring.kill_switch or KillSwitch(self.settings.session.kill_file)

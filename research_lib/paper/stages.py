@@ -474,16 +474,20 @@ def execute(desk: Desk, acct: Account, rec: StepRecord, p: Plan, equity: float,
 
 # -------------------------------------------------------------------------- record
 def record(desk: Desk, acct: Account, rec: StepRecord, day: str, plans: list[Plan],
-           marks: list[float], equity: float, gross: float, net: float) -> None:
+           marks: list[float], equity: float, gross: float, net: float) -> list[Plan]:
     """The step's decisions (with its E2D latency), its equity row and a position row per
-    symbol. Orders fill later, so the marks are the step's closing marks."""
+    symbol. Orders fill later, so the marks are the step's closing marks. Returns the plans
+    whose decisions were recorded (all, unless ``decision_log`` is ``changes``)."""
     eng = acct.engine
     decisions = rec.rows.setdefault("decisions", [])
+    flt = acct.decision_filter
+    kept = plans if flt is None else [p for p in plans if flt.keep(desk, p.decision)]
     for p in plans:
         p.decision.append(rec.e2d_ms)
-        decisions.append(tuple(p.decision))
+    decisions.extend(tuple(p.decision) for p in kept)
     dd = 1.0 - equity / eng.peak if eng.peak and math.isfinite(eng.peak) else 0.0
     rec.add("equity", EquityRow(rec.step, rec.ts, acct.broker.cash, equity, gross, net,
                                 eng.peak, eng.day_start_equity, dd, day, eng.state.value))
     rec.rows.setdefault("positions", []).extend(
         position_rows([rec.step], desk.symbols, acct.broker.book, np.array([marks])))
+    return kept

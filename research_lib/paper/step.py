@@ -98,6 +98,6 @@ def run_step(s: SessionLike, step: int, bars: StepBars, t0: float, pre: Any = No
     rec.e2d_ms = e2d * 1e3
     if acct.venue is not None:  # an external venue: its reports, then reconciliation
         acct.venue.after_step(desk, acct, rec)
-    stages.record(desk, acct, rec, bars.day, plans, marks, equity, gross, net)
-    rec.log = (plans, fills_now, rec.rows.get("risk_events", ()))  # after the commit
+    kept = stages.record(desk, acct, rec, bars.day, plans, marks, equity, gross, net)
+    rec.log = (kept, fills_now, rec.rows.get("risk_events", ()))  # after the commit
     return rec

@@ -1,0 +1,102 @@
+"""How much of the decision log a run keeps: ``decision_log`` = ``full`` | ``changes``.
+
+``full`` (the default) records one decision per symbol and bar, in the ledger's
+``decisions`` table and in ``events.jsonl``, as every run did before. ``changes`` records a
+decision that places no order (``HOLD``, ``NO_SIGNAL``) only when something changed since
+that symbol's last recorded decision: the verdict, the reason's code (``CLIPPED_TO_ZERO``,
+``WITHIN_REBALANCE_BAND``, ...; not its numbers), the deciding or shadow model, or the
+side of the signal (long, flat between the thresholds, short, none). Every other decision
+(an order, a denial, a bad bar, ``HALTED``, ``NO_PRICE``, ...) is always recorded.
+Nothing else changes: orders, fills, positions, equity and risk events are the same rows,
+and both engines keep the same decisions (the fast replay applies the same filter, in the
+same order). A resumed run keeps the level it started with (recorded in the ledger's meta
+as ``decision_log`` when it is not ``full``) and picks up each symbol's last recorded
+decision.
+
+What it saves: about 200 bytes of ledger and 330 bytes of ``events.jsonl`` per
+symbol-bar in a 300-symbol replay (README "Big universes").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .rows import DECISION
+
+if TYPE_CHECKING:
+    from .account import Desk
+
+LEVELS = ("full", "changes")
+QUIET_VERDICTS = ("HOLD", "NO_SIGNAL")
+
+
+def check_level(value: Any) -> str:
+    """``None`` -> ``full``; anything but :data:`LEVELS` is an error naming the fix."""
+    if value is None:
+        return "full"
+    if value not in LEVELS:
+        raise ConfigError(f"decision_log {value!r} is not a level; use 'full' (every decision, "
+                          "the default) or 'changes' (HOLD/NO_SIGNAL only when they change)")
+    return str(value)
+
+
+def _side(desk: Desk, prob: Any) -> int | None:
+    if prob is None or not math.isfinite(prob):
+        return None
+    sig = desk.settings.signal
+    return 1 if prob > sig.long_threshold else (-1 if prob < sig.short_threshold else 0)
+
+
+def _code(reason: Any) -> Any:
+    return reason.split(":", 1)[0] if isinstance(reason, str) else reason
+
+
+class DecisionFilter:
+    """The ``changes`` level: each symbol's last recorded decision, as a key."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[Any, ...]] = {}
+
+    def keep_values(self, desk: Desk, symbol: str, model: Any, prob: Any, shadow: Any,
+                    verdict: str, reason: Any) -> bool:
+        key = (verdict, _code(reason), model, shadow, _side(desk, prob))
+        if verdict in QUIET_VERDICTS and self.last.get(symbol) == key:
+            return False
+        self.last[symbol] = key
+        return True
+
+    def keep(self, desk: Desk, d: list[Any]) -> bool:
+        """For a decision row (a list in ``DecisionRow`` order)."""
+        D = DECISION
+        return self.keep_values(desk, d[D.symbol], d[D.model], d[D.probability],
+                                d[D.shadow_model], d[D.verdict], d[D.reason])
+
+    def prime(self, desk: Desk, conn: Any) -> None:
+        """A resumed run: each symbol's last recorded decision."""
+        for sym, model, prob, shadow, verdict, reason in conn.execute(
+                "SELECT symbol, model, probability, shadow_model, verdict, reason FROM decisions "
+                "WHERE rowid IN (SELECT MAX(rowid) FROM decisions GROUP BY symbol)"):
+            self.keep_values(desk, sym, model, prob, shadow, verdict, reason)
+
+
+def meta_entry(level: str) -> dict[str, str]:
+    """What the ledger's meta records: nothing for ``full`` (ledgers stay as they were)."""
+    return {} if level == "full" else {"decision_log": level}
+
+
+def open_filter(asked: Any, meta: dict[str, Any], desk: Desk, conn: Any,
+                resumed: bool) -> DecisionFilter | None:
+    """The run's filter (``None``: ``full``, nothing filtered). A resume keeps the
+    recorded level; asking another is refused."""
+    level = str(meta.get("decision_log", "full"))
+    if asked is not None and check_level(asked) != level:
+        raise ConfigError(f"decision_log {asked!r} cannot be used with --resume: the run keeps "
+                          f"its recorded decision_log {level!r}; drop the option")
+    if level == "full":
+        return None
+    flt = DecisionFilter()
+    if resumed:
+        flt.prime(desk, conn)
+    return flt

@@ -1,0 +1,91 @@
+"""``decision_log: changes`` (issue 15, big universes): HOLD and NO_SIGNAL decisions are
+recorded only when they change; everything else, and both engines, as with ``full``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from research_lib.errors import ConfigError
+from research_lib.ledger_read import deterministic_dump
+from research_lib.paper.decision_log import QUIET_VERDICTS
+from tests.kit.paper import ledger_rows, make_session, write_config
+
+KW = dict(symbols=["^GSPC", "BTC-USD"], source="sample", start="2016-01-01",
+          end="2017-12-31", model="baseline:sma_cross")
+
+
+def _run(tmp_path: Path, level: str | None, fast: bool = False, **kw):
+    cfg = tmp_path.parent / "config"
+    if not cfg.exists():
+        write_config(cfg)
+    res = make_session(tmp_path, config_dir=cfg, decision_log=level, fast=fast, run_id="dl",
+                       log_file=True, **{**KW, **kw}).run()
+    assert res.exit_code == 0, res.summary
+    return res
+
+
+def _dump(res) -> dict:
+    d = deterministic_dump(res.ledger_path)
+    d["meta"] = [m for m in d["meta"] if m[0] != "decision_log"]
+    return d
+
+
+def test_changes_keeps_every_order_and_drops_repeated_holds(tmp_path: Path) -> None:
+    full = _run(tmp_path / "full", None)
+    ch = _run(tmp_path / "changes", "changes")
+    a, b = _dump(full), _dump(ch)
+    for table in a:  # the same run, row for row, but for the decisions
+        if table != "decisions":
+            assert a[table] == b[table], table
+    n_full, n_ch = len(a["decisions"]), len(b["decisions"])
+    assert n_ch < n_full / 3, (n_ch, n_full)  # most bars are repeated holds
+    verdict = 10  # DecisionRow order (the dump leaves out latency_ms only)
+    acting = [r for r in a["decisions"] if r[verdict] not in QUIET_VERDICTS]
+    assert acting and acting == [r for r in b["decisions"] if r[verdict] not in QUIET_VERDICTS]
+    # every kept quiet decision differs from that symbol's previous kept one
+    last: dict[str, tuple] = {}
+    for r in b["decisions"]:
+        key = (r[verdict], (r[11] or "").split(":")[0], r[4], r[6],
+               None if r[5] is None else (1 if r[5] > 0.52 else -1 if r[5] < 0.48 else 0))
+        if r[verdict] in QUIET_VERDICTS:
+            assert last.get(r[2]) != key, r
+        last[r[2]] = key
+    # the log: fewer decision records as well
+    def decisions_logged(res) -> int:
+        path = Path(res.ledger_path).parent / "events.jsonl"
+        return sum(json.loads(line).get("event") == "decision"
+                   for line in path.read_text().splitlines())
+    assert decisions_logged(ch) < decisions_logged(full) / 3
+    # full is the default and leaves no trace in the ledger (ledgers stay byte-identical)
+    meta = dict(ledger_rows(full.ledger_path, "SELECT key, value FROM meta"))
+    assert "decision_log" not in meta
+    meta = dict(ledger_rows(ch.ledger_path, "SELECT key, value FROM meta"))
+    assert json.loads(meta["decision_log"]) == "changes"
+
+
+def test_both_engines_keep_the_same_decisions(tmp_path: Path) -> None:
+    step = _run(tmp_path / "step", "changes")
+    fast = _run(tmp_path / "fast", "changes", fast=True)
+    assert _dump(step) == _dump(fast)
+
+
+def test_a_resume_keeps_the_level_and_the_same_ledger(tmp_path: Path) -> None:
+    whole = _run(tmp_path / "whole", "changes")
+    cfg = tmp_path / "config"
+    part = make_session(tmp_path / "part", config_dir=cfg, decision_log="changes", run_id="dl",
+                        max_steps=150, **KW).run()
+    assert part.exit_code == 0
+    with pytest.raises(ConfigError, match="decision_log 'full' cannot be used with --resume"):
+        make_session(tmp_path / "part", config_dir=cfg, resume="dl",
+                     decision_log="full").run()
+    rest = make_session(tmp_path / "part", config_dir=cfg, resume="dl").run()
+    assert rest.exit_code == 0
+    assert _dump(rest) == _dump(whole)
+
+
+def test_an_unknown_level_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="decision_log 'some'.*'full'.*'changes'"):
+        make_session(tmp_path, decision_log="some", **KW).run()
