@@ -89,3 +89,35 @@ def test_a_resume_keeps_the_level_and_the_same_ledger(tmp_path: Path) -> None:
 def test_an_unknown_level_is_refused_naming_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="decision_log 'some'.*'full'.*'changes'"):
         make_session(tmp_path, decision_log="some", **KW).run()
+
+
+def test_changes_folds_repeated_clips_into_one_row_a_step_and_keeps_the_count(
+        tmp_path: Path) -> None:
+    from tests.kit.paper import FrameSource, ScriptedModel, random_walk
+
+    syms = ["AAA", "BBB", "CCC", "DDD"]
+    cfg = write_config(tmp_path / "config", session={"warmup_bars": 5},
+                       signal={"target_weight": 0.2})  # above the 0.15 limit: clipped
+    src = FrameSource({s: random_walk(60, seed=k, symbol=s) for k, s in enumerate(syms)})
+    out = {}
+    for level in ("full", "changes"):
+        out[level] = make_session(
+            tmp_path / level, config_dir=cfg, symbols=syms, source=src, start="2021-01-15",
+            router=ScriptedModel(syms, prob=lambda s, n, c: 0.9), decision_log=level,
+            run_id="fold").run()
+    full, ch = out["full"], out["changes"]
+    rows_f = ledger_rows(full.ledger_path, "SELECT step, symbol, code FROM risk_events "
+                                           "WHERE code='TARGET_CLIPPED'")
+    rows_c = ledger_rows(ch.ledger_path, "SELECT step, symbol, code, reason FROM risk_events "
+                                         "WHERE code='TARGET_CLIPPED'")
+    steps = sorted({r[0] for r in rows_f})
+    assert len(rows_f) == 4 * len(steps)  # every symbol, every bar
+    assert [r[0] for r in rows_c] == steps  # one row a step
+    assert all(r[1] is None and r[3].startswith("TARGET_CLIPPED: symbols=4 first=TARGET_CLIPPED")
+               for r in rows_c)
+    # the count is kept: the summaries agree
+    assert full.summary["clips_by_reason"] == ch.summary["clips_by_reason"]
+    assert ch.summary["clips_by_reason"]["TARGET_CLIPPED"] == len(rows_f)
+    # and the trades are the same
+    assert (ledger_rows(full.ledger_path, "SELECT * FROM fills")
+            == ledger_rows(ch.ledger_path, "SELECT * FROM fills"))

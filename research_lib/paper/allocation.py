@@ -146,10 +146,12 @@ def scale_increases(desk: Desk, acct: Account, rec: StepRecord, plans: list[Plan
 
 
 # ------------------------------------------------------------------------ summary
-def _orders_in(reason: str) -> int:
+def _count_in(reason: str) -> int:
+    """A folded row's count: its first ``orders=N`` or ``symbols=N`` (else one)."""
     for part in reason.split():
-        if part.startswith("orders="):
-            return int(part[7:])
+        for key in ("orders=", "symbols="):
+            if part.startswith(key):
+                return int(part[len(key):])
     return 1
 
 
@@ -161,12 +163,11 @@ def allocation_summary(c: sqlite3.Connection, symbols: list[str] | tuple[str, ..
     symbols ever filled (``symbols_traded``), and the position size rule
     (``position_size``) from the run's recorded config."""
     clips: Counter[str] = Counter(dict(c.execute(
-        "SELECT code, COUNT(*) FROM risk_events WHERE kind='clip' AND code NOT IN "
-        "('CASH_SCALED', 'GROSS_SCALED') GROUP BY code")))
-    for code, reason in c.execute(  # one row per step: its orders counted
-            "SELECT code, reason FROM risk_events WHERE kind='clip' AND code IN "
-            "('CASH_SCALED', 'GROSS_SCALED')"):
-        clips[code] += _orders_in(reason)
+        "SELECT code, COUNT(*) FROM risk_events WHERE kind='clip' AND symbol IS NOT NULL "
+        "GROUP BY code")))
+    for code, reason in c.execute(  # a row per step for many: its count counted
+            "SELECT code, reason FROM risk_events WHERE kind='clip' AND symbol IS NULL"):
+        clips[code] += _count_in(reason)
     cut = sum(clips[k] for k in ("CASH_CLIPPED", "GROSS_CLIPPED", *SCALED_CODES))
     traded = c.execute("SELECT COUNT(DISTINCT symbol) FROM fills").fetchone()[0]
     out: dict[str, Any] = {"clipped": cut, "clips_by_reason": dict(sorted(clips.items())),

@@ -7,8 +7,11 @@ that symbol's last recorded decision: the verdict, the reason's code (``CLIPPED_
 ``WITHIN_REBALANCE_BAND``, ...; not its numbers), the deciding or shadow model, or the
 side of the signal (long, flat between the thresholds, short, none). Every other decision
 (an order, a denial, a bad bar, ``HALTED``, ``NO_PRICE``, ...) is always recorded.
-Nothing else changes: orders, fills, positions, equity and risk events are the same rows,
-and both engines keep the same decisions (the fast replay applies the same filter, in the
+The plan stage's per-symbol clips that repeat every bar while their cause lasts
+(``TARGET_CLIPPED``: a target above the position limit; ``REDUCING_ONLY_CLIPPED``: the
+account in REDUCING) are folded into one row per step and code, with their count
+(:func:`fold_clips`). Nothing else changes: orders, fills, positions, equity and the other
+risk events are the same rows, and both engines keep the same decisions (the fast replay applies the same filter, in the
 same order). A resumed run keeps the level it started with (recorded in the ledger's meta
 as ``decision_log`` when it is not ``full``) and picks up each symbol's last recorded
 decision.
@@ -30,6 +33,9 @@ if TYPE_CHECKING:
 
 LEVELS = ("full", "changes")
 QUIET_VERDICTS = ("HOLD", "NO_SIGNAL")
+# per-symbol clips of the plan stage that repeat every bar while their cause lasts (a
+# target above the position limit, an account in REDUCING): folded into one row per step
+FOLDED_CLIPS = ("TARGET_CLIPPED", "REDUCING_ONLY_CLIPPED")
 
 
 def check_level(value: Any) -> str:
@@ -79,6 +85,32 @@ class DecisionFilter:
                 "SELECT symbol, model, probability, shadow_model, verdict, reason FROM decisions "
                 "WHERE rowid IN (SELECT MAX(rowid) FROM decisions GROUP BY symbol)"):
             self.keep_values(desk, sym, model, prob, shadow, verdict, reason)
+
+
+def fold_clips(rec: Any) -> None:
+    """``changes``: a step's per-symbol :data:`FOLDED_CLIPS` rows of one code, when there
+    are two or more, become one row in the first one's place (symbol empty), with the
+    count and the first one's reason: ``TARGET_CLIPPED: symbols=3 first=TARGET_CLIPPED: ...``
+    (the summary counts ``symbols=``)."""
+    rows = rec.rows.get("risk_events")
+    if not rows:
+        return
+    groups: dict[str, list[Any]] = {}
+    for r in rows:
+        if r.kind == "clip" and r.symbol is not None and r.code in FOLDED_CLIPS:
+            groups.setdefault(r.code, []).append(r)
+    folded = {code: rs for code, rs in groups.items() if len(rs) >= 2}
+    if not folded:
+        return
+    out = []
+    for r in rows:
+        rs = folded.get(r.code) if r.kind == "clip" and r.symbol is not None else None
+        if rs is None:
+            out.append(r)
+        elif r is rs[0]:
+            out.append(r._replace(symbol=None,
+                                  reason=f"{r.code}: symbols={len(rs)} first={r.reason}"))
+    rec.rows["risk_events"] = out
 
 
 def meta_entry(level: str) -> dict[str, str]:

@@ -47,6 +47,7 @@ from ..telemetry import get_logger, log_event
 from ..venues.base import OrderPartiallyFilled
 from .account import Account, Desk
 from .allocation import desk_weight
+from .decision_log import fold_clips
 from .rows import (
     EquityRow,
     FillRow,
@@ -482,6 +483,8 @@ def record(desk: Desk, acct: Account, rec: StepRecord, day: str, plans: list[Pla
     decisions = rec.rows.setdefault("decisions", [])
     flt = acct.decision_filter
     kept = plans if flt is None else [p for p in plans if flt.keep(desk, p.decision)]
+    if flt is not None:
+        fold_clips(rec)  # decision_log "changes": repeated per-symbol clips, one row a step
     for p in plans:
         p.decision.append(rec.e2d_ms)
     decisions.extend(tuple(p.decision) for p in kept)
