@@ -121,3 +121,25 @@ def test_changes_folds_repeated_clips_into_one_row_a_step_and_keeps_the_count(
     # and the trades are the same
     assert (ledger_rows(full.ledger_path, "SELECT * FROM fills")
             == ledger_rows(ch.ledger_path, "SELECT * FROM fills"))
+
+
+def test_filter_drops_repeated_no_order_verdicts_and_keeps_any_change() -> None:
+    from types import SimpleNamespace
+
+    from research_lib.config import SignalConfig
+    from research_lib.paper.decision_log import DecisionFilter
+
+    desk = SimpleNamespace(settings=SimpleNamespace(signal=SignalConfig()))
+    f = DecisionFilter()
+    seq = [("HOLD", None, 0.5, True), ("HOLD", None, 0.51, False),  # same side, same verdict
+           ("HOLD", None, 0.6, True),  # the signal went long
+           ("HOLD", "WITHIN_REBALANCE_BAND: band=0.05 target=0.1 weight=0.09", 0.6, True),
+           ("HOLD", "WITHIN_REBALANCE_BAND: band=0.05 target=0.1 weight=0.08", 0.7, False),
+           ("SUBMITTED", None, 0.7, True), ("SUBMITTED", None, 0.7, True),  # orders: always
+           ("HALTED", "HALTED: no position to close", None, True),
+           ("HALTED", "HALTED: no position to close", None, False),
+           ("NO_SIGNAL", "FEATURES_NOT_READY: 3 bars", None, True),
+           ("NO_SIGNAL", "FEATURES_NOT_READY: 4 bars", None, False)]
+    for verdict, reason, prob, kept in seq:
+        assert f.keep_values(desk, "AAA", "m", prob, None, verdict, reason) is kept, verdict
+    assert f.keep_values(desk, "AAA", "other", 0.2, None, "NO_SIGNAL", "FEATURES_NOT_READY")

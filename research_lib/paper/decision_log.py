@@ -2,7 +2,8 @@
 
 ``full`` (the default) records one decision per symbol and bar, in the ledger's
 ``decisions`` table and in ``events.jsonl``, as every run did before. ``changes`` records a
-decision that places no order (``HOLD``, ``NO_SIGNAL``) only when something changed since
+decision that places no order (``HOLD``, ``NO_SIGNAL``, and ``HALTED`` for a symbol with
+nothing to close) only when something changed since
 that symbol's last recorded decision: the verdict, the reason's code (``CLIPPED_TO_ZERO``,
 ``WITHIN_REBALANCE_BAND``, ...; not its numbers), the deciding or shadow model, or the
 side of the signal (long, flat between the thresholds, short, none). Every other decision
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .account import Desk
 
 LEVELS = ("full", "changes")
-QUIET_VERDICTS = ("HOLD", "NO_SIGNAL")
+QUIET_VERDICTS = ("HOLD", "NO_SIGNAL", "HALTED")  # the verdicts that place no order
 # per-symbol clips of the plan stage that repeat every bar while their cause lasts (a
 # target above the position limit, an account in REDUCING): folded into one row per step
 FOLDED_CLIPS = ("TARGET_CLIPPED", "REDUCING_ONLY_CLIPPED")
@@ -44,7 +45,8 @@ def check_level(value: Any) -> str:
         return "full"
     if value not in LEVELS:
         raise ConfigError(f"decision_log {value!r} is not a level; use 'full' (every decision, "
-                          "the default) or 'changes' (HOLD/NO_SIGNAL only when they change)")
+                          "the default) or 'changes' (decisions without an order only when "
+                          "they change)")
     return str(value)
 
 
