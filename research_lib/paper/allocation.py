@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from ..config import RiskLimits
     from ..ledger import StepRecord
     from .account import Account, Desk
-    from .stages import Plan
 
 # scaled quantities are taken a hair under the exact share, so that rounding (round_qty
 # adds 1e-9 of a unit) can never push the sum of a step's orders past the room
@@ -74,7 +73,7 @@ def desk_weight(desk: Desk) -> float:
                            bps_rate(st.session))
 
 
-def _need(desk: Desk, acct: Account, p: Plan, oq: dict[str, float]
+def _need(desk: Desk, acct: Account, p: Any, oq: dict[str, float]
           ) -> tuple[float, float, float, float, float]:
     """(cur, new exposure (signed quantity beyond the base), base, cash need, gross need)
     of an increasing plan: the new exposure is what the order adds beyond the held
@@ -93,7 +92,7 @@ def _need(desk: Desk, acct: Account, p: Plan, oq: dict[str, float]
     return cur, e, base, cash, abs(e) * price
 
 
-def scale_increases(desk: Desk, acct: Account, rec: StepRecord, plans: list[Plan],
+def scale_increases(desk: Desk, acct: Account, rec: StepRecord, plans: list[Any],
                     equity: float, room: dict[str, float], oq: dict[str, float]) -> None:
     """Scale the step's increasing orders (``plans``, after the reductions were sent) pro
     rata when two or more compete for cash or gross room that cannot fund them all; the
