@@ -17,8 +17,9 @@ same order). A resumed run keeps the level it started with (recorded in the ledg
 as ``decision_log`` when it is not ``full``) and picks up each symbol's last recorded
 decision.
 
-What it saves: about 200 bytes of ledger and 330 bytes of ``events.jsonl`` per
-symbol-bar in a 300-symbol replay (README "Big universes").
+What it saves: a decision row is about 143 bytes of ledger and its JSON record about 386
+bytes of ``events.jsonl``; a 300-symbol, 2-year replay kept 41,114 of 160,450 rows
+(README "Big universes").
 """
 
 from __future__ import annotations
