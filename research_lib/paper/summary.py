@@ -101,7 +101,7 @@ def _allocation_lines(s: dict[str, Any]) -> list[str]:
     if ps and ps["per_symbol"] < ps["configured"]:
         out.append(f"sizing     full position {ps['per_symbol']:.4g} of equity, not "
                    f"signal.target_weight {ps['configured']:g}: {ps['symbols']} symbols share "
-                   f"min(gross, 1 - cash buffer) = {ps['budget']:g}")
+                   f"min(gross, (1 - cash buffer) / (1 + costs)) = {ps['budget']:.4g}")
     return out
 
 
