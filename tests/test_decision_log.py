@@ -143,3 +143,19 @@ def test_filter_drops_repeated_no_order_verdicts_and_keeps_any_change() -> None:
     for verdict, reason, prob, kept in seq:
         assert f.keep_values(desk, "AAA", "m", prob, None, verdict, reason) is kept, verdict
     assert f.keep_values(desk, "AAA", "other", 0.2, None, "NO_SIGNAL", "FEATURES_NOT_READY")
+
+
+@pytest.mark.parametrize("rest_fast", [False, True])
+def test_a_fast_run_resumed_keeps_the_filter_primed_from_its_column_blocks(
+        tmp_path: Path, rest_fast: bool) -> None:
+    """A --fast run stores its decisions as column blocks: the resume primes the
+    changes filter from them (it read plain rows only, found none, and re-recorded every
+    symbol's unchanged hold on the first resumed step)."""
+    whole = _run(tmp_path / "whole", "changes")
+    cfg = tmp_path / "config"
+    part = make_session(tmp_path / "part", config_dir=cfg, decision_log="changes", run_id="dl",
+                        max_steps=225, fast=True, **KW).run()  # inside a run of holds
+    assert part.exit_code == 0
+    rest = make_session(tmp_path / "part", config_dir=cfg, resume="dl", fast=rest_fast).run()
+    assert rest.exit_code == 0
+    assert _dump(rest) == _dump(whole)
