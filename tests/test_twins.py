@@ -148,6 +148,22 @@ class _P:
        st.floats(min_value=0.02, max_value=0.3), st.booleans(), st.floats(0.3, 0.6))
 def test_quiet_plan_block_when_a_step_is_quiet_then_plan_gives_the_same_decision(
         cols, target_weight, allow_short, long_t):
+    _quiet_plan_twin(cols, target_weight, allow_short, long_t)
+
+
+# many symbols: the full position shrinks to the budget's share (allocation.universe_weight)
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.just(float("nan")), st.floats(0, 1)),
+                          st.floats(min_value=5, max_value=800),
+                          st.sampled_from([0.0, 0.0, 3.0, 25.0, 140.0, -10.0]),
+                          st.booleans(), st.booleans()), min_size=10, max_size=60),
+       st.floats(min_value=0.02, max_value=0.3), st.booleans(), st.floats(0.3, 0.6))
+def test_quiet_plan_block_when_many_symbols_share_the_account_then_plan_gives_the_same(
+        cols, target_weight, allow_short, long_t):
+    _quiet_plan_twin(cols, target_weight, allow_short, long_t)
+
+
+def _quiet_plan_twin(cols, target_weight, allow_short, long_t):
     n = len(cols)
     lim = RiskLimits(allow_short=allow_short)
     sig = SignalConfig(long_threshold=long_t, short_threshold=long_t - 0.1,

@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--fast", action="store_true",
                     help="replay only: quiet steps (no order, fill or limit event) in batches, "
                          "every other step by the step code; the same ledger, config read once")
+    pp.add_argument("--decision-log", choices=["full", "changes"], default=None,
+                    help="full (default): a decision per symbol and bar; changes: decisions "
+                         "without an order (HOLD, NO_SIGNAL, HALTED) only when they change "
+                         "(big universes; a resume keeps the run's level)")
 
     rh = sub.add_parser("reset-halt", help="clear a latched drawdown HALT after review")
     rh.add_argument("run", help="run id (folder under the run dir) or path to its ledger")

@@ -36,6 +36,7 @@ def cli_paper(args: argparse.Namespace) -> int:
         max_steps=getattr(args, "max_steps", None),
         fast=getattr(args, "fast", False),
         broker=getattr(args, "broker", None),
+        decision_log=getattr(args, "decision_log", None),
         install_signal_handlers=True,
         restore_signal_handlers=False,
     )

@@ -67,6 +67,7 @@ class CacheSource:
     """
 
     name = "cache"
+    per_symbol_files = True  # one file per symbol: many load in threads (data.parallel)
 
     def __init__(self, directory: str | Path | None = None, auto_adjust: bool = True) -> None:
         self.directory = Path(directory) if directory else default_cache_dir()

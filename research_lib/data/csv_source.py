@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,14 @@ class CsvSource:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # a long file is parsed once and split by symbol once (a 524-symbol replay spent
+        # ~90% of its time re-reading one file per symbol); kept while the file's size and
+        # mtime stay the same, so an edited file is read again
+        self._lock = threading.Lock()
+        self._long_key: tuple[Any, ...] | None = None
+        self._long_df: pd.DataFrame | None = None
+        self._long_groups: dict[str, pd.DataFrame] | None = None
+        self._files_cache: tuple[tuple[str, ...], dict[str, Path]] | None = None
         try:
             exists = self.path.exists()
         except OSError as exc:  # a folder on the way cannot be read
@@ -55,28 +65,40 @@ class CsvSource:
     def _files(self) -> dict[str, Path]:
         if self.path.is_dir():
             try:  # iterdir on an unreadable folder: a DataError naming it, not a traceback
-                entries = sorted(self.path.iterdir())
+                names = tuple(sorted(os.listdir(self.path)))
             except OSError as exc:
                 raise DataError(f"csv: cannot read folder {self.path}: {exc.strerror}; check "
                                 "its permissions") from None
-            # only data files: SPX.csv.bak, SPX.csv~ or .SPX.csv are not bars of SPX
-            found = [p for p in entries
-                     if _csv_suffix(p.name) and not p.name.startswith(".") and p.is_file()]
-            files: dict[str, Path] = {}
-            upper: dict[str, str] = {}
-            for p in found:
-                key = _stem(p)
-                twin = upper.setdefault(key.upper(), key)
-                if twin != key or key in files:
-                    raise DataError(
-                        f"csv: folder {self.path} has two files for symbol {key!r}: "
-                        f"{files[twin].name} and {p.name}; keep one (move the other out)")
-                files[key] = p
-            if not files:
-                raise DataError(f"csv: folder {self.path} has no *.csv files "
-                                f"(accepted: {', '.join(CSV_SUFFIXES)})")
-            return files
+            # the folder's files are checked once while its names stay the same (not once
+            # per symbol: a stat per file per fetch is quadratic in the universe)
+            cached = self._files_cache
+            if cached is None or cached[0] != names:
+                cached = (names, self._data_files(names))
+                self._files_cache = cached
+            return dict(cached[1])
         return {_stem(self.path): self.path}
+
+    def _data_files(self, names: tuple[str, ...]) -> dict[str, Path]:
+        """The data files among a folder's ``names``, by symbol; two for one symbol (or
+        none at all) is an error naming them."""
+        # only data files: SPX.csv.bak, SPX.csv~ or .SPX.csv are not bars of SPX
+        entries = [self.path / n for n in names]
+        found = [p for p in entries
+                 if _csv_suffix(p.name) and not p.name.startswith(".") and p.is_file()]
+        files: dict[str, Path] = {}
+        upper: dict[str, str] = {}
+        for p in found:
+            key = _stem(p)
+            twin = upper.setdefault(key.upper(), key)
+            if twin != key or key in files:
+                raise DataError(
+                    f"csv: folder {self.path} has two files for symbol {key!r}: "
+                    f"{files[twin].name} and {p.name}; keep one (move the other out)")
+            files[key] = p
+        if not files:
+            raise DataError(f"csv: folder {self.path} has no *.csv files "
+                            f"(accepted: {', '.join(CSV_SUFFIXES)})")
+        return files
 
     @staticmethod
     def _read(p: Path) -> pd.DataFrame:
@@ -113,13 +135,43 @@ class CsvSource:
             df["close"] = df["adj_close"]
         return df
 
+    @property
+    def per_symbol_files(self) -> bool:
+        """Whether each symbol is read from its own file (a folder of files): loading many
+        symbols may then run in threads (:func:`research_lib.data.parallel.fetch_all`); a
+        long file is parsed once instead."""
+        return self.path.is_dir() and self._long() is None
+
     def _long(self) -> pd.DataFrame | None:
         files = self._files()
-        if len(files) == 1:
-            df = self._read(next(iter(files.values())))
-            if "symbol" in df.columns:
-                return df
-        return None
+        if len(files) != 1:
+            return None
+        p = next(iter(files.values()))
+        try:
+            st = p.stat()
+            key: tuple[Any, ...] = (str(p), st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = (str(p), None, None)
+        with self._lock:
+            if self._long_key != key:
+                df = self._read(p)
+                self._long_df = df if "symbol" in df.columns else None
+                self._long_groups = None
+                self._long_key = key
+            return self._long_df
+
+    def _long_rows(self, long: pd.DataFrame, symbol: str) -> pd.DataFrame:
+        """The rows of ``symbol`` in the long file, split once for every symbol (rows in
+        file order, as a boolean mask would give them)."""
+        with self._lock:
+            if self._long_groups is None:
+                keys = long["symbol"].astype(str)
+                self._long_groups = {str(k): g.drop(columns=["symbol"])
+                                     for k, g in long.groupby(keys, sort=False)}
+            rows = self._long_groups.get(symbol)
+        if rows is None:
+            return long.iloc[:0].drop(columns=["symbol"])
+        return rows.copy()
 
     def symbols(self) -> list[str]:
         long = self._long()
@@ -130,7 +182,7 @@ class CsvSource:
     def fetch(self, symbol: str, start: Any = None, end: Any = None, interval: str = "1d"):
         long = self._long()
         if long is not None:
-            df = long[long["symbol"].astype(str) == symbol].drop(columns=["symbol"])
+            df = self._long_rows(long, symbol)
             if df.empty:
                 raise UnknownSymbolError(symbol, f"csv:{self.path}", self.symbols())
             where = f"{self.path} (rows of {symbol!r})"

@@ -139,5 +139,8 @@ def load(
     end: Any = None,
     interval: str = "1d",
 ) -> dict[str, pd.DataFrame]:
+    from .parallel import fetch_all
+
     src = get_source(source)
-    return {s: src.fetch(s, start=start, end=end, interval=interval) for s in symbols}
+    return fetch_all(src, list(symbols),
+                     lambda s: src.fetch(s, start=start, end=end, interval=interval))

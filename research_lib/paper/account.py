@@ -42,6 +42,8 @@ class Account:
     # an external venue (research_lib.venues.link.VenueLink): reconciled after each step,
     # its view checked beside the ledger's; None for the internal paper broker
     venue: Any = None
+    # decision_log "changes": each symbol's last recorded decision (None: "full")
+    decision_filter: Any = None
 
 
 @dataclass

@@ -468,12 +468,23 @@ def quiet_run(s: Session, pre: Pass1, step: int, limit: int, batch: Batch,
     band = desk.settings.session.rebalance_band
     for i in np.flatnonzero(moves & plans.in_band[kk, jj]).tolist():
         reason[i] = band_reason(band, float(target[i]), float(cur_w[i]))
+    cols: dict[str, Any] = dict(
+        step=step + kk, ts=np.asarray(ts, dtype=object)[kk], symbol=pre.sym_arr[jj],
+        asset_class=pre.cls_arr[jj], model=model, probability=prob, shadow_model=shadow,
+        shadow_probability=shadow_p, fallback_reason=fallback, target=target, verdict=verdict,
+        reason=reason)
+    flt = acct.decision_filter  # decision_log "changes" (paper.decision_log); None: full
+    if flt is not None:  # the same filter as the step code's, row by row in step order
+        def at(c: Any, i: int) -> Any:
+            return c.value if isinstance(c, Same) else c[i]
+
+        keep = np.array([flt.keep_values(
+            desk, pre.sym_arr[jj[i]], at(model, i), None if math.isnan(prob[i]) else prob[i],
+            at(shadow, i), verdict[i], reason[i]) for i in range(len(kk))], dtype=bool)
+        cols = {f: v if isinstance(v, Same) else v[keep] for f, v in cols.items()}
+    n_kept = len(cols["step"])
     batch.bulk["decisions"].add_columns(
-        len(kk), step=step + kk, ts=np.asarray(ts, dtype=object)[kk],
-        symbol=pre.sym_arr[jj], asset_class=pre.cls_arr[jj], model=model, probability=prob,
-        shadow_model=shadow, shadow_probability=shadow_p, fallback_reason=fallback,
-        target=target, verdict=verdict, reason=reason, client_order_id=Same(None),
-        qty=Same(None), latency_ms=Same(e2d_ms))
+        n_kept, **cols, client_order_id=Same(None), qty=Same(None), latency_ms=Same(e2d_ms))
     batch.rows["steps"].extend(block(
         StepRow, step=steps, ts=ts, n_bars=has[:e].sum(axis=1).tolist(),
         wall_ts=Same(now_iso()), e2d_ms=Same(e2d_ms)))

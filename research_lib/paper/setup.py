@@ -67,6 +67,7 @@ from ..telemetry import (
 from ..venues.broker import VenueBroker
 from ..venues.setup import open_venue
 from .account import Account, Desk
+from .decision_log import check_level, meta_entry, open_filter
 from .feeds import (
     REPLAY_ONLY_SOURCES,
     ReplayFeed,
@@ -164,8 +165,10 @@ class SessionSetup:
         warm = self.settings.session.warmup_bars
         fetch_start = (start - pd.Timedelta(seconds=warm * interval_seconds(interval) * 2)
                        - pd.Timedelta(days=10)) if start is not None else None
-        raw = {s: _fetch_window(src, s, fetch_start, end, interval, self.start_arg,
-                                self.end_arg, warm) for s in self.symbols}
+        from ..data.parallel import fetch_all  # threads when a source reads a file per symbol
+
+        raw = fetch_all(src, self.symbols, lambda s: _fetch_window(
+            src, s, fetch_start, end, interval, self.start_arg, self.end_arg, warm))
         frames = {s: _check_frame(s, raw[s]) for s in self.symbols}
         refuse_bad_timeline(frames, interval)  # bars of another interval, or before 1971
         refuse_shared_underlying(self.symbols, {s: str(raw[s].attrs.get("served_as", s))
@@ -365,6 +368,7 @@ class SessionSetup:
                 "engine": self.engine_name,  # how, not what: not compared
                 # the deciding models' training windows (research_lib.models.windows)
                 "sample_windows": self.sample_windows.to_meta(),
+                **meta_entry(check_level(self.spec.decision_log)),  # only when not "full"
             }
             if self.venue_link is not None:  # broker, url, account id, venue settings
                 meta["venue"] = self.venue_link.meta
@@ -395,6 +399,8 @@ class SessionSetup:
             last_close=np.full(self.n, np.nan), prev_close=np.full(self.n, np.nan),
             last_equity=st.equity if st.equity is not None else self.initial_cash,
             resume_marks=resume_marks, venue=link)
+        self.acct.decision_filter = open_filter(self.spec.decision_log, self.ledger.meta(),
+                                                self.desk, self.ledger.conn, st.last_step >= 0)
         self.next_step = st.last_step + 1
         self.desk.dry_run = self.dry_run
         self.ks = self.wiring.kill_switch or KillSwitch(self.settings.session.kill_file)

@@ -116,6 +116,9 @@ class RunSpec:
     # {"session": {"slippage_bps": 5}}; validated as the file is, kept over hot reloads
     # (research_lib.config_overrides.settings_loader)
     settings: Mapping[str, Any] | None = None
+    # how much of the decision log to keep: "full" (None: every decision, the default) or
+    # "changes" (HOLD/NO_SIGNAL/HALTED only when they change; research_lib.paper.decision_log)
+    decision_log: str | None = None
 
 
 @dataclass(frozen=True)

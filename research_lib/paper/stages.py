@@ -46,6 +46,8 @@ from ..risk import (
 from ..telemetry import get_logger, log_event
 from ..venues.base import OrderPartiallyFilled
 from .account import Account, Desk
+from .allocation import desk_weight
+from .decision_log import fold_clips
 from .rows import (
     EquityRow,
     FillRow,
@@ -71,6 +73,7 @@ class Plan:
     target_qty: float | None
     kind: str  # signal | trim | flatten | bad_bar
     decision: list[Any] = field(default_factory=list)  # a DecisionRow, filled in stages
+    note: str | None = None  # why the order was scaled (allocation.scale_increases)
 
 
 # ---------------------------------------------------------------------- state rows
@@ -282,7 +285,7 @@ def plan(desk: Desk, acct: Account, rec: StepRecord, i: int, pred: Any, equity: 
                 return verdict("NO_SIGNAL", why)
         else:
             raw = signal_target(prob, sig.long_threshold, sig.short_threshold,
-                                sig.target_weight, lim.allow_short)
+                                desk_weight(desk), lim.allow_short)
         if raw is None:  # hold; a position above the limit is trimmed to it
             target_w = cur_w
             if over:
@@ -342,8 +345,9 @@ def quiet_plan_block(desk: Desk, P: np.ndarray, ok: np.ndarray, Q: np.ndarray,
         event = (np.abs(cur_w) > lim.max_position_pct + EPS).any(axis=1)
         long_ = P > sig.long_threshold  # signal_target's comparisons
         short = P < sig.short_threshold
-        t_long, why_l = clip_target(sig.target_weight, lim)
-        t_short, why_s = clip_target(-sig.target_weight if lim.allow_short else 0.0, lim)
+        weight = desk_weight(desk)  # plan's position size (allocation.universe_weight)
+        t_long, why_l = clip_target(weight, lim)
+        t_short, why_s = clip_target(-weight if lim.allow_short else 0.0, lim)
         moves = long_ | short
         if why_l is not None:  # a TARGET_CLIPPED risk event
             event |= (ok & long_).any(axis=1)
@@ -422,7 +426,8 @@ def execute(desk: Desk, acct: Account, rec: StepRecord, p: Plan, equity: float,
                 f"allowed={new_qty:.10g} symbol={s}", None))
             qty = new_qty
     if qty == 0:
-        p.decision += [p.target, "HOLD", "CLIPPED_TO_ZERO", None, None]
+        p.decision += [p.target, "HOLD", "CLIPPED_TO_ZERO" + (f": {p.note}" if p.note else ""),
+                       None, None]
         return
     cid = client_order_id(desk.run_id, rec.step, s)
     order = Order(cid, rec.step, rec.ts, s, qty, price, p.kind, desk.classes[s],
@@ -465,21 +470,27 @@ def execute(desk: Desk, acct: Account, rec: StepRecord, p: Plan, equity: float,
     if qty > 0:
         room["cash"] -= qty * price * (1 + rate)
     room["gross"] += abs((cur + qty) * price) - abs(cur * price)
-    p.decision += [p.target, "DRY_RUN" if sub.dry_run else "SUBMITTED", None, cid, qty]
+    p.decision += [p.target, "DRY_RUN" if sub.dry_run else "SUBMITTED", p.note, cid, qty]
 
 
 # -------------------------------------------------------------------------- record
 def record(desk: Desk, acct: Account, rec: StepRecord, day: str, plans: list[Plan],
-           marks: list[float], equity: float, gross: float, net: float) -> None:
+           marks: list[float], equity: float, gross: float, net: float) -> list[Plan]:
     """The step's decisions (with its E2D latency), its equity row and a position row per
-    symbol. Orders fill later, so the marks are the step's closing marks."""
+    symbol. Orders fill later, so the marks are the step's closing marks. Returns the plans
+    whose decisions were recorded (all, unless ``decision_log`` is ``changes``)."""
     eng = acct.engine
     decisions = rec.rows.setdefault("decisions", [])
+    flt = acct.decision_filter
+    kept = plans if flt is None else [p for p in plans if flt.keep(desk, p.decision)]
+    if flt is not None:
+        fold_clips(rec)  # decision_log "changes": repeated per-symbol clips, one row a step
     for p in plans:
         p.decision.append(rec.e2d_ms)
-        decisions.append(tuple(p.decision))
+    decisions.extend(tuple(p.decision) for p in kept)
     dd = 1.0 - equity / eng.peak if eng.peak and math.isfinite(eng.peak) else 0.0
     rec.add("equity", EquityRow(rec.step, rec.ts, acct.broker.cash, equity, gross, net,
                                 eng.peak, eng.day_start_equity, dd, day, eng.state.value))
     rec.rows.setdefault("positions", []).extend(
         position_rows([rec.step], desk.symbols, acct.broker.book, np.array([marks])))
+    return kept

@@ -14,6 +14,7 @@ from ..ledger import StepRecord
 from ..resume import record_reload, step_digest
 from ..risk import StateChange, TradingState
 from . import stages
+from .allocation import scale_increases
 from .rows import RiskEventRow
 
 if TYPE_CHECKING:
@@ -82,9 +83,14 @@ def run_step(s: SessionLike, step: int, bars: StepBars, t0: float, pre: Any = No
 
     # risk and execute: reductions first (they free gross room), then increases
     room = stages.projected_room(desk, acct, marks, oq)
-    orders = sorted((p for p in plans if p.target_qty is not None),
-                    key=lambda p: (stages.increases(acct, p, oq), p.i))
-    for p in orders:
+    orders = sorted((p for p in plans if p.target_qty is not None), key=lambda p: p.i)
+    up = [stages.increases(acct, p, oq) for p in orders]
+    grows = [p for p, u in zip(orders, up, strict=True) if u]
+    for p in (p for p, u in zip(orders, up, strict=True) if not u):
+        stages.execute(desk, acct, rec, p, equity, room, oq)
+    # the increases share what room is left pro rata, whatever the symbols' order
+    scale_increases(desk, acct, rec, grows, equity, room, oq)
+    for p in grows:
         stages.execute(desk, acct, rec, p, equity, room, oq)
 
     e2d = time.perf_counter() - t0
@@ -92,6 +98,6 @@ def run_step(s: SessionLike, step: int, bars: StepBars, t0: float, pre: Any = No
     rec.e2d_ms = e2d * 1e3
     if acct.venue is not None:  # an external venue: its reports, then reconciliation
         acct.venue.after_step(desk, acct, rec)
-    stages.record(desk, acct, rec, bars.day, plans, marks, equity, gross, net)
-    rec.log = (plans, fills_now, rec.rows.get("risk_events", ()))  # after the commit
+    kept = stages.record(desk, acct, rec, bars.day, plans, marks, equity, gross, net)
+    rec.log = (kept, fills_now, rec.rows.get("risk_events", ()))  # after the commit
     return rec

@@ -3,12 +3,14 @@ and its one-screen text form (:func:`format_summary`)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from ..models.windows import sample_text
+from .allocation import allocation_summary
 
 
 def compute_summary(c: sqlite3.Connection, *, run_id: str, ledger: str, mode: str,
@@ -42,6 +44,8 @@ def compute_summary(c: sqlite3.Connection, *, run_id: str, ledger: str, mode: st
         mdd = max(mdd, 1.0 - e / peak)
     first_last = c.execute("SELECT MIN(ts), MAX(ts) FROM steps").fetchone()
     lat = latency_ms
+    row = c.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+    alloc = allocation_summary(c, list(symbols), json.loads(row[0]) if row else None)
     return {
         "run_id": run_id,
         "ledger": ledger,
@@ -76,12 +80,29 @@ def compute_summary(c: sqlite3.Connection, *, run_id: str, ledger: str, mode: st
         "e2d_p99_ms": lat["p99_ms"],
         "e2d_max_ms": lat["max_ms"],
         "notes": list(notes),
+        **alloc,  # clipped, clips_by_reason, symbols_traded, position_size
     }
 
 
 def _cancelled(s: dict[str, Any]) -> str:
     n = s.get("cancelled", 0)
     return f", {n} cancelled by the kill switch" if n else ""
+
+
+def _allocation_lines(s: dict[str, Any]) -> list[str]:
+    """Orders cut by cash or gross room (never hidden behind ``denied: 0``), symbols that
+    ever traded, and the position size when the universe made it smaller."""
+    if "clipped" not in s:
+        return []
+    clips = ", ".join(f"{k}={v}" for k, v in s["clips_by_reason"].items()) or "none"
+    out = [f"clips      {s['clipped']} order(s) cut by cash or gross room; by reason: {clips}",
+           f"traded     {s['symbols_traded']} of {len(s['symbols'])} symbol(s) ever filled"]
+    ps = s.get("position_size")
+    if ps and ps["per_symbol"] < ps["configured"]:
+        out.append(f"sizing     full position {ps['per_symbol']:.4g} of equity, not "
+                   f"signal.target_weight {ps['configured']:g}: {ps['symbols']} symbols share "
+                   f"min(gross, (1 - cash buffer) / (1 + costs)) = {ps['budget']:.4g}")
+    return out
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -101,6 +122,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"orders     {s['orders']} submitted, {s['fills']} filled, {s['rejected']} rejected, "
         f"{s['denied']} denied{_cancelled(s)}",
         f"denials    {den}",
+        *_allocation_lines(s),
         f"rejections {rej}",
         f"data       {s.get('bad_bars', 0)} bad bar(s) refused; findings: {data}",
         *(f"stale      {sym} marked at {m['last_good']:.10g} since {m['since']} "
