@@ -22,7 +22,9 @@ PARTS = (("pass1", "pass 1 (gate, closes, features, predictions)"),
          ("quiet", "quiet blocks (numpy tests + their rows)"),
          ("_step", "steps run by the step code"),
          ("log", "their JSON records"),
-         ("commit", "ledger commits (batched)"))
+         ("encode", "column blocks encoded (decisions, positions as Parquet)"),
+         ("commit", "ledger commits (batched)"),
+         ("summary", "the summary (read back from the ledger)"))
 
 
 @contextlib.contextmanager
@@ -32,7 +34,8 @@ def _timed_parts(acc: collections.Counter, calls: collections.Counter) -> Iterat
     from research_lib.session import Session
 
     targets = [(fr, "quiet_run", "quiet"), (fr, "pass1", "pass1"), (fr, "run_step", "_step"),
-               (Session, "log_decisions", "log"), (Ledger, "commit_rows", "commit")]
+               (Session, "log_decisions", "log"), (fr.Batch, "to_commit", "encode"),
+               (Ledger, "commit_rows", "commit"), (Session, "summary", "summary")]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in targets]
 
     def wrap(f: Any, key: str) -> Any:
@@ -60,6 +63,8 @@ def profile_fast(data: Any, repeats: int,
     for label, n, model in cases:
         syms, src = data.csv(n)
         figs = {k: Figure(f"  {text}", "ms") for k, text in PARTS}
+        whole = Figure("whole run() (set-up, loop, summary): throughput", "symbol-bars/s")
+        setup = Figure("set-up (data, sanity suite, models, ledger)", "ms")
         loop = Figure("loop (everything after set-up)", "ms")
         counts: collections.Counter = collections.Counter()
         steps = 0
@@ -71,13 +76,15 @@ def profile_fast(data: Any, repeats: int,
                               model=model, config_dir=data.config(n),
                               run_dir=data.run_dir("pfast"), fast=True)
             loop.add(r.loop_s * 1e3)
+            setup.add(r.setup_s * 1e3)
+            whole.add(r.throughput_total)
             for k, _ in PARTS:
                 figs[k].add(acc[k] * 1e3)
             counts, steps = calls, r.steps
         figs["quiet"].note = f"{counts['quiet']} calls"
         figs["_step"].note = f"{counts['_step']} of {steps} steps"
         figs["commit"].note = f"{counts['commit']} transactions"
-        out.append((label, [loop, *figs.values()]))
+        out.append((label, [whole, setup, loop, *figs.values()]))
     return out
 
 
