@@ -176,6 +176,7 @@ def _read_block(conn: sqlite3.Connection, block: Sequence[Any], table: str,
     and types, the row count, the step range, the page checksums): a corrupted or tampered
     block is a :class:`LedgerError` naming the ledger file and the block."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     seq, first, last, n_rows, blob = block
@@ -192,7 +193,7 @@ def _read_block(conn: sqlite3.Connection, block: Sequence[Any], table: str,
             raise ValueError(f"it holds {f.metadata.num_rows} rows, its entry says {n_rows}")
         t = f.read(columns=list(dict.fromkeys([*cols, "step"])))
         steps = t.column("step")
-        lo, hi = pa.compute.min(steps).as_py(), pa.compute.max(steps).as_py()
+        lo, hi = pc.min(steps).as_py(), pc.max(steps).as_py()
         if (lo, hi) != (first, last) or steps.null_count:
             raise ValueError(f"its steps run {lo}..{hi}, its entry says {first}..{last}")
     except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as exc:
@@ -294,7 +295,7 @@ def bulk_columns(conn: sqlite3.Connection, table: str, cols: Sequence[str] | Non
                      if step is not None else ("", ()))
         for block in conn.execute(f"SELECT seq, first_step, last_step, n_rows, data FROM "
                                   f"main.{BLOCKS} WHERE tbl = ? {bw} ORDER BY seq",
-                                  (table, *bargs)).fetchall():
+                                  (table, *bargs)):
             t = _read_block(conn, block, table, want)
             part = {c: t.column(c).to_pylist() for c in want}
             if step is not None:

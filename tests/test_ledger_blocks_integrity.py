@@ -112,3 +112,17 @@ def test_a_flipped_bit_in_a_column_block_never_gives_silently_different_rows(tmp
             silent.append(i)
     assert not silent, f"{len(silent)} flipped bytes gave different rows silently: {silent[:10]}"
     assert refused > len(data) // 10
+
+
+def test_a_fresh_process_reads_the_blocks_back(tmp_path):
+    """The checks need nothing a replay happened to import first (pyarrow.compute)."""
+    import subprocess
+    import sys
+
+    p = _ledger(tmp_path)
+    code = ("import sys; from research_lib.ledger_read import deterministic_dump; "
+            "d = deterministic_dump(sys.argv[1]); print(len(d['positions']))")
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "360"
