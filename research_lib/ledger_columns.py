@@ -197,10 +197,8 @@ def _read_block(conn: sqlite3.Connection, block: Sequence[Any], table: str,
         if (lo, hi) != (first, last) or steps.null_count:
             raise ValueError(f"its steps run {lo}..{hi}, its entry says {first}..{last}")
     except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as exc:
-        name = next((r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"),
-                    "?")
         raise LedgerError(
-            f"{name}: column block {seq} ({table}, steps {first}..{last}) is corrupt or was "
+            f"{_ledger_name(conn)}: column block {seq} ({table}, steps {first}..{last}) is corrupt or was "
             f"changed ({exc}); refusing to read it; the file is kept as is: restore the "
             "ledger from a copy or replay the run again") from exc
     return t
@@ -228,9 +226,7 @@ def iter_bulk(conn: sqlite3.Connection, table: str, cols: Sequence[str],
     unknown = [c for c in cols if c not in kinds]
     if unknown:
         raise ValueError(f"{table}: no column {unknown}; columns: {list(kinds)}")
-    blocks = (conn.execute(f"SELECT seq, first_step, last_step, n_rows FROM main.{BLOCKS} "
-                           "WHERE tbl = ? ORDER BY first_step, seq", (table,)).fetchall()
-              if has_block_table(conn) else [])
+    blocks = _block_index(conn, table)
 
     def plain(lo: int | None, hi: int | None) -> Iterator[dict[str, np.ndarray]]:
         where = " AND ".join(w for w, v in (("step >= ?", lo), ("step <= ?", hi))
@@ -273,6 +269,40 @@ def has_block_table(conn: sqlite3.Connection) -> bool:
                         (BLOCKS,)).fetchone() is not None
 
 
+def _block_index(conn: sqlite3.Connection, table: str, step: int | None = None
+                 ) -> list[tuple[int, int, int, int]]:
+    """``(seq, first_step, last_step, n_rows)`` of ``table``'s blocks in step order (only
+    those holding ``step`` if given). A step is in one store, once: blocks whose steps
+    overlap, or plain rows inside a block's steps (a block copied or rows added by hand),
+    are a :class:`LedgerError` rather than rows given twice."""
+    if not has_block_table(conn):
+        return []
+    bw, bargs = (("AND first_step <= ? AND last_step >= ?", (step, step))
+                 if step is not None else ("", ()))
+    blocks = conn.execute(f"SELECT seq, first_step, last_step, n_rows FROM main.{BLOCKS} "
+                          f"WHERE tbl = ? {bw} ORDER BY first_step, seq",
+                          (table, *bargs)).fetchall()
+    prev = None
+    for seq, first, last, _ in blocks:
+        why = None
+        if prev is not None and first <= prev[2]:
+            why = f"its steps overlap block {prev[0]}'s ({prev[1]}..{prev[2]})"
+        elif conn.execute(f"SELECT 1 FROM main.{table} WHERE step BETWEEN ? AND ? LIMIT 1",
+                          (first, last)).fetchone():
+            why = f"plain {table} rows hold some of its steps too"
+        if why:
+            raise LedgerError(
+                f"{_ledger_name(conn)}: column block {seq} ({table}, steps {first}..{last}) "
+                f"is corrupt or was changed ({why}); refusing to read it; the file is kept "
+                "as is: restore the ledger from a copy or replay the run again")
+        prev = (seq, first, last)
+    return blocks
+
+
+def _ledger_name(conn: sqlite3.Connection) -> str:
+    return next((r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"), "?")
+
+
 def bulk_columns(conn: sqlite3.Connection, table: str, cols: Sequence[str] | None = None,
                  step: int | None = None) -> dict[str, list[Any]]:
     """Columns ``cols`` (default: all) of bulk ``table`` over both stores, in step order
@@ -290,18 +320,15 @@ def bulk_columns(conn: sqlite3.Connection, table: str, cols: Sequence[str] | Non
     if sql_rows:
         parts.append({c: list(v) for c, v in zip(want, zip(*sql_rows, strict=True),
                                                  strict=True)})
-    if has_block_table(conn):
-        bw, bargs = (("AND first_step <= ? AND last_step >= ?", (step, step))
-                     if step is not None else ("", ()))
-        for block in conn.execute(f"SELECT seq, first_step, last_step, n_rows, data FROM "
-                                  f"main.{BLOCKS} WHERE tbl = ? {bw} ORDER BY seq",
-                                  (table, *bargs)):
-            t = _read_block(conn, block, table, want)
-            part = {c: t.column(c).to_pylist() for c in want}
-            if step is not None:
-                keep = [i for i, s in enumerate(part["step"]) if s == step]
-                part = {c: [v[i] for i in keep] for c, v in part.items()}
-            parts.append(part)
+    for seq, first, last, n_rows in _block_index(conn, table, step):
+        (blob,) = conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE seq = ?",
+                               (seq,)).fetchone()
+        t = _read_block(conn, (seq, first, last, n_rows, blob), table, want)
+        part = {c: t.column(c).to_pylist() for c in want}
+        if step is not None:
+            keep = [i for i, s in enumerate(part["step"]) if s == step]
+            part = {c: [v[i] for i in keep] for c, v in part.items()}
+        parts.append(part)
     if not parts:
         return {c: [] for c in cols}
     if len(parts) == 1:

@@ -126,3 +126,19 @@ def test_a_fresh_process_reads_the_blocks_back(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "360"
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("what", ["a block copied", "plain rows inside a block's steps"])
+def test_a_step_given_twice_by_the_two_stores_fails_closed(tmp_path, what, reader):
+    """A step's rows live in one store, once: a copied block row, or plain rows added for
+    steps a block holds, would give its rows twice (doubled counts, a pivot traceback)."""
+    p = _ledger(tmp_path)
+    if what == "a block copied":
+        _update(p, f"INSERT INTO {BLOCKS} (tbl, first_step, last_step, n_rows, data) "
+                   f"SELECT tbl, first_step, last_step, n_rows, data FROM {BLOCKS} "
+                   "WHERE tbl='positions' ORDER BY seq LIMIT 1")
+    else:
+        _update(p, "INSERT INTO positions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                *PositionRow(45, "A", 0.0, None, 100.0, 0.0, 0.0, 0.0, 0.0))
+    _fails_closed(p, reader)
