@@ -139,9 +139,9 @@ def checked_prediction(pr: Any, symbol: str, asset_class: str, label: str) -> An
     model = getattr(pr, "model", label)
     why = getattr(pr, "fallback_reason", None)
     if bad is None and bad_shadow is None:
-        if all(v is None or type(v) is float for v in (prob, shadow)):
+        if all(v is None or isinstance(v, float) for v in (prob, shadow)):
             return pr
-        # a numpy number (np.float32 from ONNX, np.int64): a plain float, or SQLite stores
+        # np.float32 (ONNX), np.int64, ...: a plain float, or SQLite stores
         # its bytes as a BLOB in a REAL column
         return Prediction(symbol, getattr(pr, "asset_class", asset_class), model,
                           None if prob is None else float(prob),
