@@ -142,3 +142,22 @@ def test_a_step_given_twice_by_the_two_stores_fails_closed(tmp_path, what, reade
         _update(p, "INSERT INTO positions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 *PositionRow(45, "A", 0.0, None, 100.0, 0.0, 0.0, 0.0, 0.0))
     _fails_closed(p, reader)
+
+
+def test_blocks_written_before_page_checksums_are_still_read(tmp_path):
+    """The store's first version wrote its blocks without Parquet page checksums: a ledger
+    it wrote reads back the same rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = _ledger(tmp_path)
+    want = deterministic_dump(p)
+    con = sqlite3.connect(p)
+    for seq, data in con.execute(f"SELECT seq, data FROM {BLOCKS}").fetchall():
+        t = pq.read_table(pa.BufferReader(data))
+        sink = pa.BufferOutputStream()
+        pq.write_table(t, sink, compression="zstd", write_statistics=False)
+        con.execute(f"UPDATE {BLOCKS} SET data=? WHERE seq=?", (sink.getvalue().to_pybytes(), seq))
+    con.commit()
+    con.close()
+    assert deterministic_dump(p) == want
