@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import LedgerError
 from .paper.rows import DecisionRow, PositionRow, Same
 
 BULK_TABLES: dict[str, type[Any]] = {"decisions": DecisionRow, "positions": PositionRow}
@@ -159,16 +160,48 @@ def _parquet(table: Any) -> bytes:
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", write_statistics=False)
+    # page checksums: a flipped bit in a block's data is refused on read, not read as a number
+    pq.write_table(table, sink, compression="zstd", write_statistics=False,
+                   write_page_checksum=True)
     return sink.getvalue().to_pybytes()
 
 
-def _decode(blob: bytes, cols: Sequence[str]) -> dict[str, list[Any]]:
+_ARROW_TYPES = {"INTEGER": "int64", "REAL": "double", "TEXT": "string"}
+
+
+def _read_block(conn: sqlite3.Connection, block: Sequence[Any], table: str,
+                cols: Sequence[str]) -> Any:
+    """Columns ``cols`` of one stored block (``seq, first_step, last_step, n_rows, data``)
+    as an Arrow table, checked against its row in ``column_blocks`` (the table's columns
+    and types, the row count, the step range, the page checksums): a corrupted or tampered
+    block is a :class:`LedgerError` naming the ledger file and the block."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    t = pq.read_table(pa.BufferReader(blob), columns=list(cols))
-    return {c: t.column(c).to_pylist() for c in cols}
+    seq, first, last, n_rows, blob = block
+    kinds = _KINDS[table]
+    try:
+        f = pq.ParquetFile(pa.BufferReader(blob), page_checksum_verification=True)
+        schema = f.schema_arrow
+        types = [str(schema.field(n).type) for n in schema.names]
+        want_types = [_ARROW_TYPES[kinds[n]] for n in kinds]
+        if schema.names != list(kinds) or types != want_types:
+            raise ValueError(f"its columns are {list(zip(schema.names, types, strict=True))}, "
+                             f"not {table}'s {list(zip(kinds, want_types, strict=True))}")
+        if f.metadata.num_rows != n_rows:
+            raise ValueError(f"it holds {f.metadata.num_rows} rows, its entry says {n_rows}")
+        t = f.read(columns=list(dict.fromkeys([*cols, "step"])))
+        steps = t.column("step")
+        lo, hi = pc.min(steps).as_py(), pc.max(steps).as_py()
+        if (lo, hi) != (first, last) or steps.null_count:
+            raise ValueError(f"its steps run {lo}..{hi}, its entry says {first}..{last}")
+    except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as exc:
+        raise LedgerError(
+            f"{_ledger_name(conn)}: column block {seq} ({table}, steps {first}..{last}) is corrupt or was "
+            f"changed ({exc}); refusing to read it; the file is kept as is: restore the "
+            "ledger from a copy or replay the run again") from exc
+    return t
 
 
 def bulk_arrays(conn: sqlite3.Connection, table: str, cols: Sequence[str]
@@ -187,17 +220,13 @@ def iter_bulk(conn: sqlite3.Connection, table: str, cols: Sequence[str],
     """Bulk ``table``'s columns ``cols`` in step order, a part at a time (a block, or up to
     ``chunk`` plain rows), as :func:`bulk_arrays` gives them: a reader aggregating part by
     part holds one part in memory, whatever the history (the summary's readers)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     kinds = _KINDS[table]
     cols = list(cols)
     unknown = [c for c in cols if c not in kinds]
     if unknown:
         raise ValueError(f"{table}: no column {unknown}; columns: {list(kinds)}")
-    blocks = (conn.execute(f"SELECT seq, first_step, last_step FROM main.{BLOCKS} WHERE "
-                           "tbl = ? ORDER BY first_step, seq", (table,)).fetchall()
-              if has_block_table(conn) else [])
+    blocks = _block_index(conn, table)
 
     def plain(lo: int | None, hi: int | None) -> Iterator[dict[str, np.ndarray]]:
         where = " AND ".join(w for w, v in (("step >= ?", lo), ("step <= ?", hi))
@@ -210,11 +239,11 @@ def iter_bulk(conn: sqlite3.Connection, table: str, cols: Sequence[str],
                    zip(cols, zip(*rows, strict=True), strict=True)}
 
     lo: int | None = None
-    for seq, first, last in blocks:  # plain rows live in the gaps between blocks
+    for seq, first, last, n_rows in blocks:  # plain rows live in the gaps between blocks
         yield from plain(lo, first - 1)
         (blob,) = conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE seq = ?",
                                (seq,)).fetchone()
-        t = pq.read_table(pa.BufferReader(blob), columns=cols)
+        t = _read_block(conn, (seq, first, last, n_rows, blob), table, cols)
         yield {c: _array(t.column(c), kinds[c]) for c in cols}
         lo = last + 1
     yield from plain(lo, None)
@@ -240,6 +269,40 @@ def has_block_table(conn: sqlite3.Connection) -> bool:
                         (BLOCKS,)).fetchone() is not None
 
 
+def _block_index(conn: sqlite3.Connection, table: str, step: int | None = None
+                 ) -> list[tuple[int, int, int, int]]:
+    """``(seq, first_step, last_step, n_rows)`` of ``table``'s blocks in step order (only
+    those holding ``step`` if given). A step is in one store, once: blocks whose steps
+    overlap, or plain rows inside a block's steps (a block copied or rows added by hand),
+    are a :class:`LedgerError` rather than rows given twice."""
+    if not has_block_table(conn):
+        return []
+    bw, bargs = (("AND first_step <= ? AND last_step >= ?", (step, step))
+                 if step is not None else ("", ()))
+    blocks = conn.execute(f"SELECT seq, first_step, last_step, n_rows FROM main.{BLOCKS} "
+                          f"WHERE tbl = ? {bw} ORDER BY first_step, seq",
+                          (table, *bargs)).fetchall()
+    prev = None
+    for seq, first, last, _ in blocks:
+        why = None
+        if prev is not None and first <= prev[2]:
+            why = f"its steps overlap block {prev[0]}'s ({prev[1]}..{prev[2]})"
+        elif conn.execute(f"SELECT 1 FROM main.{table} WHERE step BETWEEN ? AND ? LIMIT 1",
+                          (first, last)).fetchone():
+            why = f"plain {table} rows hold some of its steps too"
+        if why:
+            raise LedgerError(
+                f"{_ledger_name(conn)}: column block {seq} ({table}, steps {first}..{last}) "
+                f"is corrupt or was changed ({why}); refusing to read it; the file is kept "
+                "as is: restore the ledger from a copy or replay the run again")
+        prev = (seq, first, last)
+    return blocks
+
+
+def _ledger_name(conn: sqlite3.Connection) -> str:
+    return next((r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"), "?")
+
+
 def bulk_columns(conn: sqlite3.Connection, table: str, cols: Sequence[str] | None = None,
                  step: int | None = None) -> dict[str, list[Any]]:
     """Columns ``cols`` (default: all) of bulk ``table`` over both stores, in step order
@@ -257,16 +320,15 @@ def bulk_columns(conn: sqlite3.Connection, table: str, cols: Sequence[str] | Non
     if sql_rows:
         parts.append({c: list(v) for c, v in zip(want, zip(*sql_rows, strict=True),
                                                  strict=True)})
-    if has_block_table(conn):
-        bw, bargs = (("AND first_step <= ? AND last_step >= ?", (step, step))
-                     if step is not None else ("", ()))
-        for (blob,) in conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE tbl = ? {bw} "
-                                    "ORDER BY seq", (table, *bargs)):
-            part = _decode(blob, want)
-            if step is not None:
-                keep = [i for i, s in enumerate(part["step"]) if s == step]
-                part = {c: [v[i] for i in keep] for c, v in part.items()}
-            parts.append(part)
+    for seq, first, last, n_rows in _block_index(conn, table, step):
+        (blob,) = conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE seq = ?",
+                               (seq,)).fetchone()
+        t = _read_block(conn, (seq, first, last, n_rows, blob), table, want)
+        part = {c: t.column(c).to_pylist() for c in want}
+        if step is not None:
+            keep = [i for i, s in enumerate(part["step"]) if s == step]
+            part = {c: [v[i] for i in keep] for c, v in part.items()}
+        parts.append(part)
     if not parts:
         return {c: [] for c in cols}
     if len(parts) == 1:

@@ -7,7 +7,6 @@ Run: ``python -m benchmarks.spikes.check [--universes 1,20,100] [--configs relax
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,7 +63,11 @@ def reference(frames: dict[str, Any], config: Path, fast: bool = True) -> dict[s
     got: dict[str, Any] = {}
 
     def read(p: Path) -> None:
-        con = sqlite3.connect(p)
+        from research_lib.ledger_read import bulk_connection
+
+        # decisions and positions from both stores (a fast replay keeps them as column
+        # blocks: research_lib.ledger_columns); the other tables attached behind them
+        con = bulk_connection(p)
         q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
         got["fills"] = q("SELECT symbol, step, qty FROM fills ORDER BY step, rowid")
         got["equity"] = q("SELECT step, cash, equity, gross, peak, state FROM equity "

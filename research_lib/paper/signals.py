@@ -140,10 +140,17 @@ def checked_prediction(pr: Any, symbol: str, asset_class: str, label: str) -> An
                                                                      or prob != prob))):
         return pr  # the usual case, cheaply: a probability, None or NaN (no signal)
     bad, bad_shadow = _probability_problem(prob), _probability_problem(shadow)
-    if bad is None and bad_shadow is None:
-        return pr
     model = getattr(pr, "model", label)
     why = getattr(pr, "fallback_reason", None)
+    if bad is None and bad_shadow is None:
+        if all(v is None or isinstance(v, float) for v in (prob, shadow)):
+            return pr
+        # np.float32 (ONNX), np.int64, ...: a plain float, or SQLite stores
+        # its bytes as a BLOB in a REAL column
+        return Prediction(symbol, getattr(pr, "asset_class", asset_class), model,
+                          None if prob is None else float(prob),
+                          getattr(pr, "shadow_model", None),
+                          None if shadow is None else float(shadow), why)
     if bad is not None:
         why = f"MODEL_OUTPUT_INVALID: model {model} gave probability {bad}; no signal"
         log_event(log, "model_output_invalid", level=40, symbol=symbol, model=model,
