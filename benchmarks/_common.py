@@ -254,3 +254,18 @@ def table(rows: Iterable[Figure], title: str) -> str:
                          for i, (c, w) in enumerate(zip(b, widths, strict=True)))
         lines.append(line + (f"  {r.note}" if r.note else ""))
     return "\n".join(lines)
+
+
+def child_json(module: str, args: list[str]) -> dict[str, Any]:
+    """Run ``python -m MODULE ARGS`` in a fresh process (from the checkout) and return the
+    JSON object on the last line of its output; its stderr on failure."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", module, *args]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+

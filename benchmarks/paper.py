@@ -26,6 +26,7 @@ from ._common import (
     LATENCY_START,
     ROOT,
     Figure,
+    child_json,
     nearest_rank,
     run_timed,
     tempdir,
@@ -186,11 +187,7 @@ def _memory_child(bars: int, n: int, trace: bool, fast: bool = False) -> dict[st
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.paper", *args]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return child_json("benchmarks.paper", args)
 
 
 def memory(repeats: int, bar_counts=MEMORY_BARS, n: int = 10, fast: bool = False

@@ -21,13 +21,19 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ._common import EQUITY_OVERLAP, ROOT, Figure, tempdir, universe, write_replicated_csv
+from ._common import (
+    EQUITY_OVERLAP,
+    Figure,
+    child_json,
+    tempdir,
+    universe,
+    write_replicated_csv,
+)
 
 SWEEP_SYMBOLS = ("^GSPC", "^IXIC", "GOOG", "BTC-USD", "ETH-USD", "LTC-USD")
 SWEEP_WINDOW = ("2005-01-01", "2019-12-31")
@@ -97,11 +103,7 @@ def sweep_backends(jobs: int) -> tuple[list[Figure], list[str]]:
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.sweep", *args]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return child_json("benchmarks.sweep", args)
 
 
 def _unit_child(n: int, source: str, run_dir: str) -> dict[str, Any]:

@@ -140,11 +140,17 @@ class _P:
         self.shadow_model = self.shadow_probability = self.fallback_reason = None
 
 
+def _symbol_columns(lo: int, hi: int) -> st.SearchStrategy:
+    """Per symbol: probability (NaN: none), price, held quantity, the desk flag _desk takes,
+    and whether its bar passed the gate."""
+    return st.lists(st.tuples(st.one_of(st.just(float("nan")), st.floats(0, 1)),
+                              st.floats(min_value=5, max_value=800),
+                              st.sampled_from([0.0, 0.0, 3.0, 25.0, 140.0, -10.0]),
+                              st.booleans(), st.booleans()), min_size=lo, max_size=hi)
+
+
 @settings(max_examples=120, deadline=None)
-@given(st.lists(st.tuples(st.one_of(st.just(float("nan")), st.floats(0, 1)),
-                          st.floats(min_value=5, max_value=800),
-                          st.sampled_from([0.0, 0.0, 3.0, 25.0, 140.0, -10.0]),
-                          st.booleans(), st.booleans()), min_size=1, max_size=5),
+@given(_symbol_columns(1, 5),
        st.floats(min_value=0.02, max_value=0.3), st.booleans(), st.floats(0.3, 0.6))
 def test_quiet_plan_block_when_a_step_is_quiet_then_plan_gives_the_same_decision(
         cols, target_weight, allow_short, long_t):
@@ -153,10 +159,7 @@ def test_quiet_plan_block_when_a_step_is_quiet_then_plan_gives_the_same_decision
 
 # many symbols: the full position shrinks to the budget's share (allocation.universe_weight)
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.one_of(st.just(float("nan")), st.floats(0, 1)),
-                          st.floats(min_value=5, max_value=800),
-                          st.sampled_from([0.0, 0.0, 3.0, 25.0, 140.0, -10.0]),
-                          st.booleans(), st.booleans()), min_size=10, max_size=60),
+@given(_symbol_columns(10, 60),
        st.floats(min_value=0.02, max_value=0.3), st.booleans(), st.floats(0.3, 0.6))
 def test_quiet_plan_block_when_many_symbols_share_the_account_then_plan_gives_the_same(
         cols, target_weight, allow_short, long_t):

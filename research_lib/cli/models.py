@@ -6,18 +6,15 @@ import argparse
 import json
 import sys
 
+from .backends import add_backend_args
+
 
 def add_parallel_args(tr: argparse.ArgumentParser) -> None:
     """``train``'s fan-out options (issue 15)."""
     tr.add_argument("--jobs", type=int, default=1,
                     help="walk-forward folds (or, with --from-cards, models) fitted at once; "
                          "a random forest fits on this many threads (default 1)")
-    tr.add_argument("--backend", choices=["local", "dask", "serial"], default="local",
-                    help="local: joblib's loky processes (default); dask: joblib's Dask "
-                         "backend (--scheduler, else a LocalCluster of --jobs workers); "
-                         "serial: in this process. Same model and card bytes on each")
-    tr.add_argument("--scheduler", default=None, metavar="ADDR",
-                    help="a Dask scheduler, e.g. tcp://HOST:8786 (--backend dask)")
+    add_backend_args(tr, "serial: in this process. Same model and card bytes on each")
     tr.add_argument("--from-cards", default=None, nargs="+", metavar="CARDS",
                     help="retrain the models of these cards (a models folder or NAME.json "
                          "files) from their specs, one model per worker, into --out-dir")

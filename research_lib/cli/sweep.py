@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from .backends import add_backend_args
+
 
 def add_parser(sub: argparse._SubParsersAction, common: object) -> None:
     """The ``sweep`` subcommand's options (``common`` adds --symbols/--source/--start...)."""
@@ -25,12 +27,7 @@ def add_parser(sub: argparse._SubParsersAction, common: object) -> None:
                     help="a swept key and its values, repeatable; keys: risk.<limit>, "
                          "signal.<key>, session.<key>, model, flag, start, end, symbols "
                          "(lists separated by ';'); the points are the cartesian product")
-    sw.add_argument("--backend", choices=["local", "dask", "serial"], default="local",
-                    help="local: joblib's loky processes (default); dask: joblib's Dask "
-                         "backend (--scheduler, else a LocalCluster of --jobs workers); "
-                         "serial: one point after another, in this process")
-    sw.add_argument("--scheduler", default=None, metavar="ADDR",
-                    help="a Dask scheduler, e.g. tcp://HOST:8786 (--backend dask)")
+    add_backend_args(sw, "serial: one point after another, in this process")
     sw.add_argument("--jobs", type=int, default=1, help="points run at once (default 1)")
     sw.add_argument("--retries", type=int, default=1,
                     help="times a point is run again after its worker process died under it "
