@@ -141,7 +141,7 @@ class _P:
 
 
 def _symbol_columns(lo: int, hi: int) -> st.SearchStrategy:
-    """Per symbol: probability (NaN: none), price, held quantity, the desk flag _desk takes,
+    """Per symbol: probability (NaN: none), price, held quantity, crypto (lots),
     and whether its bar passed the gate."""
     return st.lists(st.tuples(st.one_of(st.just(float("nan")), st.floats(0, 1)),
                               st.floats(min_value=5, max_value=800),
