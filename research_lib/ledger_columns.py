@@ -64,9 +64,6 @@ class ColumnBlock:
     n_rows: int
     data: bytes
 
-    def __len__(self) -> int:
-        return self.n_rows
-
     def row(self) -> tuple[Any, ...]:
         return (self.table, self.first_step, self.last_step, self.n_rows, self.data)
 
@@ -220,33 +217,49 @@ def iter_bulk(conn: sqlite3.Connection, table: str, cols: Sequence[str],
     """Bulk ``table``'s columns ``cols`` in step order, a part at a time (a block, or up to
     ``chunk`` plain rows), as :func:`bulk_arrays` gives them: a reader aggregating part by
     part holds one part in memory, whatever the history (the summary's readers)."""
+    kinds = _KINDS[table]
+    for part in _parts(conn, table, cols, None, chunk):
+        yield {c: _array(v, kinds[c]) for c, v in part.items()}
+
+
+def _parts(conn: sqlite3.Connection, table: str, cols: Sequence[str], step: int | None,
+           chunk: int) -> Iterator[dict[str, Any]]:
+    """The one walk over both stores, in step order: plain rows live in the gaps between
+    blocks. Each part maps ``cols`` to a list (plain rows, as SQLite gives them) or an
+    Arrow column (a block); only step ``step`` if given."""
+    import pyarrow.compute as pc
 
     kinds = _KINDS[table]
     cols = list(cols)
     unknown = [c for c in cols if c not in kinds]
     if unknown:
         raise ValueError(f"{table}: no column {unknown}; columns: {list(kinds)}")
-    blocks = _block_index(conn, table)
 
-    def plain(lo: int | None, hi: int | None) -> Iterator[dict[str, np.ndarray]]:
+    def plain(lo: int | None, hi: int | None) -> Iterator[dict[str, Any]]:
+        if step is not None:
+            lo, hi = step, step
         where = " AND ".join(w for w, v in (("step >= ?", lo), ("step <= ?", hi))
                              if v is not None)
         cur = conn.execute(f"SELECT {', '.join(cols)} FROM main.{table} "
                            f"{'WHERE ' + where if where else ''} ORDER BY rowid",
                            tuple(v for v in (lo, hi) if v is not None))
         while rows := cur.fetchmany(chunk):
-            yield {c: _array(list(v), kinds[c]) for c, v in
-                   zip(cols, zip(*rows, strict=True), strict=True)}
+            yield {c: list(v) for c, v in zip(cols, zip(*rows, strict=True), strict=True)}
 
     lo: int | None = None
-    for seq, first, last, n_rows in blocks:  # plain rows live in the gaps between blocks
-        yield from plain(lo, first - 1)
+    blocks = _block_index(conn, table, step)
+    for seq, first, last, n_rows in blocks:
+        if step is None:
+            yield from plain(lo, first - 1)
         (blob,) = conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE seq = ?",
                                (seq,)).fetchone()
         t = _read_block(conn, (seq, first, last, n_rows, blob), table, cols)
-        yield {c: _array(t.column(c), kinds[c]) for c in cols}
+        if step is not None:
+            t = t.filter(pc.equal(t.column("step"), step))
+        yield {c: t.column(c) for c in cols}
         lo = last + 1
-    yield from plain(lo, None)
+    if step is None or not blocks:  # a step held by a block has no plain rows
+        yield from plain(lo, None)
 
 
 def _array(v: Any, kind: str) -> np.ndarray:
@@ -306,41 +319,14 @@ def _ledger_name(conn: sqlite3.Connection) -> str:
 def bulk_columns(conn: sqlite3.Connection, table: str, cols: Sequence[str] | None = None,
                  step: int | None = None) -> dict[str, list[Any]]:
     """Columns ``cols`` (default: all) of bulk ``table`` over both stores, in step order
-    (a step's rows are in one store, in the order written); only step ``step`` if given."""
-    row = BULK_TABLES[table]
-    cols = list(cols or row._fields)
-    unknown = [c for c in cols if c not in row._fields]
-    if unknown:
-        raise ValueError(f"{table}: no column {unknown}; columns: {list(row._fields)}")
-    want = cols if "step" in cols else [*cols, "step"]
-    where, args = ("WHERE step = ?", (step,)) if step is not None else ("", ())
-    sql_rows = conn.execute(f"SELECT {', '.join(want)} FROM main.{table} {where} "
-                            "ORDER BY rowid", args).fetchall()
-    parts: list[dict[str, list[Any]]] = []
-    if sql_rows:
-        parts.append({c: list(v) for c, v in zip(want, zip(*sql_rows, strict=True),
-                                                 strict=True)})
-    for seq, first, last, n_rows in _block_index(conn, table, step):
-        (blob,) = conn.execute(f"SELECT data FROM main.{BLOCKS} WHERE seq = ?",
-                               (seq,)).fetchone()
-        t = _read_block(conn, (seq, first, last, n_rows, blob), table, want)
-        part = {c: t.column(c).to_pylist() for c in want}
-        if step is not None:
-            keep = [i for i, s in enumerate(part["step"]) if s == step]
-            part = {c: [v[i] for i in keep] for c, v in part.items()}
-        parts.append(part)
-    if not parts:
-        return {c: [] for c in cols}
-    if len(parts) == 1:
-        out = parts[0]
-    else:
-        merged = {c: [v for p in parts for v in p[c]] for c in want}
-        order = np.argsort(np.asarray(merged["step"], dtype=np.int64), kind="stable")
-        if (np.diff(order) == 1).all():
-            out = merged
-        else:
-            out = {c: [v[i] for i in order.tolist()] for c, v in merged.items()}
-    return {c: out[c] for c in cols}
+    (a step's rows are in one store, in the order written), as Python values; only step
+    ``step`` if given."""
+    cols = list(cols or BULK_TABLES[table]._fields)
+    out: dict[str, list[Any]] = {c: [] for c in cols}
+    for part in _parts(conn, table, cols, step, 100_000):
+        for c, v in part.items():
+            out[c].extend(v if isinstance(v, list) else v.to_pylist())
+    return out
 
 
 def bulk_rows(conn: sqlite3.Connection, table: str, cols: Sequence[str] | None = None,

@@ -381,9 +381,6 @@ class Batch:
         self.steps += 1
         self.last_step = rec.step
 
-    def bulk_rows(self) -> int:
-        return sum(b.n for b in self.bulk.values())
-
     def to_commit(self) -> dict[str, Any]:
         """What :meth:`~research_lib.ledger.Ledger.commit_rows` takes: ``steps`` first."""
         return {**self.rows, **{t: b.encode() for t, b in self.bulk.items() if b.n}}
